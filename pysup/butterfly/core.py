@@ -1,0 +1,623 @@
+"""SwimCore: the sans-IO SWIM state machine with Lifeguard and Habitat's rumors.
+
+The shell feeds it decoded messages (`receive`, `receive_stream`) and the time (`tick` at
+`next_deadline()`), and carries out the effects it returns (`effects.py`). It never reads a clock,
+a socket or the global random module, so thousands of cores run deterministically in the
+simulator (`pysup.testing.simnet`).
+
+Failure detection: one probe per (scaled) probe interval over a shuffled round-robin list; a
+missed ack after `probe_timeout_s` asks `indirect_checks` proxies (ping-req), which nack when they
+get no answer either; a probe still unanswered at the end of its period makes the target Suspect.
+Suspicions time out into Confirmed after Lifeguard's shrinking timeout; Confirmed members become
+Departed after `departure_timeout_s`. Dissemination piggybacks the broadcast queue on every packet
+and gossips to `gossip_nodes` members every gossip interval; push-pull repairs the rest.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from pysup.butterfly.broadcast import BroadcastQueue
+from pysup.butterfly.codec import rumor_size
+from pysup.butterfly.config import GossipConfig
+from pysup.butterfly.effects import (
+    Addr,
+    Effect,
+    MemberChanged,
+    ProbeRtt,
+    RumorChanged,
+    SelfChanged,
+    Send,
+    StreamSend,
+)
+from pysup.butterfly.member import Health, Member, supersedes
+from pysup.butterfly.messages import (
+    Ack,
+    DepartureRumor,
+    Gossip,
+    MemberRumor,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    PushPull,
+    Rumor,
+    RumorPush,
+    StreamMessage,
+)
+from pysup.butterfly.rumors import RumorStore
+from pysup.butterfly.suspicion import LocalHealth, Suspicion, expected_confirmations
+
+PACKET_OVERHEAD = 160
+"""Bytes reserved in a datagram for the message header, sender record and encryption."""
+STREAM_BUDGET = 4 * 1024 * 1024
+"""Bytes of large rumors pushed in one stream message."""
+CATCHUP_EXCHANGES = 3
+"""Push-pulls with random members after a join, at CATCHUP_FIRST_S, then doubling."""
+CATCHUP_FIRST_S = 1.0
+_SEQ_MOD = 1 << 32
+
+
+@dataclass(slots=True)
+class _Probe:
+    seq: int
+    target_id: str
+    incarnation: int
+    sent_at: float
+    acked: bool = False
+    expected_nacks: int = 0
+    nacks: int = 0
+
+
+@dataclass(slots=True)
+class _Relay:
+    asker: Addr
+    asker_seq: int
+
+
+class SwimCore:
+    def __init__(
+        self,
+        config: GossipConfig,
+        me: Member,
+        rng: random.Random,
+        now: float,
+        rumors: Iterable[Rumor] = (),
+    ) -> None:
+        self.config = config
+        self._me = me
+        self._rng = rng
+        self._members: dict[str, Member] = {}
+        self._live: list[str] = []  # Alive or Suspect, for O(1) random choice
+        self._live_pos: dict[str, int] = {}
+        self._recent_dead: dict[str, float] = {}  # confirmed at, for gossip to the dead
+        self._probe_order: list[str] = []
+        self._probe_idx = 0
+        self._probe: _Probe | None = None
+        self._relays: dict[int, _Relay] = {}
+        self._suspicions: dict[str, Suspicion] = {}
+        self._store = RumorStore()
+        self._queue = BroadcastQueue()
+        self._stream_queue = BroadcastQueue()
+        self._health = LocalHealth(config.awareness_max_multiplier)
+        self._seq = rng.randrange(_SEQ_MOD)
+        self._timers: list[tuple[float, int, str, str]] = []
+        self._tokens: dict[tuple[str, str], int] = {}
+        self._counter = 0
+        self.departed = False
+        self._catchups = 0
+        for r in rumors:
+            if isinstance(r, MemberRumor):
+                if r.member.id != me.id and supersedes(self._members.get(r.member.id), r.member):
+                    m = r.member
+                    if m.health in (Health.ALIVE, Health.SUSPECT):
+                        # Restored from disk: a fresh start must not trust old liveness.
+                        m = m.with_health(Health.SUSPECT)
+                    self._apply_member(m, None, now, "", [], broadcast=False)
+            else:
+                self._store.merge(r)
+        self._queue.enqueue(MemberRumor(me), rumor_size(MemberRumor(me)))
+        self._schedule("probe", "", now + self._rng.uniform(0, config.probe_interval_s))
+        self._schedule("gossip", "", now + self._rng.uniform(0, config.gossip_interval_s))
+        self._schedule("pushpull", "", now + self._pushpull_delay())
+
+    # --- queries ------------------------------------------------------------------------
+
+    @property
+    def me(self) -> Member:
+        return self._me
+
+    @property
+    def store(self) -> RumorStore:
+        return self._store
+
+    @property
+    def local_health(self) -> int:
+        return self._health.score
+
+    def member(self, member_id: str) -> Member | None:
+        if member_id == self._me.id:
+            return self._me
+        return self._members.get(member_id)
+
+    def members(self) -> Iterator[Member]:
+        """Every known member except ourselves."""
+        return iter(self._members.values())
+
+    def num_members(self) -> int:
+        """Our estimate of N: live members including ourselves."""
+        return len(self._live) + 1
+
+    def is_alone(self) -> bool:
+        return not self._live
+
+    def queue_depth(self) -> int:
+        return len(self._queue) + len(self._stream_queue)
+
+    def next_deadline(self) -> float:
+        while self._timers:
+            when, counter, kind, key = self._timers[0]
+            if self._tokens.get((kind, key)) == counter:
+                return when
+            heapq.heappop(self._timers)
+        return float("inf")
+
+    def all_rumors(self) -> list[Rumor]:
+        """State for the on-disk snapshot and push-pull: members and the rumor store."""
+        out: list[Rumor] = [MemberRumor(m) for m in self._members.values()]
+        out.extend(self._store)
+        return out
+
+    # --- commands from the shell --------------------------------------------------------
+
+    def join(self, addrs: Iterable[Addr], now: float) -> list[Effect]:
+        """Push-pull our state to each seed; their replies bring us the ring."""
+        msg = self._push_pull(join=True, reply=False)
+        # Catch-up exchanges shortly after joining: members that join together (a parallel
+        # start) each learn only part of the ring from their seed; a few early push-pulls with
+        # random members fill in what gossip would take many rounds to bring.
+        self._catchups = CATCHUP_EXCHANGES
+        self._schedule("catchup", "", now + CATCHUP_FIRST_S * self._rng.uniform(0.8, 1.2))
+        return [StreamSend(addr, msg) for addr in addrs]
+
+    def leave(self, now: float) -> list[Effect]:
+        """Depart gracefully: a higher incarnation marked Departed, told to every live member
+        at once (up to 64, then the rest by gossip), so nobody waits out a suspicion."""
+        if self.departed:
+            return []
+        self.departed = True
+        self._me = self._me._replace(incarnation=self._me.incarnation + 1, health=Health.DEPARTED)
+        rumor = MemberRumor(self._me)
+        self._queue.enqueue(rumor, rumor_size(rumor))
+        targets = list(self._live)
+        if len(targets) > 64:
+            targets = self._rng.sample(targets, 64)
+        effects: list[Effect] = [SelfChanged(self._me, "left")]
+        for mid in targets:
+            effects.append(Send(self._members[mid].addr, Gossip(self._me, (rumor,))))
+        return effects
+
+    def add_known(self, members: Iterable[Member], now: float) -> None:
+        """Learn members quietly (no broadcast): for tests and simulations that start from an
+        already converged ring."""
+        effects: list[Effect] = []
+        for m in members:
+            if m.id != self._me.id and supersedes(self._members.get(m.id), m):
+                self._apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
+
+    def publish(self, rumor: Rumor, now: float) -> list[Effect]:
+        """A rumor made here (a service, a config apply, a departure, an election)."""
+        effects: list[Effect] = []
+        self._merge_rumors((rumor,), now, effects)
+        return effects
+
+    def stream_failed(self, addr: Addr, now: float) -> list[Effect]:
+        """A stream to `addr` could not be opened or broke; anti-entropy simply tries another
+        member next time, and a join is retried by the shell while we are alone."""
+        return []
+
+    # --- input --------------------------------------------------------------------------
+
+    def receive(self, src: Addr, msg: Message, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        if self.departed or not self._accept_sender(msg.sender, src, now, effects):
+            return effects
+        if isinstance(msg, Ping):
+            self._on_ping(src, msg, now, effects)
+        elif isinstance(msg, Ack):
+            self._on_ack(msg, now, effects)
+        elif isinstance(msg, PingReq):
+            self._on_ping_req(src, msg, now, effects)
+        elif isinstance(msg, Nack):
+            if self._probe is not None and self._probe.seq == msg.seq:
+                self._probe.nacks += 1
+        elif isinstance(msg, Gossip | RumorPush):
+            self._merge_rumors(msg.rumors, now, effects)
+        else:
+            self._merge_state(msg, now, effects)
+        return effects
+
+    def receive_stream(
+        self, src: Addr, msg: StreamMessage, now: float
+    ) -> tuple[StreamMessage | None, list[Effect]]:
+        """A stream request; returns the reply to write back (a PushPull answers a PushPull)."""
+        effects = self.receive(src, msg, now)
+        if isinstance(msg, PushPull) and not msg.reply and not self.departed:
+            return self._push_pull(join=False, reply=True), effects
+        return None, effects
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        while self._timers and self._timers[0][0] <= now:
+            _when, counter, kind, key = heapq.heappop(self._timers)
+            if self._tokens.get((kind, key)) != counter:
+                continue
+            del self._tokens[(kind, key)]
+            self._fire(kind, key, now, effects)
+        return effects
+
+    # --- timers -------------------------------------------------------------------------
+
+    def _schedule(self, kind: str, key: str, when: float) -> None:
+        self._counter += 1
+        self._tokens[(kind, key)] = self._counter
+        heapq.heappush(self._timers, (when, self._counter, kind, key))
+
+    def _cancel(self, kind: str, key: str) -> None:
+        self._tokens.pop((kind, key), None)
+
+    def _fire(self, kind: str, key: str, now: float, effects: list[Effect]) -> None:
+        if self.departed:
+            return
+        if kind == "probe":
+            self._finish_probe(now, effects)
+            self._start_probe(now, effects)
+            self._schedule("probe", "", now + self._health.scale(self.config.probe_interval_s))
+        elif kind == "probe_timeout":
+            self._indirect_probe(now, effects)
+        elif kind == "gossip":
+            self._gossip(now, effects)
+            self._schedule("gossip", "", now + self.config.gossip_interval_s)
+        elif kind == "pushpull":
+            if self._live:
+                target = self._members[self._rng.choice(self._live)]
+                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+            self._schedule("pushpull", "", now + self._pushpull_delay())
+        elif kind == "catchup":
+            if self._live:
+                target = self._members[self._rng.choice(self._live)]
+                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+            self._catchups -= 1
+            if self._catchups > 0:
+                delay = CATCHUP_FIRST_S * 2 ** (CATCHUP_EXCHANGES - self._catchups)
+                self._schedule("catchup", "", now + delay * self._rng.uniform(0.8, 1.2))
+        elif kind == "suspect":
+            self._suspicion_expired(key, now, effects)
+        elif kind == "relay":
+            relay = self._relays.pop(int(key), None)
+            if relay is not None:
+                effects.append(Send(relay.asker, Nack(relay.asker_seq, self._me)))
+        elif kind == "depart":
+            m = self._members.get(key)
+            if m is not None and m.health == Health.CONFIRMED:
+                self._apply_member(m.with_health(Health.DEPARTED), m, now, "", effects, False)
+        elif kind == "gc":
+            m = self._members.get(key)
+            if m is not None and m.health == Health.DEPARTED:
+                self._store.remove_member_services(key)
+
+    def _pushpull_delay(self) -> float:
+        base = self.config.push_pull_s(self.num_members())
+        return base * self._rng.uniform(0.75, 1.25)
+
+    # --- probing ------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % _SEQ_MOD
+        return self._seq
+
+    def _probe_eligible(self, m: Member) -> bool:
+        if m.health in (Health.ALIVE, Health.SUSPECT):
+            return True
+        return m.persistent and m.health == Health.CONFIRMED
+
+    def _start_probe(self, now: float, effects: list[Effect]) -> None:
+        target: Member | None = None
+        for _ in range(2):
+            while self._probe_idx < len(self._probe_order):
+                candidate = self._members.get(self._probe_order[self._probe_idx])
+                self._probe_idx += 1
+                if candidate is not None and self._probe_eligible(candidate):
+                    target = candidate
+                    break
+            if target is not None:
+                break
+            self._probe_order = [mid for mid, m in self._members.items() if self._probe_eligible(m)]
+            self._rng.shuffle(self._probe_order)
+            self._probe_idx = 0
+        if target is None:
+            self._probe = None
+            return
+        seq = self._next_seq()
+        self._probe = _Probe(seq, target.id, target.incarnation, now)
+        effects.append(Send(target.addr, Ping(seq, self._me, target.id, self._piggyback())))
+        timeout = self._health.scale(self.config.probe_timeout_s)
+        self._schedule("probe_timeout", "", now + timeout)
+
+    def _indirect_probe(self, now: float, effects: list[Effect]) -> None:
+        probe = self._probe
+        if probe is None or probe.acked:
+            return
+        target = self._members.get(probe.target_id)
+        if target is None:
+            return
+        candidates = [mid for mid in self._sample_live(self.config.indirect_checks + 1)]
+        proxies = [mid for mid in candidates if mid != target.id][: self.config.indirect_checks]
+        for mid in proxies:
+            msg = PingReq(probe.seq, self._me, target, self._piggyback())
+            effects.append(Send(self._members[mid].addr, msg))
+        probe.expected_nacks = len(proxies)
+
+    def _finish_probe(self, now: float, effects: list[Effect]) -> None:
+        probe, self._probe = self._probe, None
+        self._cancel("probe_timeout", "")
+        if probe is None:
+            return
+        if probe.acked:
+            self._health.apply(-1)
+            return
+        # Lifeguard: missed nacks mean our own links are bad, so slow ourselves down.
+        missed = probe.expected_nacks - probe.nacks if probe.expected_nacks else 1
+        self._health.apply(max(missed, 0))
+        target = self._members.get(probe.target_id)
+        if target is None or target.incarnation != probe.incarnation:
+            return
+        if target.health == Health.ALIVE:
+            self._apply_member(
+                target.with_health(Health.SUSPECT), target, now, self._me.id, effects
+            )
+
+    def _on_ping(self, src: Addr, msg: Ping, now: float, effects: list[Effect]) -> None:
+        if msg.target_id != self._me.id:
+            return  # meant for a member that used to live at this address
+        effects.append(Send(src, Ack(msg.seq, self._me, self._piggyback())))
+
+    def _on_ack(self, msg: Ack, now: float, effects: list[Effect]) -> None:
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq:
+            if not probe.acked and msg.sender.id == probe.target_id:
+                effects.append(ProbeRtt(now - probe.sent_at))
+            probe.acked = True
+        relay = self._relays.pop(msg.seq, None)
+        if relay is not None:
+            self._cancel("relay", str(msg.seq))
+            effects.append(Send(relay.asker, Ack(relay.asker_seq, self._me, self._piggyback())))
+        self._merge_rumors(msg.rumors, now, effects)
+
+    def _on_ping_req(self, src: Addr, msg: PingReq, now: float, effects: list[Effect]) -> None:
+        seq = self._next_seq()
+        self._relays[seq] = _Relay(src, msg.seq)
+        effects.append(Send(msg.target.addr, Ping(seq, self._me, msg.target.id, self._piggyback())))
+        self._schedule("relay", str(seq), now + self.config.probe_timeout_s)
+        self._merge_rumors(msg.rumors, now, effects)
+
+    # --- dissemination ------------------------------------------------------------------
+
+    def _piggyback(self) -> tuple[Rumor, ...]:
+        budget = self.config.udp_budget_bytes - PACKET_OVERHEAD
+        return tuple(self._queue.take(budget, self.config.retransmits(self.num_members())))
+
+    def _sample_live(self, k: int) -> list[str]:
+        if len(self._live) <= k:
+            return list(self._live)
+        return self._rng.sample(self._live, k)
+
+    def _gossip(self, now: float, effects: list[Effect]) -> None:
+        k = self.config.gossip_nodes
+        targets = self._sample_live(k)
+        for mid, at in list(self._recent_dead.items()):
+            if now - at > self.config.gossip_to_dead_s:
+                del self._recent_dead[mid]
+        if self._recent_dead and targets:
+            pool = len(self._live) + len(self._recent_dead)
+            if self._rng.random() < len(self._recent_dead) / pool:
+                targets[-1] = self._rng.choice(list(self._recent_dead))
+        limit = self.config.retransmits(self.num_members())
+        for mid in targets:
+            addr = self._members[mid].addr
+            if self._queue:
+                rumors = self._queue.take(self.config.udp_budget_bytes - PACKET_OVERHEAD, limit)
+                if rumors:
+                    effects.append(Send(addr, Gossip(self._me, tuple(rumors))))
+            if self._stream_queue:
+                big = self._stream_queue.take(STREAM_BUDGET, limit)
+                if big:
+                    effects.append(StreamSend(addr, RumorPush(self._me, tuple(big))))
+
+    def _enqueue(self, rumor: Rumor) -> None:
+        size = rumor_size(rumor)
+        if size > self.config.stream_rumor_bytes:
+            self._stream_queue.enqueue(rumor, size)
+        else:
+            self._queue.enqueue(rumor, size)
+
+    def _push_pull(self, join: bool, reply: bool) -> PushPull:
+        members = (self._me, *self._members.values())
+        return PushPull(self._me, members, tuple(self._store), join, reply)
+
+    # --- merging ------------------------------------------------------------------------
+
+    def _accept_sender(self, sender: Member, src: Addr, now: float, effects: list[Effect]) -> bool:
+        """A message from a member proves it is alive (at the address it came from)."""
+        if sender.id == self._me.id:
+            return False  # our own packet, or an impostor
+        if self._store.is_departed(sender.id):
+            # Tell it, so a departed supervisor learns it must stop.
+            effects.append(Send(src, Gossip(self._me, (DepartureRumor(sender.id),))))
+            return False
+        if sender.health != Health.ALIVE:
+            return True  # a leaving member's farewell: its rumors say what it is
+        seen = Member(
+            sender.id,
+            sender.incarnation,
+            src[0],
+            sender.gossip_port,
+            Health.ALIVE,
+            sender.persistent,
+        )
+        stored = self._members.get(sender.id)
+        if supersedes(stored, seen):
+            self._apply_member(seen, stored, now, "", effects)
+        elif (
+            stored is not None
+            and stored.incarnation == seen.incarnation
+            and stored.health in (Health.SUSPECT, Health.CONFIRMED)
+        ):
+            # Direct evidence beats hearsay locally; the member itself refutes for the ring.
+            self._apply_member(seen, stored, now, "", effects, broadcast=False)
+        elif (
+            stored is not None
+            and stored.address != src[0]
+            and stored.incarnation == seen.incarnation
+        ):
+            self._members[sender.id] = stored._replace(address=src[0])
+        return True
+
+    def _merge_state(self, msg: PushPull, now: float, effects: list[Effect]) -> None:
+        for m in msg.members:
+            if m.health == Health.CONFIRMED and m.id != self._me.id:
+                # One member's stale verdict only raises suspicion here (memberlist does the same).
+                m = m.with_health(Health.SUSPECT)
+            self._merge_member(m, now, msg.sender.id, effects)
+        self._merge_rumors(msg.rumors, now, effects)
+
+    def _merge_rumors(self, rumors: Iterable[Rumor], now: float, effects: list[Effect]) -> None:
+        for r in rumors:
+            if isinstance(r, MemberRumor):
+                self._merge_member(r.member, now, r.by, effects)
+                continue
+            stored = self._store.merge(r)
+            if stored is None:
+                continue
+            self._enqueue(stored)
+            effects.append(RumorChanged(stored))
+            if isinstance(stored, DepartureRumor):
+                self._on_departure(stored.member_id, now, effects)
+
+    def _on_departure(self, member_id: str, now: float, effects: list[Effect]) -> None:
+        if member_id == self._me.id:
+            self._me = self._me.with_health(Health.DEPARTED)
+            self.departed = True
+            effects.append(SelfChanged(self._me, "departed"))
+            return
+        m = self._members.get(member_id)
+        if m is not None and m.health != Health.DEPARTED:
+            self._apply_member(m.with_health(Health.DEPARTED), m, now, "", effects)
+
+    def _merge_member(self, m: Member, now: float, by: str, effects: list[Effect]) -> None:
+        if m.id == self._me.id:
+            self._about_me(m, effects)
+            return
+        stored = self._members.get(m.id)
+        if stored == m:
+            return  # the common case in push-pull and gossip: nothing new
+        if self._store.is_departed(m.id):
+            if stored is not None:
+                return
+            m = m.with_health(Health.DEPARTED)
+        if (
+            stored is not None
+            and m.health == Health.SUSPECT
+            and stored.health == Health.SUSPECT
+            and m.incarnation == stored.incarnation
+        ):
+            suspicion = self._suspicions.get(m.id)
+            if suspicion is not None and suspicion.confirm(by):
+                self._schedule("suspect", m.id, suspicion.deadline)
+                rumor = MemberRumor(stored, by)
+                self._queue.enqueue(rumor, rumor_size(rumor))
+            return
+        if supersedes(stored, m):
+            self._apply_member(m, stored, now, by, effects)
+
+    def _about_me(self, m: Member, effects: list[Effect]) -> None:
+        if self.departed:
+            return
+        me = self._me
+        if m.incarnation < me.incarnation:
+            return
+        if m.incarnation == me.incarnation and m.health == Health.ALIVE:
+            return
+        # Refute: someone thinks we are worse off (or knows a later life of ours).
+        self._me = me._replace(incarnation=m.incarnation + 1, health=Health.ALIVE)
+        rumor = MemberRumor(self._me)
+        self._queue.enqueue(rumor, rumor_size(rumor))
+        effects.append(SelfChanged(self._me, "refuted"))
+
+    def _apply_member(
+        self,
+        m: Member,
+        stored: Member | None,
+        now: float,
+        by: str,
+        effects: list[Effect],
+        broadcast: bool = True,
+    ) -> None:
+        self._members[m.id] = m
+        if stored is None:
+            # New members go to a random place in the probe order (memberlist does this too).
+            self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), m.id)
+        live = m.health in (Health.ALIVE, Health.SUSPECT)
+        if live and m.id not in self._live_pos:
+            self._live_pos[m.id] = len(self._live)
+            self._live.append(m.id)
+        elif not live and m.id in self._live_pos:
+            pos = self._live_pos.pop(m.id)
+            last = self._live.pop()
+            if last != m.id:
+                self._live[pos] = last
+                self._live_pos[last] = pos
+        if m.health != Health.SUSPECT:
+            self._suspicions.pop(m.id, None)
+            self._cancel("suspect", m.id)
+        if m.health != Health.CONFIRMED:
+            self._recent_dead.pop(m.id, None)
+            self._cancel("depart", m.id)
+        if m.health == Health.SUSPECT:
+            self._start_suspicion(m, now, by)
+        elif m.health == Health.CONFIRMED:
+            self._recent_dead[m.id] = now
+            self._schedule("depart", m.id, now + self.config.departure_timeout_s)
+        elif m.health == Health.DEPARTED:
+            self._schedule("gc", m.id, now + self.config.departure_timeout_s)
+        if broadcast:
+            rumor = MemberRumor(m, by if m.health == Health.SUSPECT else "")
+            self._queue.enqueue(rumor, rumor_size(rumor))
+        effects.append(MemberChanged(m, None if stored is None else stored.health))
+
+    def _start_suspicion(self, m: Member, now: float, by: str) -> None:
+        n = self.num_members()
+        k = expected_confirmations(self.config.suspicion_mult, n)
+        suspicion = Suspicion(
+            m.id,
+            m.incarnation,
+            now,
+            self.config.suspicion_min_s(n),
+            self.config.suspicion_max_s(n),
+            k,
+            origin=by,
+        )
+        self._suspicions[m.id] = suspicion
+        self._schedule("suspect", m.id, suspicion.deadline)
+
+    def _suspicion_expired(self, member_id: str, now: float, effects: list[Effect]) -> None:
+        suspicion = self._suspicions.pop(member_id, None)
+        m = self._members.get(member_id)
+        if suspicion is None or m is None or m.health != Health.SUSPECT:
+            return
+        if m.incarnation != suspicion.incarnation:
+            return
+        self._apply_member(m.with_health(Health.CONFIRMED), m, now, self._me.id, effects)

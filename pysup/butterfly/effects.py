@@ -1,0 +1,61 @@
+"""What the SWIM core asks its shell to do, and what it tells the shell happened (pure data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pysup.butterfly.member import Health, Member
+from pysup.butterfly.messages import DatagramMessage, StreamMessage
+from pysup.butterfly.rumors import StoredRumor
+
+Addr = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send one datagram."""
+
+    addr: Addr
+    msg: DatagramMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSend:
+    """Open a stream to `addr` and send `msg`. A PushPull that is not a reply expects a reply,
+    which the shell feeds back through `receive`; a failure goes to `stream_failed`."""
+
+    addr: Addr
+    msg: StreamMessage
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    """A member's record changed (`previous` is None for a new member)."""
+
+    member: Member
+    previous: Health | None
+
+
+@dataclass(frozen=True, slots=True)
+class RumorChanged:
+    """A service, config, file, departure or election rumor is new or newer."""
+
+    rumor: StoredRumor
+
+
+@dataclass(frozen=True, slots=True)
+class SelfChanged:
+    """Our own record changed: refuted a suspicion (persist the incarnation), or departed."""
+
+    member: Member
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRtt:
+    """A direct probe was acknowledged after `seconds` (for the RTT histogram)."""
+
+    seconds: float
+
+
+Effect = Send | StreamSend | MemberChanged | RumorChanged | SelfChanged | ProbeRtt

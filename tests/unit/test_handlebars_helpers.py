@@ -1,0 +1,232 @@
+"""Habitat helpers and how values render."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from typing import Any
+
+import pytest
+
+from pysup.service.handlebars import TemplateError, compile_template
+
+
+def render(source: str, ctx: dict[str, Any] | None = None, **kw: Any) -> str:
+    return compile_template(source, "t.hbs").render(ctx or {}, **kw)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("s", "s"),
+        (511, "511"),
+        (-7, "-7"),
+        (2**70, "1180591620717411303424"),
+        (1.5, "1.5"),
+        (0.1, "0.1"),
+        (3.0, "3.0"),
+        (1e20, "1e+20"),
+        (True, "true"),
+        (False, "false"),
+        (None, ""),
+        ([1, "a", True, None, 2.5], '[1, "a", true, null, 2.5]'),
+        ({"a": 1, "b": [2, {"c": "d"}]}, '{"a": 1, "b": [2, {"c": "d"}]}'),
+        ((), "[]"),
+        ({}, "{}"),
+    ],
+    ids=repr,
+)
+def test_values_render_like_json_scalars_and_compact_json_collections(
+    value: Any, expected: str
+) -> None:
+    assert render("{{v}}", {"v": value}) == expected
+
+
+def test_str_concat_renders_each_argument() -> None:
+    ctx = {"cfg": {"host": "db", "port": 5432, "ssl": False}}
+    assert render('{{strConcat cfg.host ":" cfg.port "?ssl=" cfg.ssl}}', ctx) == "db:5432?ssl=false"
+    assert render("{{strConcat cfg.nope}}", ctx) == ""
+
+
+def test_str_join() -> None:
+    ctx = {"l": ["a", 1, True], "empty": []}
+    assert render('{{strJoin l ", "}}', ctx) == "a, 1, true"
+    assert render('{{strJoin empty ","}}', ctx) == ""
+    assert render('{{strJoin nope ","}}', ctx) == ""
+
+
+def test_str_replace() -> None:
+    assert render('{{strReplace v "-" "_"}}', {"v": "a-b-c"}) == "a_b_c"
+    assert render('{{strReplace v "x" ""}}', {"v": "xaxx"}) == "a"
+
+
+def test_case_helpers() -> None:
+    assert render("{{toUppercase v}} {{toLowercase v}}", {"v": "MiXed-1"}) == "MIXED-1 mixed-1"
+
+
+def test_to_json_is_pretty_two_space_json() -> None:
+    ctx = {"cfg": {"name": "x", "ports": [1, 2], "tls": {}, "on": True, "nil": None}}
+    expected = (
+        "{\n"
+        '  "name": "x",\n'
+        '  "ports": [\n'
+        "    1,\n"
+        "    2\n"
+        "  ],\n"
+        '  "tls": {},\n'
+        '  "on": true,\n'
+        '  "nil": null\n'
+        "}"
+    )
+    assert render("{{toJson cfg}}", ctx) == expected
+    assert render("{{toJson cfg.name}}|{{toJson cfg.nil}}|{{toJson cfg.tls}}", ctx) == '"x"|null|{}'
+
+
+def test_to_toml_renders_a_table() -> None:
+    ctx = {"cfg": {"port": 80, "name": "web", "server": {"hosts": ["a", "b"], "ratio": 0.5}}}
+    out = render("{{toToml cfg}}", ctx)
+    assert out == (
+        'port = 80\nname = "web"\n\n[server]\nhosts = [\n    "a",\n    "b",\n]\nratio = 0.5\n'
+    )
+    assert tomllib.loads(out) == ctx["cfg"]
+
+
+def test_to_yaml_block_style() -> None:
+    ctx = {
+        "cfg": {
+            "name": "web",
+            "port": 80,
+            "ratio": 0.5,
+            "debug": False,
+            "nothing": None,
+            "tags": ["a", "b c"],
+            "server": {"host": "0.0.0.0", "paths": []},
+            "users": [{"name": "u1", "roles": ["r"]}, {"name": "u2", "roles": {}}],
+            "matrix": [[1, 2], [3]],
+            "empty": {},
+        }
+    }
+    expected = (
+        "name: web\n"
+        "port: 80\n"
+        "ratio: 0.5\n"
+        "debug: false\n"
+        "nothing: null\n"
+        "tags:\n"
+        "- a\n"
+        "- b c\n"
+        "server:\n"
+        '  host: "0.0.0.0"\n'
+        "  paths: []\n"
+        "users:\n"
+        "- name: u1\n"
+        "  roles:\n"
+        "  - r\n"
+        "- name: u2\n"
+        "  roles: {}\n"
+        "matrix:\n"
+        "- - 1\n"
+        "  - 2\n"
+        "- - 3\n"
+        "empty: {}\n"
+    )
+    assert render("{{toYaml cfg}}", ctx) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "plain"),
+        ("/var/lib/x-1.2", "/var/lib/x-1.2"),
+        ("true", '"true"'),
+        ("No", '"No"'),
+        ("null", '"null"'),
+        ("1.0", '"1.0"'),
+        ("0x1F", '"0x1F"'),
+        ("", '""'),
+        ("a: b", '"a: b"'),
+        ("# not a comment", '"# not a comment"'),
+        ("two\nlines", '"two\\nlines"'),
+        (" padded", '" padded"'),
+        ("-dash", '"-dash"'),
+        (7, "7"),
+        (float("inf"), ".inf"),
+        (None, "null"),
+    ],
+    ids=repr,
+)
+def test_to_yaml_quotes_strings_that_would_change_type(value: Any, expected: str) -> None:
+    assert render("{{toYaml v}}", {"v": value}) == expected + "\n"
+    assert render("{{toYaml m}}", {"m": {"k": value}}) == f"k: {expected}\n"
+
+
+DEPS = {
+    "pkg": {
+        "deps": [
+            {"ident": "core/glibc/2.35/20230101000000"},
+            {"ident": "core/openssl/3.0.9/20230601000000", "path": "/custom/openssl"},
+            {"origin": "core", "name": "jre", "version": "17", "release": "20240101"},
+        ]
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("ident", "expected"),
+    [
+        ("core/glibc", "/hab/pkgs/core/glibc/2.35/20230101000000"),
+        ("core/glibc/2.35", "/hab/pkgs/core/glibc/2.35/20230101000000"),
+        ("core/glibc/2.36", ""),
+        ("core/openssl", "/custom/openssl"),
+        ("core/jre", "/hab/pkgs/core/jre/17/20240101"),
+        ("core/missing", ""),
+    ],
+)
+def test_pkg_path_for(ident: str, expected: str) -> None:
+    assert render(f'{{{{pkgPathFor "{ident}"}}}}', DEPS) == expected
+
+
+@pytest.mark.parametrize("ident", ["core", "", "core//x", "a/b/c/d/e"])
+def test_pkg_path_for_rejects_malformed_identifiers(ident: str) -> None:
+    with pytest.raises(TemplateError, match="is not a package identifier like 'origin/name'"):
+        render(f'{{{{pkgPathFor "{ident}"}}}}', DEPS)
+
+
+def test_pkg_path_for_reads_the_root_even_inside_loops_and_without_deps() -> None:
+    ctx = DEPS | {"l": [1]}
+    assert (
+        render('{{#each l}}{{pkgPathFor "core/jre"}}{{/each}}', ctx)
+        == "/hab/pkgs/core/jre/17/20240101"
+    )
+    assert render('{{pkgPathFor "core/jre"}}', {"pkg": {}}) == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{eq 1 1}} {{eq 1 2}} {{eq 'a' 'a'}}", "true false true"),
+        ("{{ne 1 2}} {{gt 2 1}} {{gte 1 1}} {{lt 1 2}} {{lte 2 1}}", "true true true true false"),
+        ("{{and 1 'x' true}} {{and 1 0}} {{or 0 '' 3}} {{or 0 null}}", "true false true false"),
+        ("{{not 0}} {{not 'x'}}", "true false"),
+        ("{{len l}} {{len m}} {{len 'abc'}} {{len nope}}", "2 1 3 0"),
+    ],
+)
+def test_comparison_and_logic_helpers(source: str, expected: str) -> None:
+    assert render(source, {"l": [1, 2], "m": {"a": 1}}) == expected
+
+
+def test_helpers_report_misuse_at_the_tag() -> None:
+    with pytest.raises(TemplateError) as info:
+        render("line one\n  {{strJoin cfg.s ','}}", {"cfg": {"s": "not-a-list"}})
+    assert str(info.value) == "t.hbs:2:5: strJoin: first argument must be a list, got str"
+    with pytest.raises(TemplateError, match=r"toToml: needs a table \(mapping\), got list"):
+        render("{{toToml l}}", {"l": [1]})
+    with pytest.raises(TemplateError, match="toToml: cannot encode as TOML"):
+        render("{{toToml m}}", {"m": {"a": None}})
+    with pytest.raises(TemplateError, match="gt: cannot compare"):
+        render("{{gt 1 'a'}}")
+
+
+def test_to_json_round_trips_nested_values() -> None:
+    value = {"a": [1, 2.5, None, {"b": 'c\n"q"'}], "é": True}
+    assert json.loads(render("{{toJson v}}", {"v": value})) == value
