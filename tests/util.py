@@ -23,7 +23,7 @@ def wait_for(cond: Callable[[], T], timeout: float, interval: float = 0.05, what
     return last
 
 
-async def async_wait_for(  # noqa: ASYNC109
+async def async_wait_for(
     cond: Callable[[], Awaitable[T]], timeout: float, interval: float = 0.05, what: str = ""
 ) -> T:
     """The asyncio flavour of `wait_for`."""
