@@ -245,6 +245,8 @@ class SwimCore:
     ) -> tuple[StreamMessage | None, list[Effect]]:
         """A stream request; returns the reply to write back (a PushPull answers a PushPull)."""
         effects = self.receive(src, msg, now)
+        if msg.sender.id == self._me.id:
+            return None, effects
         if isinstance(msg, PushPull) and not msg.reply and not self.departed:
             return self._push_pull(join=False, reply=True), effects
         return None, effects
@@ -379,6 +381,10 @@ class SwimCore:
             self._apply_member(
                 target.with_health(Health.SUSPECT), target, now, self._me.id, effects
             )
+        elif target.health == Health.SUSPECT:
+            # Our own failed probe of a member already suspected by others is an independent
+            # confirmation: count it and gossip it so the others' timeouts shrink too.
+            self._merge_member(target, now, self._me.id, effects)
 
     def _on_ping(self, src: Addr, msg: Ping, now: float, effects: list[Effect]) -> None:
         if msg.target_id != self._me.id:
@@ -522,24 +528,26 @@ class SwimCore:
             self._about_me(m, effects)
             return
         stored = self._members.get(m.id)
-        if stored == m:
-            return  # the common case in push-pull and gossip: nothing new
-        if self._store.is_departed(m.id):
-            if stored is not None:
-                return
-            m = m.with_health(Health.DEPARTED)
         if (
             stored is not None
             and m.health == Health.SUSPECT
             and stored.health == Health.SUSPECT
             and m.incarnation == stored.incarnation
         ):
+            # Checked before the equality shortcut: a repeated suspicion from another member is
+            # the same record but an independent confirmation (Lifeguard).
             suspicion = self._suspicions.get(m.id)
             if suspicion is not None and suspicion.confirm(by):
                 self._schedule("suspect", m.id, suspicion.deadline)
                 rumor = MemberRumor(stored, by)
                 self._queue.enqueue(rumor, rumor_size(rumor))
             return
+        if stored == m:
+            return  # the common case in push-pull and gossip: nothing new
+        if self._store.is_departed(m.id):
+            if stored is not None:
+                return
+            m = m.with_health(Health.DEPARTED)
         if supersedes(stored, m):
             self._apply_member(m, stored, now, by, effects)
 

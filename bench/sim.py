@@ -1,0 +1,368 @@
+"""Gossip convergence in the simulator: N SwimCores in one process, in virtual time.
+
+    python -m bench.sim --members 1000 --scenario rumor --seed 1 --profile lan --json
+
+Scenarios (every time is virtual seconds from the stimulus, measured by observers on the
+effects each core emits, never by scanning the nodes):
+
+- ``bootstrap``: all members join one seed at t=0; per member, the time until it sees every other
+  member Alive (``all_s``: the last member).
+- ``rumor``: a converged ring idles a few seconds, then one small ServiceRumor is published at a
+  random member; per member, the time until it has it. Several rumors per repeat.
+- ``failure``: a converged ring idles, one member crashes; per live member, the time until it
+  marks the victim Confirmed.
+- ``loss``: 1% datagram loss for 10 virtual minutes; ``false_positives`` counts distinct live
+  members that anyone ever marked Confirmed.
+- ``idle``: a converged ring idles 60 virtual seconds: what a big ring costs in wall time.
+
+``msgs_per_member_s`` and ``bytes_per_member_s`` are datagrams (and datagram + stream bytes) sent
+per member per virtual second over the measured window. ``floor_s`` is the dissemination lower
+bound ``ceil(log_(1+fanout) N) * gossip_interval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.measure import Result, percentile, write_results
+from pysup.butterfly.config import PRESETS, GossipConfig
+from pysup.butterfly.effects import Effect, MemberChanged, RumorChanged
+from pysup.butterfly.member import Health
+from pysup.butterfly.messages import ServiceRumor
+from pysup.testing.simnet import NetProfile, SimNetwork, SimNode
+
+SCENARIOS = ("bootstrap", "rumor", "failure", "loss", "idle")
+
+NET_PROFILES: dict[str, NetProfile] = {
+    "lan": NetProfile(latency_s=0.0005, jitter_s=0.0005),
+    "local": NetProfile(latency_s=0.0001, jitter_s=0.0001),
+    "wan": NetProfile(latency_s=0.030, jitter_s=0.010, stream_timeout_s=3.0),
+    "habitat": NetProfile(latency_s=0.0005, jitter_s=0.0005),
+}
+"""Network used with each gossip preset: the preset's intended environment."""
+
+IDLE_BEFORE_S = 5.0
+"""Virtual seconds a converged ring runs before a stimulus, so timers are spread out."""
+RUMORS_PER_REPEAT = 5
+LOSS_RUN_S = 600.0
+LOSS_RATE = 0.01
+IDLE_RUN_S = 60.0
+
+
+def floor_s(config: GossipConfig, n: int) -> float:
+    """Fewest gossip rounds that can reach N members with fanout f, times the round length."""
+    if n <= 1:
+        return 0.0
+    return math.ceil(math.log(n) / math.log(1 + config.gossip_nodes)) * config.gossip_interval_s
+
+
+@dataclass
+class Run:
+    """The outcome of one repeat."""
+
+    samples: list[float] = field(default_factory=list)
+    all_s: float = math.nan
+    timeouts: int = 0
+    false_positives: int = 0
+    datagrams: int = 0
+    total_bytes: int = 0
+    member_seconds: float = 0.0
+    virtual_s: float = 0.0
+
+
+def _traffic(net: SimNetwork) -> tuple[int, int]:
+    return net.stats.datagrams, net.stats.datagram_bytes + net.stats.stream_bytes
+
+
+def _account(run: Run, net: SimNetwork, start: tuple[int, int], t0: float, live: int) -> None:
+    d, b = _traffic(net)
+    run.datagrams += d - start[0]
+    run.total_bytes += b - start[1]
+    run.member_seconds += live * (net.now - t0)
+    run.virtual_s += net.now - t0
+
+
+def _ring(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
+    sim = SimNetwork(seed, config, net)
+    for _ in range(n):
+        sim.add_member()
+    return sim
+
+
+def _converged(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
+    sim = _ring(seed, n, config, net)
+    sim.converge_instantly()
+    sim.run_for(IDLE_BEFORE_S)
+    return sim
+
+
+def run_bootstrap(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    sim = _ring(seed, n, config, net)
+    nodes = list(sim.nodes.values())
+    alive: dict[str, set[str]] = {node.id: set() for node in nodes}
+    done_at: dict[str, float] = {}
+
+    def observe(node: SimNode, e: Effect, now: float) -> None:
+        if not isinstance(e, MemberChanged):
+            return
+        seen = alive[node.id]
+        if e.member.health == Health.ALIVE:
+            seen.add(e.member.id)
+            if len(seen) == n - 1 and node.id not in done_at:
+                done_at[node.id] = now
+        else:
+            seen.discard(e.member.id)
+
+    sim.observers.append(observe)
+    start = _traffic(sim)
+    for node in nodes[1:]:
+        sim.join(node, [nodes[0]])
+    sim.run_until(limit, lambda: len(done_at) == n)
+    run = Run(samples=sorted(done_at.values()), timeouts=n - len(done_at))
+    run.all_s = max(done_at.values()) if len(done_at) == n else math.nan
+    _account(run, sim, start, 0.0, n)
+    return run
+
+
+def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    sim = _converged(seed, n, config, net)
+    nodes = list(sim.nodes.values())
+    arrived: dict[str, float] = {}
+    wanted: list[str] = [""]  # the service group of the rumor in flight
+
+    def observe(node: SimNode, e: Effect, now: float) -> None:
+        if (
+            isinstance(e, RumorChanged)
+            and isinstance(e.rumor, ServiceRumor)
+            and e.rumor.service_group == wanted[0]
+            and node.id not in arrived
+        ):
+            arrived[node.id] = now
+
+    sim.observers.append(observe)
+    run = Run()
+    worst: list[float] = []
+    for i in range(RUMORS_PER_REPEAT):
+        origin = nodes[sim.rng.randrange(n)]
+        wanted[0] = f"bench{i}.default"
+        arrived.clear()
+        rumor = ServiceRumor(origin.id, wanted[0], 1, "core/bench/1.0.0/20260101000000")
+        t0 = sim.now
+        start = _traffic(sim)
+        sim.publish(origin, rumor)
+        sim.run_for(limit, lambda: len(arrived) == n)
+        _account(run, sim, start, t0, n)
+        times = [t - t0 for nid, t in arrived.items() if nid != origin.id]
+        run.samples.extend(times)
+        run.timeouts += n - len(arrived)
+        worst.append(max(times) if len(arrived) == n else math.nan)
+        sim.run_for(1.0)  # let the retransmissions of this rumor drain
+    run.all_s = max(worst)
+    return run
+
+
+def run_failure(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    sim = _converged(seed, n, config, net)
+    nodes = list(sim.nodes.values())
+    victim = nodes[sim.rng.randrange(n)]
+    confirmed: dict[str, float] = {}
+
+    def observe(node: SimNode, e: Effect, now: float) -> None:
+        if (
+            isinstance(e, MemberChanged)
+            and e.member.id == victim.id
+            and e.member.health >= Health.CONFIRMED
+            and node.id not in confirmed
+        ):
+            confirmed[node.id] = now
+
+    sim.observers.append(observe)
+    t0 = sim.now
+    start = _traffic(sim)
+    sim.crash(victim)
+    sim.run_for(limit, lambda: len(confirmed) == n - 1)
+    run = Run(samples=sorted(t - t0 for t in confirmed.values()), timeouts=n - 1 - len(confirmed))
+    run.all_s = max(run.samples) if run.timeouts == 0 else math.nan
+    _account(run, sim, start, t0, n - 1)
+    return run
+
+
+def run_loss(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    lossy = NetProfile(LOSS_RATE, net.duplicate, net.latency_s, net.jitter_s, net.stream_timeout_s)
+    sim = _ring(seed, n, config, lossy)
+    sim.converge_instantly()
+    wrongly: set[str] = set()
+
+    def observe(node: SimNode, e: Effect, now: float) -> None:
+        if isinstance(e, MemberChanged) and e.member.health == Health.CONFIRMED:
+            wrongly.add(e.member.id)  # nobody crashed: every Confirmed is a false positive
+
+    sim.observers.append(observe)
+    start = _traffic(sim)
+    sim.run_for(LOSS_RUN_S)
+    run = Run(false_positives=len(wrongly))
+    _account(run, sim, start, 0.0, n)
+    return run
+
+
+def run_idle(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    sim = _ring(seed, n, config, net)
+    sim.converge_instantly()
+    start = _traffic(sim)
+    sim.run_for(IDLE_RUN_S)
+    run = Run()
+    _account(run, sim, start, 0.0, n)
+    return run
+
+
+RUNNERS: dict[str, Callable[[int, int, GossipConfig, NetProfile, float], Run]] = {
+    "bootstrap": run_bootstrap,
+    "rumor": run_rumor,
+    "failure": run_failure,
+    "loss": run_loss,
+    "idle": run_idle,
+}
+
+
+def time_limit(scenario: str, config: GossipConfig, n: int) -> float:
+    """Virtual seconds after which a run gives up waiting (well past every target)."""
+    lifeguard = (
+        config.probe_interval_s * config.awareness_max_multiplier + config.suspicion_max_s(n)
+    ) * 2
+    return {
+        "bootstrap": 120.0 + floor_s(config, n) * 10,
+        "rumor": 30.0 + floor_s(config, n) * 10,
+        "failure": lifeguard + 60.0,
+    }.get(scenario, 0.0)
+
+
+def targets(scenario: str, profile: str, n: int, out: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets that apply to this run (LAN numbers are stated for N=1000; smaller
+    rings must meet them too)."""
+    found: list[tuple[str, float, float]] = []
+    if profile == "lan":
+        if scenario == "rumor":
+            found.append(("rumor p99 <= 1.5 s", out["p99_s"], 1.5))
+        elif scenario == "failure":
+            found.append(("failure median <= 15 s", out["p50_s"], 15.0))
+        elif scenario == "bootstrap":
+            found.append(("bootstrap p99 <= 30 s", out["p99_s"], 30.0))
+        elif scenario == "idle" and n >= 1000:
+            found.append(("60 virtual s idle in < 60 wall s", out["wall_s"] / out["repeat"], 60.0))
+    if scenario == "loss":
+        found.append(("0 false positives at 1% loss", float(out["false_positives"]), 0.0))
+    return [
+        {"target": name, "value": value, "limit": limit, "met": bool(value <= limit)}
+        for name, value, limit in found
+    ]
+
+
+METRIC_OF = {
+    "bootstrap": "bootstrap",
+    "rumor": "event",
+    "failure": "failure_detection",
+    "loss": "false_positives",
+    "idle": "idle_wall",
+}
+
+
+def run(
+    n: int, scenario: str, seed: int, profile: str, repeat: int
+) -> tuple[dict[str, Any], Result]:
+    config = PRESETS[profile]
+    net = NET_PROFILES[profile]
+    limit = time_limit(scenario, config, n)
+    runs: list[Run] = []
+    wall0 = time.perf_counter()
+    for r in range(repeat):
+        runs.append(RUNNERS[scenario](seed + r, n, config, net, limit))
+    wall = time.perf_counter() - wall0
+    samples = [x for r in runs for x in r.samples]
+    member_s = sum(r.member_seconds for r in runs)
+    out: dict[str, Any] = {
+        "members": n,
+        "scenario": scenario,
+        "profile": profile,
+        "seed": seed,
+        "repeat": repeat,
+        "n_samples": len(samples),
+        "p50_s": percentile(samples, 50) if samples else None,
+        "p99_s": percentile(samples, 99) if samples else None,
+        "all_s": max((r.all_s for r in runs), default=math.nan) if samples else None,
+        "timeouts": sum(r.timeouts for r in runs),
+        "false_positives": sum(r.false_positives for r in runs),
+        "msgs_per_member_s": sum(r.datagrams for r in runs) / member_s if member_s else 0.0,
+        "bytes_per_member_s": sum(r.total_bytes for r in runs) / member_s if member_s else 0.0,
+        "wall_s": round(wall, 3),
+        "floor_s": floor_s(config, n),
+        "virtual_s": sum(r.virtual_s for r in runs),
+    }
+    if out["all_s"] is not None and math.isnan(out["all_s"]):
+        out["all_s"] = None  # some member never saw it: see `timeouts`
+    out["targets"] = targets(scenario, profile, n, out)
+    result = Result.from_samples(
+        "pysup-sim",
+        METRIC_OF[scenario],
+        n,
+        samples,
+        unit="s",
+        **{k: v for k, v in out.items() if k not in ("members", "samples", "p50_s", "p99_s")},
+    )
+    return out, result
+
+
+def _human(out: dict[str, Any]) -> str:
+    def f(x: Any) -> str:
+        return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+    lines = [
+        f"{out['scenario']} N={out['members']} profile={out['profile']} seed={out['seed']} "
+        f"repeat={out['repeat']}",
+        f"  p50 {f(out['p50_s'])} s  p99 {f(out['p99_s'])} s  all {f(out['all_s'])} s  "
+        f"floor {f(out['floor_s'])} s  timeouts {out['timeouts']}  "
+        f"false positives {out['false_positives']}",
+        f"  {out['msgs_per_member_s']:.2f} msgs/member/s  "
+        f"{out['bytes_per_member_s']:.0f} B/member/s  "
+        f"virtual {out['virtual_s']:.1f} s  wall {out['wall_s']:.1f} s",
+    ]
+    for t in out["targets"]:
+        lines.append(
+            f"  target {t['target']}: {f(t['value'])} -> {'met' if t['met'] else 'MISSED'}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.sim", description=__doc__.split("\n")[0])
+    p.add_argument("--members", "-n", type=int, required=True)
+    p.add_argument("--scenario", choices=SCENARIOS, required=True)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", choices=sorted(PRESETS), default="lan")
+    p.add_argument("--repeat", type=int, default=1, help="runs with seeds seed..seed+R-1")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save", action="store_true", help="also write bench/results/sim-*.json")
+    args = p.parse_args(argv)
+    if args.members < 2:
+        p.error("--members must be at least 2")
+    out, result = run(args.members, args.scenario, args.seed, args.profile, max(1, args.repeat))
+    if args.save:
+        path = write_results([result], f"sim-{args.scenario}-{args.members}", machine=None)
+        out["saved"] = str(path)
+    if args.json:
+        print(json.dumps(out, allow_nan=False, default=str))
+    else:
+        print(_human(out))
+    if args.save and not args.json:
+        print(f"  saved {out['saved']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from pysup.cli import main
+
+sys.exit(main())

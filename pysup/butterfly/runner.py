@@ -1,0 +1,217 @@
+"""Drives one SwimCore on the event loop: bytes -> codec -> core -> effects, and one timer.
+
+Many runners can share a process and a loop (the benchmark hosts hundreds per process). The
+clock is the loop's monotonic clock; the core never sees wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+import structlog
+
+from pysup.butterfly import codec
+from pysup.butterfly.core import SwimCore
+from pysup.butterfly.effects import (
+    Addr,
+    Effect,
+    MemberChanged,
+    ProbeRtt,
+    RumorChanged,
+    SelfChanged,
+    Send,
+    StreamSend,
+)
+from pysup.butterfly.messages import Message, PushPull, Rumor
+from pysup.butterfly.transport import Transport, TransportError
+from pysup.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+EventListener = Callable[[MemberChanged | RumorChanged | SelfChanged], None]
+REJECT_LOG_INTERVAL_S = 10.0
+"""At most one log line per reason per this many seconds for rejected packets."""
+
+
+def _kind(msg: Message) -> str:
+    return type(msg).__name__.lower()
+
+
+class Runner:
+    def __init__(
+        self,
+        core: SwimCore,
+        host: str,
+        port: int,
+        *,
+        key: codec.Cipher | None = None,
+        metrics: Metrics | None = None,
+        listener: EventListener | None = None,
+    ) -> None:
+        self.core = core
+        self.key = key
+        self.metrics = metrics
+        self.listener = listener
+        self.transport = Transport(host, port, self._on_datagram, self._on_stream)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_reject_log: dict[str, float] = {}
+        self.rejected: dict[str, int] = {}
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.transport.start()
+        self._rearm()
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.transport.close()
+
+    # --- commands -----------------------------------------------------------------------
+
+    def join(self, addrs: Iterable[Addr]) -> None:
+        self._handle(self.core.join(list(addrs), self.now()))
+
+    def publish(self, rumor: Rumor) -> None:
+        self._handle(self.core.publish(rumor, self.now()))
+
+    async def leave(self, linger_s: float = 0.2) -> None:
+        """Tell the ring we are going, then give the datagrams a moment to leave the socket."""
+        self._handle(self.core.leave(self.now()))
+        await asyncio.sleep(linger_s)
+
+    # --- input --------------------------------------------------------------------------
+
+    def _reject(self, reason: str, src: Addr) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        if self.metrics is not None:
+            self.metrics.reject("gossip", reason)
+        now = self.now()
+        if now - self._last_reject_log.get(reason, -1e9) >= REJECT_LOG_INTERVAL_S:
+            self._last_reject_log[reason] = now
+            log.warning(
+                "gossip.rejected",
+                reason=reason,
+                source=f"{src[0]}:{src[1]}",
+                total=self.rejected[reason],
+            )
+
+    def _decode(self, data: bytes, src: Addr, limit: int) -> Message | None:
+        try:
+            return codec.decode(data, self.key, limit)
+        except codec.CodecError as e:
+            self._reject(e.reason, src)
+            return None
+
+    def _on_datagram(self, data: bytes, src: Addr) -> None:
+        msg = self._decode(data, src, codec.MAX_DATAGRAM)
+        if msg is None:
+            return
+        if isinstance(msg, PushPull):
+            self._reject("stream_message_on_udp", src)
+            return
+        self._count_in(msg, len(data))
+        self._handle(self.core.receive(src, msg, self.now()))
+
+    async def _on_stream(self, data: bytes, src: Addr) -> bytes | None:
+        msg = self._decode(data, src, codec.MAX_FRAME)
+        if msg is None:
+            return None
+        if not isinstance(msg, PushPull) and type(msg).__name__ != "RumorPush":
+            self._reject("datagram_message_on_stream", src)
+            return None
+        self._count_in(msg, len(data))
+        reply, effects = self.core.receive_stream(src, msg, self.now())  # type: ignore[arg-type]
+        self._handle(effects)
+        if reply is None:
+            return None
+        out = codec.encode(reply, self.key)
+        self._count_out(reply, len(out))
+        return out
+
+    # --- effects ------------------------------------------------------------------------
+
+    def _count_in(self, msg: Message, size: int) -> None:
+        if self.metrics is not None:
+            kind = _kind(msg)
+            self.metrics.packets_received.labels(kind=kind).inc()
+            self.metrics.bytes_received.labels(kind=kind).inc(size)
+
+    def _count_out(self, msg: Message, size: int) -> None:
+        if self.metrics is not None:
+            kind = _kind(msg)
+            self.metrics.packets_sent.labels(kind=kind).inc()
+            self.metrics.bytes_sent.labels(kind=kind).inc(size)
+
+    def _handle(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                data = codec.encode(e.msg, self.key)
+                self._count_out(e.msg, len(data))
+                self.transport.send(data, e.addr)
+            elif isinstance(e, StreamSend):
+                self._spawn(self._stream(e))
+            elif isinstance(e, ProbeRtt):
+                if self.metrics is not None:
+                    self.metrics.probe_rtt.observe(e.seconds)
+            elif self.listener is not None:
+                self.listener(e)
+        self._rearm()
+
+    async def _stream(self, e: StreamSend) -> None:
+        data = codec.encode(e.msg, self.key)
+        self._count_out(e.msg, len(data))
+        want_reply = isinstance(e.msg, PushPull) and not e.msg.reply
+        try:
+            reply = await self.transport.request(e.addr, data, want_reply)
+        except TransportError as err:
+            log.debug("gossip.stream_failed", peer=f"{e.addr[0]}:{e.addr[1]}", error=str(err))
+            self._handle(self.core.stream_failed(e.addr, self.now()))
+            return
+        if reply is None:
+            return
+        msg = self._decode(reply, e.addr, codec.MAX_FRAME)
+        if msg is None:
+            return
+        self._count_in(msg, len(reply))
+        self._handle(self.core.receive(e.addr, msg, self.now()))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the one timer ------------------------------------------------------------------
+
+    def _rearm(self) -> None:
+        if self._loop is None:
+            return
+        deadline = self.core.next_deadline()
+        if deadline >= self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        if deadline == float("inf"):
+            self._timer, self._timer_at = None, deadline
+            return
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        self._handle(self.core.tick(self.now()))

@@ -1,0 +1,192 @@
+"""Command line: argparse -> settings -> the module that does the work. No logic here.
+
+Errors for the user are one clear line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pysup import __version__
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {}
+"""Extra subcommands registered by other modules (the control client, census)."""
+
+
+def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("run", help="run the supervisor (like `hab sup run`)")
+    p.add_argument("plans", nargs="*", metavar="PLAN_DIR", help="plan directories to load")
+    p.add_argument("--listen-gossip", help="IP:PORT for gossip (UDP+TCP) [0.0.0.0:9638]")
+    p.add_argument("--listen-http", help="IP:PORT for the HTTP gateway [0.0.0.0:9631]")
+    p.add_argument("--listen-ctl", help="IP:PORT for the control gateway [127.0.0.1:9632]")
+    p.add_argument(
+        "--peer", action="append", dest="peers", metavar="HOST[:PORT]", help="a seed (repeatable)"
+    )
+    p.add_argument("--peer-watch-file", help="file of IP[:PORT] lines, watched for changes")
+    p.add_argument("-I", "--permanent-peer", action="store_true", default=None)
+    p.add_argument("-r", "--ring", help="ring key name (newest in the key cache)")
+    p.add_argument("--ring-key", help="ring key file contents")
+    p.add_argument("-D", "--http-disable", action="store_true", default=None)
+    p.add_argument("--sys-ip-address", help="IP advertised to templates as sys.ip")
+    p.add_argument("--state-dir", help="state directory [$PYSUP_STATE_DIR or /hab/sup/default]")
+    p.add_argument("--gossip-profile", choices=["lan", "wan", "local", "habitat"])
+    p.add_argument(
+        "--readiness", choices=["api", "ring", "services"], help="what /readyz waits for"
+    )
+    p.add_argument("--config", dest="config_file", help="TOML file with the same settings")
+    p.add_argument("--group", help="service group for the plans given [default]")
+    p.add_argument("-t", "--topology", choices=["standalone", "leader"])
+    p.add_argument("-s", "--strategy", choices=["none", "at-once", "rolling"])
+    p.add_argument("--bind", action="append", dest="binds", metavar="NAME:SVC.GROUP[@ORG]")
+    p.add_argument("--binding-mode", choices=["strict", "relaxed"])
+    p.add_argument("-i", "--health-check-interval", type=float, dest="health_check_interval_s")
+    p.add_argument("--shutdown-timeout", type=float, dest="shutdown_timeout_s")
+    p.add_argument("--hook-timeout", type=float, dest="hook_timeout_s")
+    p.add_argument("--json-logging", action="store_true", default=None)
+    p.add_argument("-v", "--verbose", action="store_true", default=None)
+    # Habitat flags with no meaning here, accepted so existing manifests keep working.
+    for flag in (
+        "--channel",
+        "--url",
+        "-u",
+        "--org",
+        "--config-from",
+        "--update-condition",
+        "--cache-key-path",
+    ):
+        p.add_argument(
+            flag, dest=f"ignored_{flag.lstrip('-').replace('-', '_')}", help=argparse.SUPPRESS
+        )
+    for flag in ("--auto-update", "-A", "--no-color"):
+        p.add_argument(
+            flag,
+            action="store_true",
+            dest=f"ignored_{flag.lstrip('-').replace('-', '_')}",
+            help=argparse.SUPPRESS,
+        )
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pysup.daemon import StartupError, Supervisor
+    from pysup.logs import configure_logging
+    from pysup.settings import SettingsError, load_settings
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "config_file", "command")}
+    if not flags.get("plans"):
+        flags.pop("plans", None)
+    try:
+        settings = load_settings(flags, config_file=args.config_file)
+    except SettingsError as e:
+        print(f"pysup: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.json_logging, settings.verbose)
+    sup = Supervisor(settings)
+    try:
+        return asyncio.run(sup.run())
+    except StartupError as e:
+        print(f"pysup: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _add_ring(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "ring",
+        help="a local ring (`ring --members N PLAN_DIR...`), or `ring key generate NAME`",
+    )
+    p.add_argument("args", nargs="*", metavar="PLAN_DIR | key generate NAME")
+    p.add_argument("--members", type=int, default=3, help="supervisors to start [3]")
+    p.add_argument(
+        "--state-root", default="state/ring", help="where members keep state [state/ring]"
+    )
+    p.add_argument("--base-port", type=int, default=9631, help="HTTP port of member 0 [9631]")
+    p.add_argument("--key-cache", help="ring key cache directory")
+    p.set_defaults(func=_cmd_ring)
+
+
+def _cmd_ring(args: argparse.Namespace) -> int:
+    if args.args[:2] == ["key", "generate"]:
+        return _ring_key_generate(args)
+    if args.args[:1] == ["key"]:
+        print("pysup: usage: pysup ring key generate NAME", file=sys.stderr)
+        return EXIT_USAGE
+    from pysup.localring import run_local_ring
+
+    if args.members < 1:
+        print("pysup: --members must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    for d in args.args:
+        if not Path(d).is_dir():
+            print(f"pysup: plan directory {d} does not exist", file=sys.stderr)
+            return EXIT_USAGE
+    return run_local_ring(args.members, args.args, Path(args.state_root), [], args.base_port)
+
+
+def _ring_key_generate(args: argparse.Namespace) -> int:
+    from pysup.butterfly.keys import (
+        RingKeyError,
+        default_key_cache,
+        generate_ring_key,
+        write_ring_key,
+    )
+
+    if len(args.args) != 3:
+        print("pysup: usage: pysup ring key generate NAME", file=sys.stderr)
+        return EXIT_USAGE
+    cache = Path(args.key_cache) if args.key_cache else default_key_cache()
+    try:
+        key = generate_ring_key(args.args[2], datetime.now(UTC))
+        path = write_ring_key(key, cache)
+    except (RingKeyError, OSError, ValueError) as e:
+        print(f"pysup: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"Generated ring key {key.name_with_rev} at {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pysup", description="A Habitat-style Supervisor in Python"
+    )
+    parser.add_argument("--version", action="version", version=f"pysup {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(sub)
+    _add_ring(sub)
+    for add in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _register_optional_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    result: int = args.func(args)
+    return result
+
+
+def _register_optional_commands() -> None:
+    import importlib
+
+    try:
+        ctl_cli = importlib.import_module("pysup.ctl_cli")
+    except ImportError:
+        return
+    ctl_cli.register(COMMANDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

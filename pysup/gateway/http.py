@@ -1,0 +1,208 @@
+"""The HTTP gateway (aiohttp, :9631): health, readiness, ring state, metrics, and the service API.
+
+It starts before any join attempt, so `/healthz` and `/readyz` work before the ring forms (the
+seed's ask: a Kubernetes readinessProbe that is usable at once).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from pysup.butterfly.member import Member
+from pysup.butterfly.messages import (
+    DepartureRumor,
+    ElectionRumor,
+    ServiceConfigRumor,
+    ServiceFileRumor,
+    ServiceRumor,
+)
+from pysup.butterfly.rumors import RumorStore
+from pysup.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
+"""Probes must work without the token: the kubelet has none."""
+
+
+class SupervisorView(Protocol):
+    """What the gateway reads from the supervisor."""
+
+    metrics: Metrics
+
+    def readiness(self) -> tuple[bool, str]: ...
+
+    def local_member(self) -> Member: ...
+
+    def ring_members(self) -> list[Member]: ...
+
+    def rumor_store(self) -> RumorStore: ...
+
+    async def depart(self) -> None: ...
+
+
+INDEX = {
+    "/": "this index",
+    "/healthz": "liveness: 200 while the event loop answers",
+    "/readyz": "readiness: 200 when ready (see --readiness), else 503 with a reason",
+    "/services": "every service this supervisor runs (Habitat's JSON)",
+    "/services/{svc}/{group}[/{org}]": "one service",
+    "/services/{svc}/{group}[/{org}]/config": "its merged configuration",
+    "/services/{svc}/{group}[/{org}]/health": "its last health check",
+    "/census": "every service group across the ring, with members",
+    "/butterfly": "the gossip ring: members and rumors",
+    "/metrics": "Prometheus metrics",
+    "/sup/depart (POST, loopback)": "leave the ring and stop services (container pre-stop)",
+}
+
+
+def _member_json(m: Member) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "address": m.address,
+        "gossip_port": m.gossip_port,
+        "incarnation": m.incarnation,
+        "persistent": m.persistent,
+        "health": m.health.label,
+    }
+
+
+def butterfly_json(me: Member, members: list[Member], store: RumorStore) -> dict[str, Any]:
+    """Habitat's `/butterfly` shape: member.members keyed by id, then each rumor kind."""
+    everyone = [me, *members]
+    services: dict[str, dict[str, Any]] = {}
+    configs: dict[str, Any] = {}
+    files: dict[str, dict[str, Any]] = {}
+    elections: dict[str, Any] = {}
+    updates: dict[str, Any] = {}
+    departures: dict[str, Any] = {}
+    for r in store:
+        if isinstance(r, ServiceRumor):
+            services.setdefault(r.service_group, {})[r.member_id] = {
+                "member_id": r.member_id,
+                "service_group": r.service_group,
+                "incarnation": r.incarnation,
+                "pkg": r.pkg,
+                "initialized": r.initialized,
+                "cfg": dict(r.cfg),
+                "sys": dict(r.sys),
+            }
+        elif isinstance(r, ServiceConfigRumor):
+            configs[r.service_group] = {
+                "service_group": r.service_group,
+                "incarnation": r.incarnation,
+                "encrypted": r.encrypted,
+                "config": r.config.decode("utf-8", "replace"),
+            }
+        elif isinstance(r, ServiceFileRumor):
+            files.setdefault(r.service_group, {})[r.filename] = {
+                "service_group": r.service_group,
+                "filename": r.filename,
+                "incarnation": r.incarnation,
+                "encrypted": r.encrypted,
+                "size": len(r.body),
+            }
+        elif isinstance(r, ElectionRumor):
+            entry = {
+                "service_group": r.service_group,
+                "member_id": r.member_id,
+                "term": r.term,
+                "suitability": r.suitability,
+                "status": r.status.value,
+                "votes": list(r.votes),
+            }
+            (updates if r.update else elections)[r.service_group] = entry
+        elif isinstance(r, DepartureRumor):
+            departures[r.member_id] = {"member_id": r.member_id}
+    return {
+        "member": {
+            "members": {m.id: _member_json(m) for m in everyone},
+            "health": {m.id: m.health.label for m in everyone},
+            "local_member_id": me.id,
+        },
+        "service": {"list": services},
+        "service_config": {"list": configs},
+        "service_file": {"list": files},
+        "election": {"list": elections},
+        "election_update": {"list": updates},
+        "departure": {"list": departures},
+    }
+
+
+def make_app(
+    sup: SupervisorView,
+    token: str | None,
+    extra_routes: Callable[[web.Application], None] | None = None,
+) -> web.Application:
+    @web.middleware
+    async def auth_and_count(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        label = route.canonical if route is not None else "unmatched"
+        if token and request.path not in OPEN_ROUTES:
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                sup.metrics.reject("http", "unauthorized")
+                sup.metrics.http_requests.labels(route=label, status="401").inc()
+                return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            sup.metrics.http_requests.labels(route=label, status=str(e.status)).inc()
+            if e.status >= 400:
+                sup.metrics.reject("http", str(e.status))
+                return web.json_response({"error": e.reason}, status=e.status)
+            raise
+        sup.metrics.http_requests.labels(route=label, status=str(response.status)).inc()
+        return response
+
+    async def index(request: web.Request) -> web.Response:
+        return web.json_response({"pysup": INDEX})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        ready, reason = sup.readiness()
+        return web.json_response({"ready": ready, "reason": reason}, status=200 if ready else 503)
+
+    async def butterfly(request: web.Request) -> web.Response:
+        return web.json_response(
+            butterfly_json(sup.local_member(), sup.ring_members(), sup.rumor_store())
+        )
+
+    async def metrics(request: web.Request) -> web.Response:
+        me = sup.local_member()
+        counts: dict[str, int] = {"Alive": 0, "Suspect": 0, "Confirmed": 0, "Departed": 0}
+        for m in sup.ring_members():
+            counts[m.health.label] += 1
+        for health, n in counts.items():
+            sup.metrics.members.labels(health=health).set(n)
+        for kind, n in sup.rumor_store().counts().items():
+            sup.metrics.rumors.labels(kind=kind.value).set(n)
+        sup.metrics.incarnation.set(me.incarnation)
+        return web.Response(body=sup.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def depart(request: web.Request) -> web.Response:
+        if request.remote not in ("127.0.0.1", "::1"):
+            return web.json_response({"error": "only from loopback"}, status=403)
+        await sup.depart()
+        return web.json_response({"departing": True}, status=202)
+
+    app = web.Application(middlewares=[auth_and_count], client_max_size=1024 * 1024)
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/butterfly", butterfly)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/sup/depart", depart)
+    if extra_routes is not None:
+        extra_routes(app)
+    return app

@@ -1,0 +1,61 @@
+"""Prometheus metrics for one supervisor, in its own registry (many members may share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.packets_sent = Counter(
+            "pysup_gossip_packets_sent",
+            "Gossip packets sent, by message kind",
+            ["kind"],
+            registry=r,
+        )
+        self.packets_received = Counter(
+            "pysup_gossip_packets_received",
+            "Gossip packets received, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.bytes_sent = Counter(
+            "pysup_gossip_bytes_sent", "Gossip bytes sent, by message kind", ["kind"], registry=r
+        )
+        self.bytes_received = Counter(
+            "pysup_gossip_bytes_received", "Gossip bytes received, by kind", ["kind"], registry=r
+        )
+        self.rejected = Counter(
+            "pysup_rejected_inputs",
+            "Inputs refused: undecodable or unauthenticated packets, bad frames, bad requests",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.members = Gauge(
+            "pysup_members", "Known members by health (excluding ourselves)", ["health"], registry=r
+        )
+        self.rumors = Gauge("pysup_rumors", "Rumors in the store by kind", ["kind"], registry=r)
+        self.probe_rtt = Histogram(
+            "pysup_probe_rtt_seconds",
+            "Round-trip time of acknowledged direct probes",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.local_health = Gauge(
+            "pysup_local_health_score", "Lifeguard local health score (0 is healthy)", registry=r
+        )
+        self.incarnation = Gauge("pysup_incarnation", "Our own incarnation", registry=r)
+        self.http_requests = Counter(
+            "pysup_http_requests",
+            "HTTP gateway requests by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+
+    def reject(self, source: str, reason: str) -> None:
+        self.rejected.labels(source=source, reason=reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
