@@ -6,10 +6,11 @@ it consistent by construction). Inputs:
 
 - ``ServiceRumor``s make groups and their members (service, group, org, pkg, sys, exported cfg,
   initialized);
-- the member table gives each member's health (alive/suspect/confirmed/departed), whether it is a
-  permanent peer (``persistent``) and its observed gossip address (``sys.gossip_ip``/``gossip_port``,
-  as Habitat overwrites them). A member absent from the table is treated as alive only if it is the
-  local member; a ``DepartureRumor`` marks a member departed whatever the table says;
+- the member table gives each member's health (alive/suspect/confirmed/departed), whether it is
+  a permanent peer (``persistent``) and its observed gossip address (``sys.gossip_ip`` and
+  ``sys.gossip_port``, as Habitat overwrites them). A member absent from the table is treated
+  as alive only if it is the local member; a ``DepartureRumor`` marks a member departed
+  whatever the table says;
 - ``ElectionRumor``s (plain and update) give each group's election status and, once Finished, its
   leader (``leader``/``follower`` flags on every member). The election *logic* lives elsewhere;
   this module only reads the rumors;

@@ -50,6 +50,10 @@ def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("-i", "--health-check-interval", type=float, dest="health_check_interval_s")
     p.add_argument("--shutdown-timeout", type=float, dest="shutdown_timeout_s")
     p.add_argument("--hook-timeout", type=float, dest="hook_timeout_s")
+    p.add_argument("--peer-discovery", metavar="kubernetes|dns:NAME", help="find peers")
+    p.add_argument("--kubernetes-service", help="Service whose EndpointSlices list the peers")
+    p.add_argument("--kubernetes-selector", help="pod label selector (fallback)")
+    p.add_argument("--mode", choices=["gossip", "kubernetes"], help="gossip ring or k8s-native")
     p.add_argument("--json-logging", action="store_true", default=None)
     p.add_argument("-v", "--verbose", action="store_true", default=None)
     # Habitat flags with no meaning here, accepted so existing manifests keep working.

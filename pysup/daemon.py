@@ -29,9 +29,17 @@ from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
+from pysup.discovery.runtime import Discovery, DiscoveryConfigError
+from pysup.census import Census, build_census
 from pysup.gateway.http import make_app
+from pysup.gateway.service_routes import add_service_routes
 from pysup.metrics import Metrics
 from pysup.peers import PeerWatchFile, resolve
+from pysup.service.health import HealthStatus
+from pysup.service.manager import ServiceManager
+from pysup.service.process import ProcessState
+from pysup.service.render import ServiceLoadError
+from pysup.service.spec import ServiceSpec, SpecError
 from pysup.settings import Settings
 from pysup.statedir import StateDir
 
@@ -73,7 +81,7 @@ class Supervisor:
         self.runner: Runner | None = None
         self.http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
-        self.services: Any = None  # the ServiceManager, once services are wired
+        self.services: ServiceManager | None = None
         self.joined = False
         self._tasks: list[asyncio.Task[None]] = []
         self._peer_watch = (
@@ -82,6 +90,7 @@ class Supervisor:
         self._member_changed = asyncio.Event()
         self._departing = False
         self.extra_routes: list[Callable[[web.Application], None]] = []
+        self.discovery: Discovery | None = None  # --peer-discovery, built in start()
 
     # --- views for the gateways ---------------------------------------------------------
 
@@ -112,10 +121,18 @@ class Supervisor:
             return False, "the gossip ring is not started yet"
         if mode in ("ring", "services") and self.core.is_alone() and self.has_seeds():
             return False, "not joined: no seed has answered yet"
+        # Discovery: a lone member is ready only as the founder (split-brain rule).
+        d = self.discovery
+        if mode in ("ring", "services") and self.core.is_alone() and d and not d.may_stand_alone():
+            return False, f"not joined: waiting for peers ({d.founder_rule()})"
         if mode == "services" and self.services is not None:
-            ok, reason = self.services.readiness()
-            if not ok:
-                return False, str(reason)
+            for svc in self.services.services():
+                if svc.process.state is not ProcessState.UP:
+                    return False, f"{svc.service_group}: not up"
+                if svc.health_status() not in (HealthStatus.OK, HealthStatus.WARNING):
+                    return False, f"{svc.service_group}: health {svc.health_status().api_name}"
+            if self.services.load_errors:
+                return False, "; ".join(self.services.load_errors.values())
         return True, "joined" if not self.core.is_alone() else "standalone ring"
 
     # --- start --------------------------------------------------------------------------
@@ -153,12 +170,23 @@ class Supervisor:
         core = SwimCore(
             self.gossip_config, me, random.Random(self.rng.getrandbits(64)), loop.time(), rumors
         )
-        # The gateway comes first: probes must answer before any join attempt.
-        if not s.http_disable:
-            await self._start_http()
         self.runner = Runner(
             core, host, port, key=self.key, metrics=self.metrics, listener=self._on_event
         )
+        self.services = ServiceManager(
+            state=self.state,
+            sys_info=self.sys_info(),
+            member_id=member_id,
+            census=self.census,
+            publish=self.publish,
+            hook_timeout_s=s.hook_timeout_s,
+            env=self.env,
+        )
+        services = self.services
+        self.extra_routes.append(lambda app: add_service_routes(app, services, self.census))
+        # The gateway comes first: probes must answer before any join attempt.
+        if not s.http_disable:
+            await self._start_http()
         try:
             await self.runner.start()
         except OSError as e:
@@ -173,8 +201,77 @@ class Supervisor:
             restored_rumors=len(rumors),
             version=__version__,
         )
+        try:  # discovery: seeds while alone, strangers once joined (pysup/discovery/runtime.py)
+            self.discovery = Discovery.from_settings(
+                s, self.env, self_ip=self.sys_ip, on_change=self._member_changed.set
+            )
+        except DiscoveryConfigError as e:
+            raise StartupError(str(e)) from None
+        self._spawn(self.discovery.run())
+        await self._load_services()
+        from pysup.gateway.ctl import attach_ctl
+
+        await attach_ctl(self)
         self._spawn(self._join_loop())
         self._spawn(self._save_loop())
+
+    def census(self) -> Census:
+        return build_census(self.core.me, self.core.members(), self.core.store)
+
+    def publish(self, rumor: Rumor) -> None:
+        assert self.runner is not None
+        self.runner.publish(rumor)
+
+    def sys_info(self) -> dict[str, Any]:
+        s = self.settings
+        gossip_ip, gossip_port = s.gossip_addr()
+        http_ip, http_port = s.http_addr()
+        ctl_ip, ctl_port = s.ctl_addr()
+        return {
+            "ip": self.sys_ip,
+            "hostname": socket.gethostname(),
+            "gossip_ip": gossip_ip,
+            "gossip_port": gossip_port,
+            "http_gateway_ip": http_ip,
+            "http_gateway_port": http_port,
+            "ctl_gateway_ip": ctl_ip,
+            "ctl_gateway_port": ctl_port,
+            "permanent": s.permanent_peer,
+            "version": __version__,
+        }
+
+    async def _load_services(self) -> None:
+        """Specs saved by `svc load` first, then the plans given on the command line (or
+        PYSUP_DEFAULT_PLANS), skipping any whose service is already loaded."""
+        from pysup.gateway.ctl import load_saved_specs
+
+        assert self.services is not None
+        s = self.settings
+        for spec in load_saved_specs(self.state):
+            with contextlib.suppress(ServiceLoadError):  # the manager logged it
+                await self.services.load(spec)
+        for plan_dir in s.plans:
+            try:
+                spec = ServiceSpec(
+                    plan_dir=Path(plan_dir),
+                    group=s.group,
+                    topology=s.topology,  # type: ignore[arg-type]
+                    strategy=s.strategy,  # type: ignore[arg-type]
+                    binds=s.binds,  # type: ignore[arg-type]
+                    binding_mode=s.binding_mode,  # type: ignore[arg-type]
+                    health_check_interval_s=s.health_check_interval_s,
+                    shutdown_timeout_s=s.shutdown_timeout_s,
+                )
+            except SpecError as e:
+                log.error("service.load_failed", plan=plan_dir, error=str(e))
+                continue
+            if any(
+                svc.spec.plan_dir.resolve() == Path(plan_dir).resolve()
+                for svc in self.services.services()
+            ):
+                continue
+            with contextlib.suppress(ServiceLoadError):
+                await self.services.load(spec)
 
     async def _start_http(self) -> None:
         host, port = self.settings.http_addr()
@@ -236,6 +333,8 @@ class Supervisor:
             self._peer_watch.poll()
             specs.extend(self._peer_watch.peers)
         addrs = await resolve(specs, self.settings.gossip_addr()[1] or 9638)
+        if self.discovery is not None:
+            addrs += self.discovery.seeds()
         mine = {(self.sys_ip, self.core.me.gossip_port), ("127.0.0.1", self.core.me.gossip_port)}
         return [a for a in addrs if a not in mine]
 
@@ -249,16 +348,24 @@ class Supervisor:
             if self.core.is_alone():
                 self.joined = False
                 addrs = await self._seed_addrs()
+                wait = delay * self.rng.uniform(0.5, 1.5)
                 if addrs:
                     log.info("ring.join_attempt", seeds=[f"{h}:{p}" for h, p in addrs])
                     assert self.runner is not None
                     self.runner.join(addrs)
-                wait = delay * self.rng.uniform(0.5, 1.5)
-                delay = min(cfg.join_retry_max_s, delay * 2)
+                    delay = min(cfg.join_retry_max_s, delay * 2)
+                # No seed to try (an empty peer-watch file): nothing to back off from, so the
+                # file is re-read at the base interval and a seed written later is used at once.
             else:
                 if not self.joined:
                     self.joined = True
                     log.info("ring.joined", members=self.core.num_members())
+                    if self.discovery is not None:
+                        self.discovery.mark_joined()
+                # Discovered addresses outside our ring: merge partial rings (no split brain).
+                strangers = self.discovery.strangers(self.core.members()) if self.discovery else []
+                if strangers and self.runner is not None:
+                    self.runner.join(strangers)
                 delay = cfg.join_retry_base_s
                 wait = 1.0
             self._member_changed.clear()
@@ -294,15 +401,24 @@ class Supervisor:
         if self.runner is not None:
             await self.runner.leave()
         if self.services is not None:
-            await self.services.stop_all()
+            await self.services.stop_all(self._stop_timeout())
+
+    def _stop_timeout(self) -> float:
+        """Long enough for every service's shutdown timeout and its post-stop hook."""
+        assert self.services is not None
+        longest = max((svc.shutdown_timeout_s for svc in self.services.services()), default=0.0)
+        return longest + self.settings.hook_timeout_s + 5.0
 
     async def shutdown(self) -> None:
         log.info("supervisor.stopping")
         if self.runner is not None and not self.core.departed:
             await self.runner.leave()
         if self.services is not None:
-            with contextlib.suppress(Exception):
-                await self.services.stop_all()
+            try:
+                await self.services.stop_all(self._stop_timeout())
+            except Exception:
+                log.exception("services.stop_failed")
+            self.services.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -66,6 +66,14 @@ class Settings:
     """Longest a non-run hook may run before it is killed and reported."""
     state_save_interval_s: float = 30.0
     """How often the rumor store and incarnation are written to disk."""
+    peer_discovery: str | None = None
+    """`kubernetes` (EndpointSlices, then pods) or `dns:NAME` (A records of a headless service)."""
+    kubernetes_service: str | None = None
+    """The Service whose EndpointSlices list our peers (kubernetes discovery and mode)."""
+    kubernetes_selector: str | None = None
+    """Label selector for pods when EndpointSlices cannot be read."""
+    mode: str = "gossip"
+    """`gossip` (a SWIM ring) or `kubernetes` (census, config and leader from the API)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def gossip_addr(self) -> tuple[str, int]:
@@ -93,6 +101,11 @@ class Settings:
             raise SettingsError(f"--strategy {self.strategy!r}: expected none, at-once or rolling")
         if self.binding_mode not in ("strict", "relaxed"):
             raise SettingsError(f"--binding-mode {self.binding_mode!r}: expected strict or relaxed")
+        if self.mode not in ("gossip", "kubernetes"):
+            raise SettingsError(f"--mode {self.mode!r}: expected gossip or kubernetes")
+        pd = self.peer_discovery
+        if pd is not None and pd != "kubernetes" and not (pd.startswith("dns:") and len(pd) > 4):
+            raise SettingsError(f"--peer-discovery {pd!r}: expected kubernetes or dns:NAME")
         if self.peers and self.peer_watch_file:
             raise SettingsError("--peer and --peer-watch-file cannot be used together")
         for p in self.peers:
@@ -142,6 +155,10 @@ ENV: dict[str, str] = {
     "peers": "PYSUP_PEERS",
     "sys_ip_address": "HAB_SYS_IP",
     "plans": "PYSUP_DEFAULT_PLANS",
+    "peer_discovery": "PYSUP_PEER_DISCOVERY",
+    "kubernetes_service": "PYSUP_KUBERNETES_SERVICE",
+    "kubernetes_selector": "PYSUP_KUBERNETES_SELECTOR",
+    "mode": "PYSUP_MODE",
 }
 _BOOL_ENV: dict[str, str] = {"json_logging": "PYSUP_JSON_LOGGING"}
 

@@ -94,6 +94,7 @@ class SwimCore:
         self._live: list[str] = []  # Alive or Suspect, for O(1) random choice
         self._live_pos: dict[str, int] = {}
         self._recent_dead: dict[str, float] = {}  # confirmed at, for gossip to the dead
+        self._confirmed: dict[str, None] = {}  # Confirmed, not Departed: reconnect targets
         self._probe_order: list[str] = []
         self._probe_idx = 0
         self._probe: _Probe | None = None
@@ -286,6 +287,14 @@ class SwimCore:
         elif kind == "pushpull":
             if self._live:
                 target = self._members[self._rng.choice(self._live)]
+                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+            if self._confirmed:
+                # Reconnect (Serf's): also push-pull with one Confirmed member. Gossip to the
+                # dead stops after `gossip_to_dead_s`, so without this two sides of a partition
+                # that outlasted it never speak again once the network heals. Each side learns
+                # the other's verdict about itself and refutes it. A member that is really gone
+                # costs one failed connection per interval until it becomes Departed.
+                target = self._members[self._rng.choice(list(self._confirmed))]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             self._schedule("pushpull", "", now + self._pushpull_delay())
         elif kind == "catchup":
@@ -480,9 +489,11 @@ class SwimCore:
         elif (
             stored is not None
             and stored.incarnation == seen.incarnation
-            and stored.health in (Health.SUSPECT, Health.CONFIRMED)
+            and stored.health == Health.SUSPECT
         ):
             # Direct evidence beats hearsay locally; the member itself refutes for the ring.
+            # Not for Confirmed: a late or duplicated packet from a dead member must not
+            # resurrect it; coming back takes a higher incarnation (a refutation).
             self._apply_member(seen, stored, now, "", effects, broadcast=False)
         elif (
             stored is not None
@@ -593,11 +604,13 @@ class SwimCore:
             self._cancel("suspect", m.id)
         if m.health != Health.CONFIRMED:
             self._recent_dead.pop(m.id, None)
+            self._confirmed.pop(m.id, None)
             self._cancel("depart", m.id)
         if m.health == Health.SUSPECT:
             self._start_suspicion(m, now, by)
         elif m.health == Health.CONFIRMED:
             self._recent_dead[m.id] = now
+            self._confirmed[m.id] = None
             self._schedule("depart", m.id, now + self.config.departure_timeout_s)
         elif m.health == Health.DEPARTED:
             self._schedule("gc", m.id, now + self.config.departure_timeout_s)

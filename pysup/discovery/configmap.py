@@ -24,6 +24,12 @@ OnConfig = Callable[[str | None, str | None], None]
 
 DEFAULT_KEY = "user.toml"
 
+REQUIRED_RULES: frozenset[tuple[str, str, str]] = frozenset(
+    {("", "configmaps", "list"), ("", "configmaps", "watch")}
+)
+"""(apiGroup, resource, verb) the watcher calls: list and watch with a field selector (no get).
+Checked against the fake's request log and the native Role."""
+
 
 class ConfigMapWatcher:
     def __init__(

@@ -48,6 +48,28 @@ PeerRun = Callable[[OnPeers], Awaitable[None]]
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_GOSSIP_PORT = 9638
 
+Rule = tuple[str, str, str]
+"""(apiGroup, resource, verb), as a Role rule grants it."""
+ENDPOINTSLICE_RULES: frozenset[Rule] = frozenset(
+    {
+        ("discovery.k8s.io", "endpointslices", "list"),
+        ("discovery.k8s.io", "endpointslices", "watch"),
+    }
+)
+"""What `_run_slices` calls (list, then watch). Checked against the fake API server's request log
+and against the Roles in `kubernetes/` by the tests."""
+POD_RULES: frozenset[Rule] = frozenset({("", "pods", "list"), ("", "pods", "watch")})
+"""What `_run_pods` calls (only with a label selector)."""
+REQUIRED_RULES: frozenset[Rule] = ENDPOINTSLICE_RULES | POD_RULES
+"""Everything this module may call."""
+
+
+def required_rules(service: str | None, selector: str | None) -> frozenset[Rule]:
+    """The rules `KubernetesPeerSource(service=..., selector=...)` calls."""
+    return (ENDPOINTSLICE_RULES if service else frozenset()) | (
+        POD_RULES if selector else frozenset()
+    )
+
 
 # --------------------------------------------------------------------------------------------------
 # Pure helpers

@@ -33,6 +33,16 @@ JsonObj = dict[str, Any]
 OnChange = Callable[[bool, str | None], None]
 """on_change(is_leader, leader_identity)."""
 
+REQUIRED_RULES: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "update"),
+    }
+)
+"""(apiGroup, resource, verb) the elector calls: get (read), create (first acquire), update
+(renew, takeover, release). Checked against the fake's request log and the native Role."""
+
 
 class Action(enum.Enum):
     ACQUIRE = "acquire"

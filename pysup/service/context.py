@@ -77,7 +77,7 @@ def rumor_sys(sys_info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resolved_exposes(plan: Plan, cfg: Mapping[str, Any]) -> list[str]:
-    """``pkg_exposes`` with export keys replaced by their configured value (``port`` -> ``8080``)."""
+    """``pkg_exposes`` with export keys replaced by their configured value (``port`` -> 8080)."""
     out: list[str] = []
     for item in plan.exposes:
         path = plan.exports.get(item)
@@ -137,7 +137,9 @@ def local_member(
     update_leader_id = group.update_leader_id if group is not None else None
     sys = rumor_sys(sys_info)
     if in_census is not None:  # the observed gossip address, as the ring sees us
-        sys.update({k: in_census.sys[k] for k in ("gossip_ip", "gossip_port") if k in in_census.sys})
+        sys.update(
+            {k: in_census.sys[k] for k in ("gossip_ip", "gossip_port") if k in in_census.sys}
+        )
     finished = status is ElectionState.FINISHED
     update_finished = update is ElectionState.FINISHED
     return CensusMember(
@@ -149,7 +151,9 @@ def local_member(
         sys=sys,
         cfg=dict(exported),
         initialized=initialized,
-        persistent=in_census.persistent if in_census is not None else bool(sys_info.get("permanent")),
+        persistent=in_census.persistent
+        if in_census is not None
+        else bool(sys_info.get("permanent")),
         alive=True,
         leader=finished and leader_id == member_id,
         follower=finished and leader_id != member_id,
@@ -165,7 +169,9 @@ def local_member(
 
 
 def svc_context(sg: ServiceGroup, group: CensusGroup | None, me: CensusMember) -> dict[str, Any]:
-    members = [m for m in (group.members if group is not None else ()) if m.member_id != me.member_id]
+    members = [
+        m for m in (group.members if group is not None else ()) if m.member_id != me.member_id
+    ]
     members.append(me)
     members.sort(key=lambda m: m.member_id)
     leader = group.leader if group is not None else None

@@ -1,9 +1,9 @@
 """A service spec: what the operator asked for when loading a service (``svc load`` flags).
 
-Persisted as TOML (one file per service in the state dir's ``specs/``) with Habitat's spec keys where
-Habitat has one (``group``, ``topology``, ``update_strategy``, ``binds`` as ``"name:svc.group"``
-strings, ``binding_mode``, ``desired_state``, ``health_check_interval``) plus pysup's
-``plan_dir`` (plans run in place), ``org`` and ``shutdown_timeout``.
+Persisted as TOML (one file per service in the state dir's ``specs/``) with Habitat's spec keys
+where Habitat has one (``group``, ``topology``, ``update_strategy``, ``binds`` as
+``"name:svc.group"`` strings, ``binding_mode``, ``desired_state``, ``health_check_interval``)
+plus pysup's ``plan_dir`` (plans run in place), ``org`` and ``shutdown_timeout``.
 Every value is validated when a spec is built; ``SpecError`` says which field and why.
 """
 

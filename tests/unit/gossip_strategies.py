@@ -65,9 +65,7 @@ service_rumors = st.builds(
     cfg=plain_maps,
     sys=plain_maps,
 )
-config_rumors = st.builds(
-    ServiceConfigRumor, texts, U64, st.binary(max_size=200), st.booleans()
-)
+config_rumors = st.builds(ServiceConfigRumor, texts, U64, st.binary(max_size=200), st.booleans())
 file_rumors = st.builds(
     ServiceFileRumor, texts, st.text(max_size=30), U64, st.binary(max_size=200), st.booleans()
 )

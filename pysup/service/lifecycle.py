@@ -1,0 +1,66 @@
+"""The states of a loaded service, their transition table, and the timing of its hook sequence."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from pysup.service.backoff import RestartBackoff
+
+
+class ServiceState(enum.Enum):
+    LOADED = "loaded"
+    WAITING = "waiting"
+    """Desired up, but hooks are held back (election not finished, strict binds not ready)."""
+    INITIALIZING = "initializing"
+    """install/init are running or being retried."""
+    UP = "up"
+    """The run process is supervised (it may be between a crash and its restart)."""
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    """Cannot proceed until something changes (a template or config that does not render)."""
+    UNLOADED = "unloaded"
+
+
+_S = ServiceState
+TRANSITIONS: Final[Mapping[ServiceState, frozenset[ServiceState]]] = {
+    _S.LOADED: frozenset({_S.WAITING, _S.INITIALIZING, _S.STOPPED, _S.FAILED, _S.UNLOADED}),
+    _S.WAITING: frozenset({_S.INITIALIZING, _S.STOPPED, _S.FAILED, _S.UNLOADED}),
+    _S.INITIALIZING: frozenset({_S.UP, _S.WAITING, _S.FAILED, _S.STOPPED, _S.UNLOADED}),
+    _S.UP: frozenset({_S.STOPPING}),
+    _S.STOPPING: frozenset({_S.STOPPED}),
+    _S.STOPPED: frozenset({_S.WAITING, _S.INITIALIZING, _S.FAILED, _S.UNLOADED}),
+    _S.FAILED: frozenset({_S.WAITING, _S.INITIALIZING, _S.STOPPED, _S.UNLOADED}),
+    _S.UNLOADED: frozenset(),
+}
+"""Allowed transitions (staying in a state is always allowed). UP only leaves through STOPPING:
+a running service keeps running when its config breaks or its election restarts (as Habitat)."""
+
+
+class IllegalTransition(RuntimeError):
+    """A transition not in ``TRANSITIONS``: a bug in the service logic, never an operator error."""
+
+
+@dataclass(frozen=True)
+class ServiceTuning:
+    """Timing of the hook sequence. Seconds throughout."""
+
+    hook_timeout_s: float = 60.0
+    """How long a non-run hook may run before its process group is killed (TERM, grace, KILL) and
+    the run is reported failed (health-check: UNKNOWN). Long enough for a slow init; short enough
+    that a hung health check is noticed within a couple of intervals."""
+    hook_kill_grace_s: float = 2.0
+    """Between TERM and KILL of a timed-out hook."""
+    init_retry_base_s: float = 1.0
+    """First delay before retrying a failed install/init; grows with decorrelated jitter."""
+    init_retry_max_s: float = 30.0
+    """Cap of the install/init retry delay."""
+    post_run_retry_s: float = 1.0
+    """First delay before retrying a failed post-run (doubles, capped at init_retry_max_s)."""
+    restart_backoff: Callable[[], RestartBackoff] = RestartBackoff
+    """Factory of the run process's restart backoff (base 1 s, cap 60 s, cooldown 300 s)."""
+    failure_recheck_s: float = 30.0
+    """Upper bound of the delay before re-running a health check after a non-OK result."""

@@ -1,0 +1,257 @@
+"""The service manager: loads, starts, stops and unloads services; routes gossip to them.
+
+One ``Service`` per plan name. A plan that cannot be read or a template that does not compile is
+logged once (``service.load_failed``, the message naming file and line), recorded in
+``load_errors`` and raised as ``ServiceLoadError``; the services already running are untouched.
+Gossip reaches services through ``on_rumor`` (config and files for their group) and
+``on_census_changed`` (debounced: a burst of rumors re-renders once); both only wake the services'
+own tasks and never block the caller. ``user.toml`` files are watched by polling their mtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from pysup.butterfly.messages import (
+    DepartureRumor,
+    ElectionRumor,
+    MemberRumor,
+    Rumor,
+    ServiceConfigRumor,
+    ServiceFileRumor,
+    ServiceRumor,
+)
+from pysup.census import Census
+from pysup.service.hooks import kill_group
+from pysup.service.plan import PlanError, load_plan
+from pysup.service.reaper import CHILDREN
+from pysup.service.service import Service, ServiceLoadError, ServiceTuning, compile_templates
+from pysup.service.spec import ServiceSpec
+from pysup.statedir import StateDir
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["ServiceLoadError", "ServiceManager"]
+
+
+class ServiceManager:
+    """Every service this supervisor runs. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        state: StateDir,
+        sys_info: Mapping[str, Any],
+        member_id: str,
+        census: Callable[[], Census],
+        publish: Callable[[Rumor], None],
+        hook_timeout_s: float = 60.0,
+        rng: random.Random | None = None,
+        tuning: ServiceTuning | None = None,
+        env: Mapping[str, str] | None = None,
+        user_toml_poll_s: float = 2.0,
+        census_debounce_s: float = 0.1,
+    ) -> None:
+        """`hook_timeout_s` overrides ``tuning.hook_timeout_s``. `env` is the environment of hooks
+        and run processes (and where ``HAB_<PKG>`` is read); default: ours. `user_toml_poll_s`:
+        seconds between mtime checks of the user.toml files; `census_debounce_s`: how long a burst
+        of census changes is collected before services re-render."""
+        self.state = state
+        self.sys_info = dict(sys_info)
+        self.member_id = member_id
+        self._census = census
+        self._publish = publish
+        self.tuning = replace(tuning or ServiceTuning(), hook_timeout_s=hook_timeout_s)
+        self._rng = rng if rng is not None else random.Random()
+        self._env = dict(os.environ if env is None else env)
+        self.user_toml_poll_s = user_toml_poll_s
+        self.census_debounce_s = census_debounce_s
+        self._services: dict[str, Service] = {}
+        self.load_errors: dict[str, str] = {}
+        """plan dir -> the last load error (cleared by a successful load)."""
+        self._user_toml_seen: dict[str, tuple[int, int] | None] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._census_timer: asyncio.TimerHandle | None = None
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def services(self) -> list[Service]:
+        return list(self._services.values())
+
+    def get(self, service: str, group: str, org: str | None = None) -> Service | None:
+        svc = self._services.get(service)
+        if svc is None or svc.sg.group != group or svc.sg.org != org:
+            return None
+        return svc
+
+    def by_name(self, name: str) -> Service | None:
+        return self._services.get(name)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def load(self, spec: ServiceSpec) -> Service:
+        """Load and activate the service of `spec` (it starts if its desired state is Up)."""
+        where = str(spec.plan_dir)
+        try:
+            plan = await self._load_plan(spec.plan_dir)
+            templates = compile_templates(plan)
+            if plan.name in self._services:
+                raise ServiceLoadError(f"{plan.plan_file}: service {plan.name} is already loaded")
+            svc = Service(
+                plan=plan,
+                spec=spec,
+                templates=templates,
+                member_id=self.member_id,
+                sys_info=self.sys_info,
+                census=self._census,
+                publish=self._publish,
+                user_toml=self.state.user_toml_path(plan.name),
+                env=self._env,
+                tuning=self.tuning,
+                rng=self._rng,
+            )
+        except (PlanError, ServiceLoadError) as e:
+            message = str(e)
+            self.load_errors[where] = message
+            log.error("service.load_failed", plan_dir=where, error=message)
+            raise ServiceLoadError(message) from e
+        self.load_errors.pop(where, None)
+        self._services[plan.name] = svc
+        self._user_toml_seen[plan.name] = _stamp(svc.user_toml)
+        log.info("service.loaded", service_group=str(svc.sg), ident=plan.ident)
+        svc.activate()
+        self._ensure_watcher()
+        return svc
+
+    async def _load_plan(self, plan_dir: Path) -> Any:
+        # plan.sh is sourced by a bash child: keep the reaper off our children meanwhile.
+        with CHILDREN.spawning():
+            return await asyncio.to_thread(load_plan, plan_dir, self.state.svc_root)
+
+    def _require(self, name: str) -> Service:
+        svc = self._services.get(name)
+        if svc is None:
+            raise KeyError(f"service {name!r} is not loaded")
+        return svc
+
+    async def unload(self, name: str) -> None:
+        svc = self._require(name)
+        await svc.unload()
+        self._services.pop(name, None)
+        self._user_toml_seen.pop(name, None)
+        log.info("service.unloaded", service_group=str(svc.sg))
+
+    async def start(self, name: str) -> None:
+        await self._require(name).start()
+
+    async def stop(self, name: str) -> None:
+        await self._require(name).stop()
+
+    async def stop_all(self, timeout_s: float) -> None:
+        """Unload every service, dependents (those binding to another loaded group) first, then in
+        reverse load order. After `timeout_s` what is still running is killed."""
+        deadline = time.monotonic() + timeout_s
+        for svc in self._shutdown_order():
+            unload = asyncio.ensure_future(svc.unload())
+            try:
+                await asyncio.wait_for(asyncio.shield(unload), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                pid = svc.process.pid
+                log.warning("service.shutdown_timeout", service_group=str(svc.sg), pid=pid)
+                if pid is not None:
+                    kill_group(pid, signal.SIGKILL)  # the unload then sees it exit
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(unload, svc.tuning.hook_timeout_s)
+            self._services.pop(svc.name, None)
+        self.close()
+
+    def _shutdown_order(self) -> list[Service]:
+        remaining = list(reversed(self._services.values()))
+        order: list[Service] = []
+        while remaining:
+            bound = {b.service_group for s in remaining for b in s.spec.binds}
+            # dependents first: a service whose group no remaining service binds to
+            pick = next(
+                (s for s in remaining if str(s.sg) not in bound),
+                remaining[0],  # a bind cycle: fall back to reverse load order
+            )
+            remaining.remove(pick)
+            order.append(pick)
+        return order
+
+    def close(self) -> None:
+        """Stop the watcher and the census timer (services are left as they are)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if self._census_timer is not None:
+            self._census_timer.cancel()
+            self._census_timer = None
+
+    # --- gossip -----------------------------------------------------------------------------------
+
+    def on_rumor(self, rumor: Rumor) -> None:
+        """A rumor changed the store: wake the services it concerns. Never blocks."""
+        if isinstance(rumor, ServiceConfigRumor):
+            for svc in self._in_group(rumor.service_group):
+                svc.apply_config_rumor(rumor)
+        elif isinstance(rumor, ServiceFileRumor):
+            for svc in self._in_group(rumor.service_group):
+                svc.apply_file_rumor(rumor)
+        elif isinstance(rumor, ServiceRumor | ElectionRumor | DepartureRumor | MemberRumor):
+            self.on_census_changed()
+
+    def _in_group(self, service_group: str) -> list[Service]:
+        return [s for s in self._services.values() if str(s.sg) == service_group]
+
+    def on_census_changed(self) -> None:
+        """Members, elections or exports changed: re-render every service (debounced)."""
+        if self._census_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._census_timer = loop.call_later(self.census_debounce_s, self._census_fire)
+
+    def _census_fire(self) -> None:
+        self._census_timer = None
+        for svc in self._services.values():
+            svc.census_changed()
+
+    # --- user.toml --------------------------------------------------------------------------------
+
+    def _ensure_watcher(self) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._watch_user_toml(), name="user.toml watcher"
+            )
+
+    async def _watch_user_toml(self) -> None:
+        while True:
+            await asyncio.sleep(self.user_toml_poll_s)  # the polling period
+            self.check_user_toml()
+
+    def check_user_toml(self) -> None:
+        """Compare each service's user.toml (mtime, size) with the last seen; notify changes."""
+        for name, svc in list(self._services.items()):
+            stamp = _stamp(svc.user_toml)
+            if stamp != self._user_toml_seen.get(name):
+                self._user_toml_seen[name] = stamp
+                log.info("config.user_changed", service_group=str(svc.sg), file=str(svc.user_toml))
+                svc.user_config_changed()
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    with contextlib.suppress(OSError):
+        st = path.stat()
+        return (st.st_mtime_ns, st.st_size)
+    return None
