@@ -29,8 +29,8 @@ from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
-from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.census import Census, build_census
+from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
 from pysup.metrics import Metrics
@@ -38,6 +38,7 @@ from pysup.peers import PeerWatchFile, resolve
 from pysup.service.health import HealthStatus
 from pysup.service.manager import ServiceManager
 from pysup.service.process import ProcessState
+from pysup.service.reaper import Reaper
 from pysup.service.render import ServiceLoadError
 from pysup.service.spec import ServiceSpec, SpecError
 from pysup.settings import Settings
@@ -64,6 +65,12 @@ def detect_ip(settings: Settings) -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
+
+
+def _same_plan_loaded(services: ServiceManager, plan_dir: str) -> bool:
+    """A plan given on the command line that a saved spec already loaded."""
+    want = os.path.realpath(plan_dir)
+    return any(os.path.realpath(svc.spec.plan_dir) == want for svc in services.services())
 
 
 class Supervisor:
@@ -265,10 +272,7 @@ class Supervisor:
             except SpecError as e:
                 log.error("service.load_failed", plan=plan_dir, error=str(e))
                 continue
-            if any(
-                svc.spec.plan_dir.resolve() == Path(plan_dir).resolve()
-                for svc in self.services.services()
-            ):
+            if _same_plan_loaded(self.services, plan_dir):
                 continue
             with contextlib.suppress(ServiceLoadError):
                 await self.services.load(spec)
@@ -435,6 +439,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        # PID 1 in a container: orphans of hooks and services are reparented to us; reap them.
+        reaper = Reaper()
+        reaper.install(make_subreaper=False)
         try:
             await self.start()
             await self.stopping.wait()
@@ -442,6 +449,7 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await self.shutdown()
+            reaper.close()
         return self.exit_code
 
     def _on_signal(self, sig: signal.Signals) -> None:

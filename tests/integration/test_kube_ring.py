@@ -2,10 +2,11 @@
 
 First `Discovery` (what the daemon owns) in-process: convergence, the RBAC rule registries checked
 against the requests the code really sends, 403 and not-in-cluster fallbacks. Then real
-`pysup run` processes (127.0.0.11-15, one shared gossip port as pods of one Service have) pointed at
-the fake through PYSUP_KUBE_* and a token file: endpoints appearing in random order form exactly
-one ring; a deleted endpoint's member leaves and is not contacted again; partial rings that found
-each other first merge; a 403 falls back without crash-looping and recovers once RBAC is fixed.
+`pysup run` processes (127.0.0.111-115, one shared gossip port as pods of one Service have)
+pointed at the fake through PYSUP_KUBE_* and a token file: endpoints appearing in random order
+form exactly one ring; a deleted endpoint's member leaves and is not contacted again; partial
+rings that found each other first merge; a 403 falls back without crash-looping and recovers
+once RBAC is fixed.
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ def kube() -> Iterator[ThreadedFake]:
         t.close()
 
 
-HOSTS = [f"127.0.0.{11 + i}" for i in range(5)]
+HOSTS = [f"127.0.0.{111 + i}" for i in range(5)]
 
 
 def shared_port(hosts: list[str]) -> int:
@@ -347,6 +348,7 @@ def test_five_pods_endpoints_in_random_order_form_one_ring_and_a_deleted_one_lea
     rng.seed(seed)
     sups, port = start_pods(fleet, kube, tmp_path, 5)
     # Nobody is published yet: only ordinal 0 may count itself a ring (the split-brain rule).
+    wait_for(lambda: ready(sups[0]), 10, what="pysup-0 ready as the founder")
     assert [ready(s) for s in sups] == [True, False, False, False, False], f"seed {seed}"
     order = list(HOSTS)
     rng.shuffle(order)
