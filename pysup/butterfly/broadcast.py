@@ -1,8 +1,8 @@
 """The retransmit-limited piggyback queue (pure).
 
 Each rumor is handed out at most `limit` times (the caller passes
-`RetransmitMult * ceil(log10(N+1))`), least-transmitted first and, among equals, newest first, as
-memberlist does. A rumor with the same identity as a queued one replaces it (and starts its count
+`RetransmitMult * ceil(log10(N+1))`), least-transmitted first, as memberlist does; among equals,
+the one that reached that count most recently goes first (so a fresh rumor beats older ones). A rumor with the same identity as a queued one replaces it (and starts its count
 again), so the queue never carries two versions of one fact.
 """
 
@@ -18,7 +18,7 @@ class _Item:
     rumor: Rumor
     size: int
     transmits: int
-    order: int
+    identity: RumorId  # cached: `rumor.identity` builds a tuple per call, and take() is hot
 
 
 class BroadcastQueue:
@@ -26,7 +26,6 @@ class BroadcastQueue:
         self._items: dict[RumorId, _Item] = {}
         # transmits -> identity -> item; dicts keep insertion order, so reversed() is newest first
         self._buckets: dict[int, dict[RumorId, _Item]] = {}
-        self._order = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -39,8 +38,7 @@ class BroadcastQueue:
         old = self._items.pop(identity, None)
         if old is not None:
             del self._buckets[old.transmits][identity]
-        self._order += 1
-        item = _Item(rumor, size, 0, self._order)
+        item = _Item(rumor, size, 0, identity)
         self._items[identity] = item
         self._buckets.setdefault(0, {})[identity] = item
 
@@ -68,7 +66,7 @@ class BroadcastQueue:
             if misses >= 8:
                 break
         for item in taken:
-            identity = item.rumor.identity
+            identity = item.identity
             del self._buckets[item.transmits][identity]
             item.transmits += 1
             if item.transmits >= limit:

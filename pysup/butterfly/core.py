@@ -110,6 +110,7 @@ class SwimCore:
         self._counter = 0
         self.departed = False
         self._catchups = 0
+        self._gossip_idle = False
         for r in rumors:
             if isinstance(r, MemberRumor):
                 if r.member.id != me.id and supersedes(self._members.get(r.member.id), r.member):
@@ -213,6 +214,7 @@ class SwimCore:
         """A rumor made here (a service, a config apply, a departure, an election)."""
         effects: list[Effect] = []
         self._merge_rumors((rumor,), now, effects)
+        self._wake_gossip(now)
         return effects
 
     def stream_failed(self, addr: Addr, now: float) -> list[Effect]:
@@ -223,6 +225,11 @@ class SwimCore:
     # --- input --------------------------------------------------------------------------
 
     def receive(self, src: Addr, msg: Message, now: float) -> list[Effect]:
+        effects = self._receive(src, msg, now)
+        self._wake_gossip(now)
+        return effects
+
+    def _receive(self, src: Addr, msg: Message, now: float) -> list[Effect]:
         effects: list[Effect] = []
         if self.departed or not self._accept_sender(msg.sender, src, now, effects):
             return effects
@@ -260,6 +267,7 @@ class SwimCore:
                 continue
             del self._tokens[(kind, key)]
             self._fire(kind, key, now, effects)
+        self._wake_gossip(now)
         return effects
 
     # --- timers -------------------------------------------------------------------------
@@ -283,7 +291,10 @@ class SwimCore:
             self._indirect_probe(now, effects)
         elif kind == "gossip":
             self._gossip(now, effects)
-            self._schedule("gossip", "", now + self.config.gossip_interval_s)
+            if self._queue or self._stream_queue:
+                self._schedule("gossip", "", now + self.config.gossip_interval_s)
+            else:
+                self._gossip_idle = True
         elif kind == "pushpull":
             if self._live:
                 target = self._members[self._rng.choice(self._live)]
@@ -319,6 +330,16 @@ class SwimCore:
             m = self._members.get(key)
             if m is not None and m.health == Health.DEPARTED:
                 self._store.remove_member_services(key)
+
+    def _wake_gossip(self, now: float) -> None:
+        """Restart the gossip timer once something is queued again. An idle member does not
+        tick every gossip interval just to find nothing to send (at 0.2 s that was most of an
+        idle member's timer work); restarting at a random phase of the interval gives a new rumor
+        the same wait as a free-running ticker would: uniform in [0, interval)."""
+        if self._gossip_idle and (self._queue or self._stream_queue) and not self.departed:
+            self._gossip_idle = False
+            interval = self.config.gossip_interval_s
+            self._schedule("gossip", "", now + self._rng.uniform(0, interval))
 
     def _pushpull_delay(self) -> float:
         base = self.config.push_pull_s(self.num_members())
@@ -406,6 +427,7 @@ class SwimCore:
             if not probe.acked and msg.sender.id == probe.target_id:
                 effects.append(ProbeRtt(now - probe.sent_at))
             probe.acked = True
+            self._cancel("probe_timeout", "")  # no indirect probe needed: spare the wakeup
         relay = self._relays.pop(msg.seq, None)
         if relay is not None:
             self._cancel("relay", str(msg.seq))

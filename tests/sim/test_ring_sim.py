@@ -140,7 +140,8 @@ def test_no_false_confirmation_at_one_percent_loss_for_ten_minutes() -> None:
     assert net.stats.dropped > 0  # the loss was real
 
 
-def test_partition_confirms_both_sides_and_heal_restores_everyone() -> None:
+@pytest.mark.parametrize("wait", [0.0, CFG.gossip_to_dead_s + 10.0], ids=["fresh", "outlasted"])
+def test_partition_confirms_both_sides_and_heal_restores_everyone(wait: float) -> None:
     net, nodes = converged(4)
     views = Views(net)
     left, right = nodes[: N // 2], nodes[N // 2 :]
@@ -151,9 +152,11 @@ def test_partition_confirms_both_sides_and_heal_restores_everyone() -> None:
     )
     assert net.run_for(LIFEGUARD_BOUND, lambda: left_sees() and right_sees())
     assert views.goal(left, left, Health.ALIVE)() and views.goal(right, right, Health.ALIVE)()
-    # Healed while the confirmations are fresh (within gossip_to_dead_s), the two halves find each
-    # other again: gossip to the recently dead carries the verdicts across, their subjects refute
-    # (higher incarnation) and push-pull merges the rest.
+    # Healed while the confirmations are fresh, gossip to the recently dead carries the verdicts
+    # across; once the partition outlasted gossip_to_dead_s, only the push-pull with a Confirmed
+    # member (reconnect) does. Either way the subjects refute (higher incarnation) and push-pull
+    # merges the rest.
+    net.run_for(wait)
     net.heal()
     heal_bound = CFG.gossip_to_dead_s + 2 * CFG.push_pull_s(N) + CFG.suspicion_max_s(N)
     assert net.run_for(heal_bound, views.goal(nodes, nodes, Health.ALIVE))
