@@ -19,6 +19,8 @@ ARG BASE=python:3.11-slim
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE} AS builder
+# scripts/build-image prunes this stage's untagged image after each build.
+LABEL org.pysup.stage=builder
 # Empty means "not set"; pip rejects an empty PIP_NO_INDEX, so the RUN below unsets empty values.
 ARG PIP_NO_INDEX=
 ARG PIP_FIND_LINKS=
@@ -49,7 +51,8 @@ RUN set -eu; \
     useradd -K UID_MIN=1 --uid "${HAB_UID}" --gid hab --home-dir /hab --no-create-home \
         --shell /usr/sbin/nologin hab; \
     mkdir -p /hab/sup /hab/svc /hab/plans /hab/hooks; \
-    chown hab:hab /hab /hab/sup /hab/svc
+    chown hab:hab /hab /hab/sup /hab/svc; \
+    chmod 0711 /hab/sup
 
 COPY --from=builder /opt/pysup /opt/pysup
 # Every plan under plans/ (the demo plan is plans/habsup -> /hab/plans/habsup).
@@ -68,6 +71,7 @@ ENV PATH=/opt/pysup/bin:${PATH} \
     PYSUP_DEFAULT_PLANS=/hab/plans/habsup
 
 # Supervisor state (member id, incarnation, rumors) survives container restarts on this volume.
+# Mode 0711 as pysup/statedir.py wants (others may reach svc/ but not list or read the state).
 VOLUME ["/hab/sup"]
 WORKDIR /hab
 USER hab

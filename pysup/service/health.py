@@ -15,6 +15,9 @@ and its lifecycle-hooks docs:
   re-examined at least every 30 s even when the configured interval is long, and never *later* than
   the configured interval when that is shorter. No splay: rechecks of a failing service should be
   predictable. (Habitat has an open TODO for exponential backoff here; we keep its behaviour.)
+- Before the first OK, a non-OK result is retried sooner: after `startup_recheck_s` (1 s),
+  doubling up to the normal recheck. The first check usually runs before the service listens;
+  Habitat would then report it down for a whole interval.
 - `reset()` forgets the first OK (call it when the service restarts), so a restarted service gets a
   fresh splay after its first OK again.
 """
@@ -93,7 +96,14 @@ class HealthSchedule:
     failure_recheck_s: float = DEFAULT_INTERVAL_S
     """Seconds. Upper bound of the delay before rechecking after a non-OK result (Habitat: 30 s)."""
 
+    startup_recheck_s: float = 1.0
+    """Seconds. Until a service's first OK, a failed check is retried after this, doubling each
+    time up to the normal recheck: a check that ran before the service finished starting (the
+    usual case: the first check runs as soon as the process is up) should not leave it reported
+    down for a whole interval."""
+
     _seen_ok: bool = field(default=False, init=False, repr=False)
+    _startup_fails: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.interval_s <= 0 or self.failure_recheck_s <= 0:
@@ -108,8 +118,14 @@ class HealthSchedule:
                 self._seen_ok = True
                 return now + rng.uniform(0.0, self.interval_s)
             return now + self.interval_s
-        return now + min(self.interval_s, self.failure_recheck_s)
+        normal = min(self.interval_s, self.failure_recheck_s)
+        if not self._seen_ok:
+            delay = self.startup_recheck_s * float(2 ** min(self._startup_fails, 30))
+            self._startup_fails += 1
+            return now + min(normal, delay)
+        return now + normal
 
     def reset(self) -> None:
         """The service restarted: the next first OK gets a fresh splay."""
         self._seen_ok = False
+        self._startup_fails = 0

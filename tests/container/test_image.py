@@ -1,19 +1,13 @@
-"""The container image, its hooks and the compose demo, with podman standing in for Docker.
+"""The container image and its hooks, with podman standing in for Docker.
 
 Proves: scripts/setup-podman + scripts/build-image produce localhost/pysup:latest offline; the image
 keeps the Dockerfile's contract (user hab uid 42, entrypoint `pysup run` with an empty CMD and the
 plan from PYSUP_DEFAULT_PLANS, state volume, ports, HEALTHCHECK); pysup imports as the non-root
 user; hooks/healthcheck and hooks/pre-stop behave against a fake gateway (on the host, no podman)
 and inside the image; the compose file's wiring (network, service names resolving, published
-port, podman's HEALTHCHECK run) works. The real three-supervisor ring is xfail until `pysup run`
-exists.
-
-docker-compose.yml is the source of truth for the containers started here: `read_compose` is a
-small line reader for the restricted style that file documents (no YAML library). Each test run
-uses its own network and container names (prefix pysuptest<pid>) with a network alias per
-compose service name, so `--peer super` resolves as under compose; compose's published ports are
-mapped to free 127.0.0.1 host ports so runs never collide with a supervisor on the host's 9631.
-Containers and networks are removed in `finally` even when a test fails.
+port, podman's HEALTHCHECK run) works with a placeholder supervisor. The real three-supervisor
+ring and PID-1 behaviour are in test_compose_ring.py; helpers and fixtures in podman.py and
+conftest.py.
 
 Needs root (rootful podman, apt, debootstrap); the session fixture installs podman when missing.
 """
@@ -23,30 +17,29 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.container.podman import (
+    HOOKS,
+    IMAGE,
+    REPO,
+    ComposeRun,
+    http_get,
+    podman,
+    podman_rc,
+    read_compose,
+)
 from tests.util import free_port, wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
-
-REPO = Path(__file__).resolve().parents[2]
-IMAGE = "localhost/pysup:latest"
-HOOKS = REPO / "hooks"
-SETUP_TIMEOUT = 600.0  # debootstrap + apt on a fresh machine take ~1-2 min; generous bound
-BUILD_TIMEOUT = 600.0
-PODMAN_TIMEOUT = 120.0  # any single podman command
 
 # Stands in for `pysup run` in the wiring test: resolves every --peer, then answers every GET on
 # 9631 with 200 and a JSON description of itself. Runs as the image's user with the image's python3.
@@ -64,172 +57,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body.encode())
 http.server.ThreadingHTTPServer(("0.0.0.0", 9631), Handler).serve_forever()
 """
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def podman(*args: str, check: bool = True, timeout: float = PODMAN_TIMEOUT) -> str:
-    """Run one podman command, return stdout; fail with its stderr when `check` and it fails."""
-    proc = subprocess.run(
-        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} -> {proc.returncode}: {proc.stderr[-2000:]}")
-    return proc.stdout
-
-
-def podman_rc(*args: str) -> tuple[int, str]:
-    """(exit code, stdout + stderr) of one podman command."""
-    proc = subprocess.run(
-        ["podman", *args], capture_output=True, text=True, timeout=PODMAN_TIMEOUT, check=False
-    )
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def read_compose(path: Path) -> dict[str, dict[str, Any]]:
-    """Services of a compose file written in docker-compose.yml's documented restricted style.
-
-    Two-space indents; under `services:` each service is `  name:` and its settings `    key: value`
-    where a value starting with `[` or `{` is JSON and anything else a plain string. Whole-line
-    comments and blank lines are skipped. Raises ValueError on lines it does not understand.
-    """
-    services: dict[str, dict[str, Any]] = {}
-    section = ""
-    current: dict[str, Any] | None = None
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        indent = len(raw) - len(raw.lstrip(" "))
-        key, sep, value = raw.strip().partition(":")
-        if not sep:
-            raise ValueError(f"{path}:{number}: expected `key: value`: {raw!r}")
-        value = value.strip()
-        if indent == 0:
-            section, current = key, None
-        elif section != "services":
-            continue
-        elif indent == 2:
-            current = services.setdefault(key, {})
-        elif indent == 4 and current is not None:
-            current[key] = json.loads(value) if value[:1] in "[{" and value else value
-        else:
-            raise ValueError(f"{path}:{number}: unexpected indentation: {raw!r}")
-    return services
-
-
-def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
-    """(status, body) of a GET; status 0 when nothing answers."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
-
-
-class ComposeRun:
-    """The compose file's services started with plain `podman run`, removed again by `close`."""
-
-    def __init__(self, compose: dict[str, dict[str, Any]], image: str) -> None:
-        self.compose = compose
-        self.image = image
-        self.prefix = f"pysuptest{os.getpid()}"
-        self.networks: list[str] = []
-        self.containers: dict[str, str] = {}  # compose service name -> container name
-        self.ports: dict[tuple[str, int], int] = {}  # (service, container port) -> host port
-
-    def start(self, entrypoint: list[str] | None = None) -> None:
-        """Start every service in file order (super first), like `compose up -d`."""
-        for service, spec in self.compose.items():
-            name = f"{self.prefix}-{service}"
-            args = ["run", "-d", "--name", name]
-            for network in spec.get("networks", []):
-                net = f"{self.prefix}-{network}"
-                if net not in self.networks:
-                    podman("network", "create", net)
-                    self.networks.append(net)
-                args += ["--network", net, "--network-alias", service]
-            for mapping in spec.get("ports", []):
-                container_port = int(str(mapping).rsplit(":", 1)[-1])
-                host_port = free_port()
-                self.ports[(service, container_port)] = host_port
-                args += ["-p", f"127.0.0.1:{host_port}:{container_port}"]
-            grace = str(spec.get("stop_grace_period", "10s")).removesuffix("s")
-            args += ["--stop-timeout", grace]
-            if entrypoint:
-                args += ["--entrypoint", entrypoint[0]]
-            args.append(self.image)
-            args += entrypoint[1:] if entrypoint else []
-            args += list(spec.get("command", []))
-            self.containers[service] = name
-            podman(*args)
-
-    def host_port(self, service: str, container_port: int) -> int:
-        return self.ports[(service, container_port)]
-
-    def exited(self) -> list[str]:
-        """Compose service names whose container is no longer running."""
-        return [
-            service
-            for service, name in self.containers.items()
-            if podman("inspect", "--format", "{{.State.Running}}", name).strip() != "true"
-        ]
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {service}\n{podman_rc('logs', '--tail', '30', name)[1]}"
-            for service, name in self.containers.items()
-        )
-
-    def close(self) -> None:
-        for name in self.containers.values():
-            podman("rm", "-f", "-t", "0", name, check=False)
-        for net in self.networks:
-            podman("network", "rm", "-f", net, check=False)
-
-
-# --- fixtures ---------------------------------------------------------------------------------
-
-
-def skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "container tests need root (rootful podman; setup-podman installs packages)"
-    if shutil.which("podman") is None and shutil.which("apt-get") is None:
-        return "podman is missing and cannot be installed here (no apt-get)"
-    return None
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    """localhost/pysup:latest, freshly built (setup-podman and build-image print step timings)."""
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    for script, limit in (("setup-podman", SETUP_TIMEOUT), ("build-image", BUILD_TIMEOUT)):
-        proc = subprocess.run(
-            [str(REPO / "scripts" / script)],
-            capture_output=True,
-            text=True,
-            timeout=limit,
-            cwd=REPO,
-            check=False,
-        )
-        print(proc.stdout)
-        if proc.returncode != 0:
-            pytest.fail(f"scripts/{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return IMAGE
-
-
-@pytest.fixture
-def compose_run(image: str) -> Iterator[ComposeRun]:
-    run = ComposeRun(read_compose(REPO / "docker-compose.yml"), image)
-    try:
-        yield run
-    finally:
-        run.close()
 
 
 def run_in_image(image: str, *cmd: str) -> tuple[int, str]:
@@ -477,37 +304,3 @@ def test_compose_wiring_with_a_placeholder_supervisor(compose_run: ComposeRun) -
     assert client_1["peers"] == {"super": super_ip}
     rc, out = podman_rc("healthcheck", "run", compose_run.containers["super"])
     assert rc == 0, out
-
-
-@pytest.mark.xfail(strict=False, reason="daemon not yet wired")
-def test_compose_ring_of_three_supervisors(compose_run: ComposeRun) -> None:
-    """The real demo: three `pysup run` containers form one ring and elect a leader."""
-    compose_run.start()
-    port = compose_run.host_port("super", 9631)
-    try:
-
-        def healthy() -> bool:
-            assert not compose_run.exited(), f"containers exited: {compose_run.exited()}"
-            return http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
-
-        wait_for(
-            healthy,
-            timeout=60,
-            interval=0.5,
-            what="super's /healthz",
-        )
-
-        def members() -> int:
-            status, body = http_get(f"http://127.0.0.1:{port}/butterfly")
-            if status != 200:
-                return 0
-            return len(json.loads(body).get("member", {}).get("members", {}))
-
-        wait_for(lambda: members() == 3, timeout=60, interval=0.5, what="3 members in /butterfly")
-        for name in compose_run.containers.values():
-            rc, out = podman_rc("healthcheck", "run", name)
-            assert rc == 0, f"{name}: {out}"
-        rc, out = podman_rc("exec", compose_run.containers["client-2"], "/hab/hooks/pre-stop")
-        assert rc == 0, out
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{compose_run.logs()}") from exc

@@ -59,10 +59,23 @@ def test_splays_spread_members_across_the_interval() -> None:
 def test_non_ok_rechecks_within_min_of_interval_and_30s_without_splay() -> None:
     rng = random.Random(1)
     long = HealthSchedule(interval_s=300.0)
+    long.next_check(0.0, OK, rng)  # past start-up: the normal recheck applies
     for status in (WARN, CRIT, UNK):
         assert long.next_check(10.0, status, rng) == 40.0
     short = HealthSchedule(interval_s=5.0)
+    short.next_check(0.0, OK, rng)
     assert short.next_check(10.0, CRIT, rng) == 15.0
+
+
+def test_before_the_first_ok_failures_are_retried_with_a_doubling_delay() -> None:
+    rng = random.Random(1)
+    sched = HealthSchedule(interval_s=30.0)
+    delays = [sched.next_check(100.0, CRIT, rng) - 100.0 for _ in range(7)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    sched.next_check(100.0, OK, rng)
+    assert sched.next_check(200.0, CRIT, rng) == 230.0
+    sched.reset()
+    assert sched.next_check(300.0, CRIT, rng) == 301.0
 
 
 def test_non_ok_does_not_consume_the_first_ok_splay_and_reset_restores_it() -> None:
