@@ -162,11 +162,27 @@ class CensusMember:
     update_election_is_running: bool = False
     update_election_is_no_quorum: bool = False
     update_election_is_finished: bool = False
+    health_check: str | None = None
+    """The member's last health-check result as it gossips it (``Ok|Warning|Critical|Unknown``;
+    None: not checked yet, or not gossiped)."""
+    plan_fingerprint: str = ""
+    """The fingerprint of the plan the member runs (rolling updates compare them)."""
 
     @property
     def active(self) -> bool:
         """Alive or suspect: a member we reasonably interact with."""
         return self.alive or self.suspect
+
+    @property
+    def member_health(self) -> Health | None:
+        """The member's health in the ring (None: not in the member table)."""
+        if self.departed:
+            return Health.DEPARTED
+        if self.confirmed:
+            return Health.CONFIRMED
+        if self.suspect:
+            return Health.SUSPECT
+        return Health.ALIVE if self.alive else None
 
 
 @dataclass(frozen=True)
@@ -200,6 +216,10 @@ class CensusGroup:
     update_leader_id: str | None = None
     service_config: ServiceConfig | None = None
     service_files: Mapping[str, ServiceFile] = field(default_factory=lambda: MappingProxyType({}))
+    election: ElectionRumor | None = None
+    """The stored Election rumor itself (term, votes), for the election logic."""
+    update_election: ElectionRumor | None = None
+    """The stored ElectionUpdate rumor itself."""
 
     def member(self, member_id: str) -> CensusMember | None:
         for m in self.members:
@@ -365,6 +385,8 @@ def _group(
         update_leader_id=update_leader_id,
         service_config=config,
         service_files=MappingProxyType(dict(sorted((files or {}).items()))),
+        election=election,
+        update_election=update,
     )
 
 
@@ -409,6 +431,8 @@ def _member(
         suspect=health is Health.SUSPECT,
         confirmed=health is Health.CONFIRMED,
         departed=health is Health.DEPARTED,
+        health_check=rumor.health_check or None,
+        plan_fingerprint=rumor.plan_fingerprint,
         **flags,
     )
 

@@ -446,13 +446,16 @@ class Supervisor:
             await self.start()
             await self.stopping.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+            # Handlers stay installed through shutdown: a second TERM (compose and `timeout`
+            # signal the whole process group, then the parent signals again) must not kill us
+            # halfway, leaving services running without their supervisor.
             await self.shutdown()
             reaper.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         return self.exit_code
 
     def _on_signal(self, sig: signal.Signals) -> None:
         # Only record: the loop does the work.
-        log.info("supervisor.signal", signal=sig.name)
+        log.info("supervisor.signal", signal=sig.name, already_stopping=self.stopping.is_set())
         self.stopping.set()

@@ -2,8 +2,9 @@
 
 Each rumor is handed out at most `limit` times (the caller passes
 `RetransmitMult * ceil(log10(N+1))`), least-transmitted first, as memberlist does; among equals,
-the one that reached that count most recently goes first (so a fresh rumor beats older ones). A rumor with the same identity as a queued one replaces it (and starts its count
-again), so the queue never carries two versions of one fact.
+the one that reached that count most recently goes first (so a fresh rumor beats older ones).
+A rumor with the same identity as a queued one replaces it (and starts its count again), so the
+queue never carries two versions of one fact.
 """
 
 from __future__ import annotations

@@ -118,6 +118,8 @@ def _pack_rumor(r: Rumor) -> list[Any]:
             r.initialized,
             dict(r.cfg),
             dict(r.sys),
+            r.health_check,
+            r.plan_fingerprint,
         ]
     if isinstance(r, ServiceConfigRumor):
         return [_K_CONFIG, r.service_group, r.incarnation, r.config, r.encrypted]
@@ -159,9 +161,11 @@ def _unpack_rumor(v: Any) -> Rumor:
         by = v[2]
         _expect(isinstance(by, bytes) and len(by) in (0, 16), "suspector id")
         return MemberRumor(_unpack_member(v[1]), bytes(by).hex())
-    if kind == _K_SERVICE and len(v) == 8:
-        _, mid, group, inc, pkg, initialized, cfg, sys = v
+    if kind == _K_SERVICE and len(v) in (8, 10):
+        # 8 fields: a sender from before health_check/plan_fingerprint were gossiped.
+        _, mid, group, inc, pkg, initialized, cfg, sys, *status = v
         _expect(_is_uint(inc, 64) and isinstance(initialized, bool), "service")
+        health, fingerprint = status or ("", "")
         return ServiceRumor(
             _unpack_id(mid),
             _unpack_str(group, "service group"),
@@ -170,6 +174,8 @@ def _unpack_rumor(v: Any) -> Rumor:
             initialized,
             _unpack_map(cfg, "service cfg"),
             _unpack_map(sys, "service sys"),
+            _unpack_str(health, "service health"),
+            _unpack_str(fingerprint, "plan fingerprint"),
         )
     if kind == _K_CONFIG and len(v) == 5:
         _, group, inc, config, encrypted = v

@@ -44,7 +44,9 @@ class MemberRumor:
 
 @dataclass(frozen=True, slots=True)
 class ServiceRumor:
-    """One member runs one service group; `cfg` holds only the plan's exported keys."""
+    """One member runs one service group; `cfg` holds only the plan's exported keys.
+    `health_check` (``Ok|Warning|Critical|Unknown``, "" before the first check) and
+    `plan_fingerprint` (the plan it runs) let rolling updates wait for the previous member."""
 
     member_id: str
     service_group: str
@@ -53,6 +55,8 @@ class ServiceRumor:
     initialized: bool = False
     cfg: Mapping[str, Any] = field(default_factory=dict)
     sys: Mapping[str, Any] = field(default_factory=dict)
+    health_check: str = ""
+    plan_fingerprint: str = ""
 
     @property
     def identity(self) -> RumorId:

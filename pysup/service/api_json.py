@@ -6,7 +6,8 @@ desired_state, health_check (Ok|Warning|Critical|Unknown), health_check_interval
 hooks (null or {render_pair, stdout_log_path, stderr_log_path} per hook), initialized,
 last_election_status, pkg, process {pid, state up|down, state_entered}, restart_count,
 service_group, spec_ident, sys, topology, update_strategy. pysup's own state (the state machine,
-why it waits, the last error) is under ``pysup`` so Habitat's names stay untouched.
+why it waits, the last error, a pending update) is under ``pysup`` so Habitat's names stay
+untouched.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def service_json(svc: Service) -> dict[str, Any]:
             "reason": svc.reason,
             "last_error": svc.last_error,
             "incarnation": svc.incarnation,
+            "update": svc.update_status,
         },
     }
 

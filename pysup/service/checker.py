@@ -34,7 +34,9 @@ class HealthChecker:
         rng: random.Random,
         service_group: str,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """`on_change` is called after ``status`` changed (the service gossips its health)."""
         self.schedule = schedule
         self.status: HealthStatus | None = None
         """The last result; None before the first check and after a stop."""
@@ -45,6 +47,7 @@ class HealthChecker:
         self._wake = asyncio.Event()
         self._next_at: float | None = None
         self._sg = service_group
+        self._on_change = on_change
 
     def process_up(self) -> None:
         """The process (re)started: check now, and a fresh splay after the next first OK."""
@@ -78,5 +81,7 @@ class HealthChecker:
                 old = self.status.value if self.status is not None else None
                 log.info("health.changed", service_group=self._sg, old=old, new=status.value)
             self.status = status
+            if self._on_change is not None:
+                self._on_change()
             if self._next_at == due:  # not re-armed by a restart meanwhile
                 self._next_at = self.schedule.next_check(self._clock(), status, self._rng)

@@ -282,8 +282,12 @@ class OutputPipe:
                 if not done:
                     log.debug("hook.output_held_open", hook=self.sink.hook)
                     self._task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    try:
                         await self._task
+                    except asyncio.CancelledError:
+                        current = asyncio.current_task()
+                        if current is not None and current.cancelling():
+                            raise  # we were cancelled too: do not swallow it
                 elif (exc := self._task.exception()) is not None:
                     log.warning("hook.output_failed", hook=self.sink.hook, error=str(exc))
         finally:

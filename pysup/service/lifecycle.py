@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from pysup.service.backoff import RestartBackoff
+from pysup.service.coordination import ElectionTuning
 
 
 class ServiceState(enum.Enum):
@@ -64,3 +65,5 @@ class ServiceTuning:
     """Factory of the run process's restart backoff (base 1 s, cap 60 s, cooldown 300 s)."""
     failure_recheck_s: float = 30.0
     """Upper bound of the delay before re-running a health check after a non-OK result."""
+    election: ElectionTuning = field(default_factory=ElectionTuning)
+    """Timing and policy of leader and update elections (``coordination.ElectionTuning``)."""

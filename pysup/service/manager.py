@@ -5,7 +5,9 @@ logged once (``service.load_failed``, the message naming file and line), recorde
 ``load_errors`` and raised as ``ServiceLoadError``; the services already running are untouched.
 Gossip reaches services through ``on_rumor`` (config and files for their group) and
 ``on_census_changed`` (debounced: a burst of rumors re-renders once); both only wake the services'
-own tasks and never block the caller. ``user.toml`` files are watched by polling their mtime.
+own tasks and never block the caller. ``user.toml`` files are watched by polling their mtime;
+plan directories of services with an update strategy by polling their fingerprint
+(``coordination.PlanWatcher``), and ``update`` restarts a service with its changed plan.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.census import Census
+from pysup.service.coordination import PlanWatcher
 from pysup.service.hooks import kill_group
 from pysup.service.plan import PlanError, load_plan
 from pysup.service.reaper import CHILDREN
@@ -62,11 +65,13 @@ class ServiceManager:
         env: Mapping[str, str] | None = None,
         user_toml_poll_s: float = 2.0,
         census_debounce_s: float = 0.1,
+        plan_poll_s: float = 1.0,
     ) -> None:
         """`hook_timeout_s` overrides ``tuning.hook_timeout_s``. `env` is the environment of hooks
         and run processes (and where ``HAB_<PKG>`` is read); default: ours. `user_toml_poll_s`:
         seconds between mtime checks of the user.toml files; `census_debounce_s`: how long a burst
-        of census changes is collected before services re-render."""
+        of census changes is collected before services re-render; `plan_poll_s`: seconds between
+        fingerprint checks of the plans of services with an update strategy."""
         self.state = state
         self.sys_info = dict(sys_info)
         self.member_id = member_id
@@ -82,6 +87,10 @@ class ServiceManager:
         """plan dir -> the last load error (cleared by a successful load)."""
         self._user_toml_seen: dict[str, tuple[int, int] | None] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._plan_watcher: asyncio.Task[None] | None = None
+        self.plans = PlanWatcher(
+            services=self.services, census=census, update=self.update, poll_s=plan_poll_s
+        )
         self._census_timer: asyncio.TimerHandle | None = None
 
     # --- queries ----------------------------------------------------------------------------------
@@ -108,19 +117,7 @@ class ServiceManager:
             templates = compile_templates(plan)
             if plan.name in self._services:
                 raise ServiceLoadError(f"{plan.plan_file}: service {plan.name} is already loaded")
-            svc = Service(
-                plan=plan,
-                spec=spec,
-                templates=templates,
-                member_id=self.member_id,
-                sys_info=self.sys_info,
-                census=self._census,
-                publish=self._publish,
-                user_toml=self.state.user_toml_path(plan.name),
-                env=self._env,
-                tuning=self.tuning,
-                rng=self._rng,
-            )
+            svc = self._new_service(plan, templates, spec)
         except (PlanError, ServiceLoadError) as e:
             message = str(e)
             self.load_errors[where] = message
@@ -144,6 +141,48 @@ class ServiceManager:
         if svc is None:
             raise KeyError(f"service {name!r} is not loaded")
         return svc
+
+    async def update(self, old: Service) -> Service | None:
+        """Restart `old` with its plan as it is on disk now (an update strategy's turn): the plan
+        is loaded and compiled first, so a broken plan leaves the running service alone."""
+        where = str(old.spec.plan_dir)
+        try:
+            plan = await self._load_plan(old.spec.plan_dir)
+            templates = compile_templates(plan)
+            if plan.name != old.name:
+                raise ServiceLoadError(f"{plan.plan_file}: the plan's name changed to {plan.name}")
+        except (PlanError, ServiceLoadError) as e:
+            self.load_errors[where] = str(e)
+            old.update_status = f"update failed: {e}"
+            log.error("update.load_failed", plan_dir=where, error=str(e))
+            return None
+        self.load_errors.pop(where, None)
+        log.info(
+            "update.restarting",
+            service_group=str(old.sg),
+            old=old.plan.fingerprint[:12],
+            new=plan.fingerprint[:12],
+        )
+        await old.unload()
+        svc = self._new_service(plan, templates, old.spec)
+        self._services[plan.name] = svc
+        svc.activate()
+        return svc
+
+    def _new_service(self, plan: Any, templates: Any, spec: ServiceSpec) -> Service:
+        return Service(
+            plan=plan,
+            spec=spec,
+            templates=templates,
+            member_id=self.member_id,
+            sys_info=self.sys_info,
+            census=self._census,
+            publish=self._publish,
+            user_toml=self.state.user_toml_path(plan.name),
+            env=self._env,
+            tuning=self.tuning,
+            rng=self._rng,
+        )
 
     async def unload(self, name: str) -> None:
         svc = self._require(name)
@@ -192,9 +231,10 @@ class ServiceManager:
 
     def close(self) -> None:
         """Stop the watcher and the census timer (services are left as they are)."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
+        for task in (self._watcher, self._plan_watcher):
+            if task is not None:
+                task.cancel()
+        self._watcher = self._plan_watcher = None
         if self._census_timer is not None:
             self._census_timer.cancel()
             self._census_timer = None
@@ -230,10 +270,11 @@ class ServiceManager:
     # --- user.toml --------------------------------------------------------------------------------
 
     def _ensure_watcher(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(
-                self._watch_user_toml(), name="user.toml watcher"
-            )
+            self._watcher = loop.create_task(self._watch_user_toml(), name="user.toml watcher")
+        if self._plan_watcher is None or self._plan_watcher.done():
+            self._plan_watcher = loop.create_task(self.plans.run(), name="plan watcher")
 
     async def _watch_user_toml(self) -> None:
         while True:

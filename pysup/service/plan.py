@@ -618,6 +618,13 @@ def _plan_files(root: Path) -> Iterator[str]:
                 yield full.relative_to(root).as_posix()
 
 
+def plan_fingerprint(plan_dir: Path) -> str:
+    """The fingerprint ``load_plan`` gives the plan in `plan_dir`, without loading it (cheap
+    enough to poll: it reads the plan's files, runs nothing)."""
+    root = plan_dir.resolve()
+    return _fingerprint(root, sorted(_plan_files(root)))
+
+
 def _fingerprint(root: Path, files: list[str]) -> str:
     digest = hashlib.sha256()
     for rel in files:

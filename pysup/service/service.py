@@ -7,8 +7,10 @@ so a config change, a census change and a stop never race each other. Each pass 
 1. desired Down: stop the run process (shutdown signal, timeout, KILL), run post-stop -> STOPPED;
 2. layer the config (default.toml < HAB_<PKG> < user.toml < gossip) and render config/ and hooks/
    into the service dir (only changed files are written; what changed is remembered);
-3. gate: topology leader waits until the group's election is Finished (``election_ready``), strict
-   binds wait until the bound groups export what the plan needs -> WAITING with a ``reason``;
+3. gate: topology leader waits until the group's election is Finished (``coordination.gate``),
+   strict binds wait until the bound groups export what the plan needs -> WAITING with a
+   ``reason``. A running leader-topology service holds its hooks (no render, no reconfigure)
+   while an election runs, and is stopped while its group has no quorum (split-brain fence);
 4. not running yet: install (once per plan fingerprint), init (retried with backoff), start the run
    process under a ``ProcessSupervisor`` (restart with decorrelated jitter) -> UP;
 5. running: changed run/init/post-run hooks, or changed config without a reconfigure hook, restart
@@ -34,12 +36,13 @@ from typing import Any, Final
 
 import structlog
 
-from pysup.butterfly.messages import ServiceConfigRumor, ServiceFileRumor, ServiceRumor
+from pysup.butterfly.messages import Rumor, ServiceConfigRumor, ServiceFileRumor, ServiceRumor
 from pysup.census import Census, ElectionState, ServiceGroup
 from pysup.service.backoff import RestartBackoff
 from pysup.service.cfg import exported_cfg
 from pysup.service.checker import HealthChecker
 from pysup.service.context import binds_not_ready, render_context, rumor_sys
+from pysup.service.coordination import Coordinator
 from pysup.service.handlebars import TemplateError
 from pysup.service.health import HealthSchedule, HealthStatus
 from pysup.service.hooks import HookError, HookResult, parse_suitability, run_hook
@@ -62,7 +65,7 @@ from pysup.service.render import (
     write_files,
 )
 from pysup.service.sources import ConfigSources
-from pysup.service.spec import DesiredState, ServiceSpec, Topology
+from pysup.service.spec import DesiredState, ServiceSpec
 from pysup.statedir import atomic_write
 
 __all__ = [
@@ -96,7 +99,7 @@ class Service:
         member_id: str,
         sys_info: Mapping[str, Any],
         census: Callable[[], Census],
-        publish: Callable[[ServiceRumor], None],
+        publish: Callable[[Rumor], None],
         user_toml: Path,
         env: Mapping[str, str],
         tuning: ServiceTuning,
@@ -134,6 +137,8 @@ class Service:
         """Only the keys named in pkg_exports (what the Service rumor carries)."""
         self.incarnation = 0
         self.last_render: RenderResult = RenderResult()
+        self.update_status: str | None = None
+        """A pending or running update of the plan (set by the manager's plan watcher)."""
 
         self._desired = spec.desired_state
         self.sources = ConfigSources(
@@ -144,7 +149,7 @@ class Service:
             user_toml=user_toml,
         )
         self._rendered_once = False
-        self._published: tuple[bool, dict[str, Any]] | None = None
+        self._published: tuple[bool, dict[str, Any], str] | None = None
         self._init_backoff = RestartBackoff(
             base_s=tuning.init_retry_base_s, max_s=tuning.init_retry_max_s
         )
@@ -159,6 +164,16 @@ class Service:
             is_up=lambda: self.process.state is ProcessState.UP,
             rng=rng,
             service_group=str(self.sg),
+            on_change=self._publish_if_changed,
+        )
+        self.coordination = Coordinator(
+            sg=self.sg,
+            topology=spec.topology,
+            strategy=spec.strategy,
+            census=census,
+            publish=publish,
+            suitability=self.suitability,
+            tuning=tuning.election,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -215,12 +230,9 @@ class Service:
         return group.election_status if group is not None else ElectionState.NONE
 
     def election_ready(self, census: Census) -> bool:
-        """May hooks run as far as the election is concerned? The seam for the election issue:
-        standalone always; leader topology once the group's election is Finished."""
-        if self.spec.topology is not Topology.LEADER:
-            return True
-        group = census.group(self.sg)
-        return group is not None and group.election_status is ElectionState.FINISHED
+        """May hooks run as far as the election is concerned? Standalone always; leader topology
+        once the group's election is Finished and the group has quorum."""
+        return self.coordination.gate(census).reason is None
 
     def health_status(self) -> HealthStatus:
         """For the API: the last check; without a health-check hook, the process state."""
@@ -246,7 +258,14 @@ class Service:
             initialized=self.initialized,
             cfg=self.exported,
             sys=rumor_sys(self.sys_info),
+            health_check=self._gossiped_health(),
+            plan_fingerprint=self.plan.fingerprint,
         )
+
+    def _gossiped_health(self) -> str:
+        if self.state in (_S.UP, _S.STOPPING):
+            return self.health_status().api_name
+        return ""
 
     # --- requests (never block) -------------------------------------------------------------------
 
@@ -261,6 +280,8 @@ class Service:
             self._loop_task = self._spawn(self._loop(), "loop")
             if "health-check" in self.templates.hooks:
                 self._spawn(self.checker.run(), "health")
+            if self.coordination.active:
+                self._spawn(self.coordination.run(), "election")
             self.wake()
 
     def wake(self) -> None:
@@ -283,6 +304,7 @@ class Service:
             await self._changed.wait()
 
     async def unload(self) -> None:
+        self.coordination.close()
         await self.stop()
         self._transition(_S.UNLOADED)
         for task in list(self._tasks):
@@ -296,6 +318,7 @@ class Service:
     def census_changed(self) -> None:
         if self.sources.take_census(self._census()):
             self._log.info("config.gossip_taken", incarnation=self.sources.gossip_incarnation)
+        self.coordination.wake()
         self.wake()
 
     def user_config_changed(self) -> None:
@@ -402,7 +425,9 @@ class Service:
         return changed
 
     def _publish_if_changed(self) -> None:
-        current = (self.initialized, self.exported)
+        if self.state is _S.UNLOADED:
+            return
+        current = (self.initialized, self.exported, self._gossiped_health())
         if current == self._published:
             return
         self._published = current
@@ -439,12 +464,18 @@ class Service:
         if error is not None and error != self.last_error:
             self._error(error, "config.env_invalid")
         self.exported = exported_cfg(self.cfg, self.plan.exports)
-        not_ready = None
-        if not self.election_ready(census):
-            not_ready = "Waiting to execute hooks; election in progress"
-        else:
-            not_ready = binds_not_ready(self.plan, self.spec, census)
+        gate = self.coordination.gate(census)
         try:
+            if self.state is _S.UP and gate.reason is not None:
+                if gate.fence:
+                    self._log.warning("service.no_quorum", reason=gate.reason)
+                    await self._bring_down(gate.reason)
+                    self._transition(_S.WAITING, gate.reason)
+                elif gate.reason != self.reason:
+                    self._log.info("service.hooks_held", reason=gate.reason)
+                    self._transition(_S.UP, gate.reason)
+                return
+            not_ready = gate.reason or binds_not_ready(self.plan, self.spec, census)
             await self._advance(census, not_ready)
         finally:
             self._publish_if_changed()
@@ -453,6 +484,10 @@ class Service:
         if not_ready is not None and self.state is not _S.UP:
             if self.reason != not_ready:
                 self._log.info("service.waiting", reason=not_ready)
+            if "suitability" in self.templates.hooks and self.coordination.active:
+                # Elections run the suitability hook before any other hook may: render it now.
+                with contextlib.suppress(TemplateError):
+                    self._render(census)
             self._transition(_S.WAITING, not_ready)
             return
         try:
@@ -464,6 +499,8 @@ class Service:
             return
         self.last_render = render
         files = self._write_files()
+        if self.state is _S.UP and self.reason is not None:
+            self._transition(_S.UP, None)  # held hooks may run again
         if self.state is not _S.UP:
             await self._bring_up()
         else:
@@ -519,15 +556,15 @@ class Service:
         if files and "file-updated" in self.templates.hooks:
             await self._run_hook("file-updated")
 
-    async def _bring_down(self) -> None:
+    async def _bring_down(self, reason: str | None = None) -> None:
         if self.state is _S.UP:
-            self._transition(_S.STOPPING)
+            self._transition(_S.STOPPING, reason)
             self._cancel_post_run()
             await self.supervisor.stop()
             self.checker.stopped()
             if "post-stop" in self.templates.hooks:
                 await self._run_hook("post-stop")
-            self._transition(_S.STOPPED)
+            self._transition(_S.STOPPED, reason)
         elif self.state in (_S.LOADED, _S.WAITING, _S.INITIALIZING, _S.FAILED):
             if self._retry_handle is not None:
                 self._retry_handle.cancel()
@@ -571,6 +608,7 @@ class Service:
                 self._post_run = self._spawn(self._post_run_loop(self.process.pid), "post-run")
         elif "health-check" in self.templates.hooks and self._desired is DesiredState.UP:
             self.checker.process_down()
+        self._publish_if_changed()
         self._changed.set()
 
     def _on_process_exit(self, code: int | None, delay: float | None) -> None:

@@ -247,6 +247,17 @@ class Fleet:
         return "\n".join(s.log_tail() for s in self.sups)
 
     def close(self) -> None:
+        # SIGTERM first so supervisors stop their services (which run in sessions of their
+        # own); then KILL what is left, and finally any process still running from this
+        # fleet's directory (services of supervisors a test killed with -9).
+        live = [p for p in self.procs if p.poll() is None]
+        for proc in live:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for proc in live:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         for proc in self.procs:
             if proc.poll() is None:
                 # Its own session: the group holds it and any children it started.
@@ -256,6 +267,22 @@ class Fleet:
                     proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        kill_processes_under(self.root)
+
+
+def kill_processes_under(root: Path) -> None:
+    """KILL every process whose command line mentions `root` (leftover services)."""
+    needle = str(root).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from pysup.butterfly.messages import (
     ElectionRumor,
     ElectionStatus,
+    RumorKind,
     ServiceConfigRumor,
     ServiceFileRumor,
 )
@@ -173,31 +174,29 @@ async def test_bad_plan_and_broken_template_leave_others_running(
     assert [s.name for s in manager.services()] == ["habsup", "renderfail"]
 
 
-async def test_leader_topology_waits_for_a_finished_election(
+async def test_leader_topology_runs_hooks_only_after_its_election_finished(
     tmp_path: Path, managers: list
 ) -> None:
-    """Topology leader: no hook runs while the group's election is not Finished (WAITING with
-    Habitat's reason, the Service rumor is out so an election can happen); once a Finished election
-    rumor arrives the service starts."""
+    """Topology leader in a ring of one: the member elects itself (the Election rumor it
+    publishes is Finished with itself as leader), and only then do its hooks run: the init hook
+    records the election status it saw in the rendered template."""
     plan = write_plan(
         tmp_path,
         "leaderly",
         {
-            "init": "#!/bin/sh\ntouch {{pkg.svc_data_path}}/init-ran\n",
+            "init": "#!/bin/sh\necho '{{svc.election_is_finished}} {{svc.me.leader}}'"
+            " > {{pkg.svc_data_path}}/init-ran\n",
             "run": "#!/bin/sh\nexec sleep 100\n",
         },
     )
     manager, ring = make_manager(tmp_path)
     managers.append(manager)
     svc = await manager.load(ServiceSpec(plan, topology=Topology.LEADER))
-    await until(lambda: svc.state is ServiceState.WAITING)
-    assert svc.reason == "Waiting to execute hooks; election in progress"
-    assert ring.published and not ring.published[-1].initialized
-    ring.gossip(ElectionRumor("leaderly.default", MEMBER_ID, 1, 0, ElectionStatus.RUNNING))
-    assert not (svc.svc_path / "data" / "init-ran").exists()
-    ring.gossip(ElectionRumor("leaderly.default", MEMBER_ID, 1, 0, ElectionStatus.FINISHED))
-    await until(lambda: svc.process.pid is not None, what="started after election")
-    assert (svc.svc_path / "data" / "init-ran").exists()
+    await until(lambda: svc.process.pid is not None, what="started after its election")
+    election = ring.store.get(RumorKind.ELECTION, "leaderly.default", "election")
+    assert isinstance(election, ElectionRumor)
+    assert election.status is ElectionStatus.FINISHED and election.member_id == MEMBER_ID
+    assert (svc.svc_path / "data" / "init-ran").read_text().split() == ["true", "true"]
     await until(lambda: ring.published[-1].initialized)
 
 

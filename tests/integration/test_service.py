@@ -58,8 +58,8 @@ class Ring:
         return build_census(self.local, [self.local], self.store)
 
     def publish(self, rumor: Rumor) -> None:
-        assert isinstance(rumor, ServiceRumor)
-        self.published.append(rumor)
+        if isinstance(rumor, ServiceRumor):
+            self.published.append(rumor)
         self.gossip(rumor)
 
     def gossip(self, rumor: Rumor) -> None:

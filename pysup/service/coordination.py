@@ -1,0 +1,324 @@
+"""The shell around the pure election logic for one service, and the plan watcher for updates.
+
+``Coordinator`` (one per service in leader topology or with the rolling strategy) runs in the
+service's task set. On every census change (woken by ``Service.census_changed``) and every
+``tick_s`` it reads its group from the census, calls ``election.decide`` for the leader election
+(topology leader) and the update election (strategy rolling), and publishes what it returns
+through the manager's ``publish``. The suitability hook runs once per term this member stands in.
+``gate`` tells the service whether hooks may run: Habitat's "Waiting to execute hooks; election in
+progress", and, the split-brain fix, "no quorum": a member that sees a majority of its group gone
+stops its running service until quorum returns (``ElectionTuning.stop_without_quorum``).
+
+``PlanWatcher`` (one per manager) polls the plan directories of services whose update strategy is
+not ``none`` and asks ``updates.plan_turn`` when to restart them with the changed plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import structlog
+
+from pysup.butterfly.messages import ElectionRumor, Rumor
+from pysup.census import Census, CensusGroup, ElectionState, ServiceGroup
+from pysup.election import (
+    DEFAULT_STUCK_AFTER_S,
+    INCUMBENT,
+    GroupView,
+    Participant,
+    reachable_quorum,
+)
+from pysup.service.plan import plan_fingerprint
+from pysup.service.spec import Topology, UpdateStrategy
+from pysup.service.updates import Turn, plan_turn
+
+if TYPE_CHECKING:
+    from pysup.service.service import Service
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ElectionTuning:
+    """Timing and policy of elections. Seconds throughout."""
+
+    tick_s: float = 1.0
+    """How often elections are re-evaluated without a census change (timeouts, restarts)."""
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
+    """A candidate still missing votes after this long finishes with a majority's votes; any
+    member restarts an election unfinished after twice this long. Long enough for a slow
+    suitability hook and gossip on a big ring; short enough that a group is not leaderless long."""
+    stop_without_quorum: bool = True
+    """Stop a running leader-topology service while a majority of its group (counting Suspect
+    members as reachable) is gone, so a minority side never keeps serving as a second leader.
+    False: keep it running, as Habitat does (hooks are still held back)."""
+
+
+class Gate(NamedTuple):
+    reason: str | None
+    """Why hooks may not run now; None: they may."""
+    fence: bool = False
+    """The service must stop (no quorum), not only hold its hooks."""
+
+
+def group_view(census: Census, group: CensusGroup) -> GroupView:
+    return GroupView(
+        member_id=census.local_member_id,
+        service_group=str(group.service_group),
+        members={m.member_id: m.member_health for m in group.members},
+        ring={m.id: m.health for m in census.ring},
+    )
+
+
+def leader_gate(group: CensusGroup | None, census: Census, tuning: ElectionTuning) -> Gate:
+    """May a leader-topology service run its hooks? (Habitat's messages, plus no quorum.)"""
+    if group is None or group.me is None:
+        return Gate("Waiting to execute hooks; election hasn't started")
+    if tuning.stop_without_quorum:
+        q = reachable_quorum(group_view(census, group).members)
+        if not q.has_quorum:
+            return Gate(
+                f"No quorum: {q} of {group.service_group}; the service stays stopped until "
+                "a majority of its group is reachable",
+                fence=True,
+            )
+    status = group.election_status
+    if status is ElectionState.NONE:
+        return Gate("Waiting to execute hooks; election hasn't started")
+    if status is ElectionState.IN_PROGRESS:
+        return Gate("Waiting to execute hooks; election in progress")
+    if status is ElectionState.NO_QUORUM:
+        return Gate("Waiting to execute hooks; election in progress, and we have no quorum")
+    if group.leader_id is None:
+        return Gate("Waiting to execute hooks; the elected leader is not in the census yet")
+    return Gate(None)
+
+
+class Coordinator:
+    """Takes part in the elections of one service's group (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        sg: ServiceGroup,
+        topology: Topology,
+        strategy: UpdateStrategy,
+        census: Callable[[], Census],
+        publish: Callable[[Rumor], None],
+        suitability: Callable[[], Awaitable[int | None]],
+        tuning: ElectionTuning,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sg = sg
+        self.topology = topology
+        self.strategy = strategy
+        self.tuning = tuning
+        self._census = census
+        self._publish = publish
+        self._suitability = suitability
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._participants = {
+            update: Participant(update=update, stuck_after_s=tuning.stuck_after_s)
+            for update in (False, True)
+        }
+        self._suit: tuple[int, int] | None = None
+        """(term, suitability) of the last suitability hook run."""
+        self._log = log.bind(service_group=str(sg))
+
+    @property
+    def active(self) -> bool:
+        return self.topology is Topology.LEADER or self.strategy is UpdateStrategy.ROLLING
+
+    def gate(self, census: Census) -> Gate:
+        if self.topology is not Topology.LEADER:
+            return Gate(None)
+        return leader_gate(census.group(self.sg), census, self.tuning)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Take part in nothing more (the service is unloading); ``run`` returns."""
+        self._closed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Evaluate on every wake-up and every tick until closed (or cancelled)."""
+        while not self._closed:
+            self._wake.clear()
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("election.step_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tuning.tick_s)
+
+    async def step(self) -> None:
+        if self._closed:
+            return
+        if self.topology is Topology.LEADER:
+            await self._elect(update=False)
+        if self.strategy is UpdateStrategy.ROLLING:
+            await self._elect(update=True)
+
+    async def _elect(self, *, update: bool) -> None:
+        census = self._census()
+        group = census.group(self.sg)
+        if group is None:
+            return
+        stored = group.update_election if update else group.election
+        decision = await self._decide(census, group, stored, update)
+        if decision is None:
+            return
+        # A suitability hook may have run meanwhile: decide again on a fresh census.
+        census = self._census()
+        group = census.group(self.sg)
+        if group is None:
+            return
+        stored = group.update_election if update else group.election
+        decision = await self._decide(census, group, stored, update, run_hook=False)
+        if decision is not None and not self._closed:
+            rumor, why = decision
+            kind = "update_election" if update else "election"
+            self._log.info(
+                f"{kind}.{why}",
+                term=rumor.term,
+                candidate=rumor.member_id,
+                status=rumor.status.value,
+                votes=len(rumor.votes),
+            )
+            self._publish(rumor)
+
+    async def _decide(
+        self,
+        census: Census,
+        group: CensusGroup,
+        stored: ElectionRumor | None,
+        update: bool,
+        run_hook: bool = True,
+    ) -> tuple[ElectionRumor, str] | None:
+        me = census.local_member_id
+        suitability = self._update_suitability(group, me) if update else self._cached_suit()
+        if suitability is None:
+            return None  # update election in leader topology: waits for the topology leader
+        participant = self._participants[update]
+        d = participant.step(
+            group_view(census, group), stored, suitability=suitability, now=self._clock()
+        )
+        rumor = d.publish
+        if rumor is None:
+            return None
+        standing = rumor.member_id == me and rumor.votes == (me,)
+        incumbent = rumor.suitability >= INCUMBENT
+        fresh = self._suit is not None and self._suit[0] == rumor.term
+        if standing and not update and not incumbent and run_hook and not fresh:
+            value = await self._suitability()
+            self._suit = (rumor.term, value if value is not None else 0)
+        return rumor, d.why
+
+    def _cached_suit(self) -> int:
+        return self._suit[1] if self._suit is not None else 0
+
+    def _update_suitability(self, group: CensusGroup, me: str) -> int | None:
+        """Habitat: standalone 0; in leader topology the followers stand highest, the topology
+        leader lowest (it updates last), and nobody stands before the leader is known."""
+        if self.topology is not Topology.LEADER:
+            return 0
+        if group.leader_id is None:
+            return None
+        return 0 if group.leader_id == me else INCUMBENT - 1
+
+
+# --- plan updates ---------------------------------------------------------------------------------
+
+
+class PlanWatcher:
+    """Polls the plans of services with an update strategy; restarts them when their turn comes."""
+
+    def __init__(
+        self,
+        *,
+        services: Callable[[], list[Service]],
+        census: Callable[[], Census],
+        update: Callable[[Service], Awaitable[object]],
+        poll_s: float = 1.0,
+        pending_poll_s: float = 0.25,
+    ) -> None:
+        self._services = services
+        self._census = census
+        self._update = update
+        self.poll_s = poll_s
+        self.pending_poll_s = pending_poll_s
+        self._seen: dict[Path, str] = {}
+
+    async def run(self) -> None:
+        while True:
+            pending = False
+            try:
+                pending = await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("update.check_failed")
+            await asyncio.sleep(self.pending_poll_s if pending else self.poll_s)
+
+    async def check(self) -> bool:
+        """One pass over the services; True while an update waits for its turn."""
+        pending = False
+        for svc in self._services():
+            if svc.spec.strategy is UpdateStrategy.NONE:
+                continue
+            try:
+                on_disk = await asyncio.to_thread(plan_fingerprint, svc.spec.plan_dir)
+            except OSError as e:
+                log.warning("update.plan_unreadable", plan_dir=str(svc.spec.plan_dir), error=str(e))
+                continue
+            turn = plan_turn(
+                svc.spec.strategy,
+                self._census().group(svc.sg),
+                svc.member_id,
+                svc.plan.fingerprint,
+                on_disk,
+            )
+            self._report(svc, turn, on_disk)
+            if turn is None:
+                continue
+            if not turn.go:
+                pending = True
+                continue
+            log.info("update.restart", service_group=str(svc.sg), reason=turn.reason)
+            await self._update(svc)
+        return pending
+
+    def _report(self, svc: Service, turn: Turn | None, on_disk: str) -> None:
+        reason = turn.reason if turn is not None else None
+        if reason != svc.update_status:
+            if reason is not None:
+                log.info(
+                    "update.pending",
+                    service_group=str(svc.sg),
+                    reason=reason,
+                    running=svc.plan.fingerprint[:12],
+                    on_disk=on_disk[:12],
+                )
+            svc.update_status = reason
+
+
+__all__ = [
+    "Coordinator",
+    "ElectionTuning",
+    "Gate",
+    "PlanWatcher",
+    "group_view",
+    "leader_gate",
+]
