@@ -303,6 +303,23 @@ class _Worker:
             "t": time.monotonic(),
         }
 
+    async def cmd_census(self) -> list[dict[str, Any]]:
+        """Per member: how many members it knows by health, its incarnation, queue depth."""
+        out = []
+        for idx, r in self.runners.items():
+            counts = {h.name.lower(): 0 for h in Health}
+            for m in r.core.members():
+                counts[m.health.name.lower()] += 1
+            counts.update(
+                idx=idx,
+                incarnation=r.core.me.incarnation,
+                queue=r.core.queue_depth(),
+                health=r.core.local_health,
+                alive_count=self.alive[idx],
+            )
+            out.append(counts)
+        return out
+
     async def cmd_loss(self, p: float) -> None:
         self.loss[0] = p
 
@@ -569,6 +586,9 @@ class UdpRing:
         self.dead.add(idx)
         return self.wait_hits(wid, observers, t0, wait_s)
 
+    def census(self) -> list[dict[str, Any]]:
+        return [c for got in self._call_all("census") for c in got]
+
     def snapshot(self) -> tuple[float, dict[int, float], dict[str, float]]:
         cpu = cpu_seconds(self.pids)
         stats = self._call_all("stats")
@@ -665,7 +685,7 @@ def run_udp_bench(
     churn_window: float = 10.0,
     loss: float = 0.1,
     loss_window: float = 30.0,
-    settle: float = 2.0,
+    settle: float = 8.0,
     seed: int | None = None,
     system: str | None = None,
     progress: Callable[[str], None] | None = None,

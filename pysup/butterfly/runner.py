@@ -202,8 +202,10 @@ class Runner:
         if self._loop is None:
             return
         deadline = self.core.next_deadline()
-        if deadline >= self._timer_at and self._timer is not None:
-            return
+        if deadline == self._timer_at and self._timer is not None:
+            return  # the common case: the earliest deadline did not move
+        # Re-arm when it moved either way: earlier (a new timer) or later (the earliest was
+        # cancelled, e.g. a probe timeout after the ack), which spares a wakeup for nothing.
         if self._timer is not None:
             self._timer.cancel()
         if deadline == float("inf"):

@@ -1,4 +1,9 @@
-"""The only socket code of the ring: UDP datagrams (asyncio-dgram) and TCP streams on one port.
+"""The only socket code of the ring: UDP datagrams and TCP streams on one port.
+
+Datagrams use asyncio's own datagram endpoint: a received datagram is handed to the handler
+straight from the protocol callback, and a send is one non-blocking `sendto`. (asyncio-dgram, used
+before, put every datagram through an asyncio.Queue and a task switch each way; that was about a
+third of an idle member's CPU, see bench/README.md.)
 
 Streams carry one request frame and at most one reply frame, each a 4-byte big-endian length and
 the payload. Everything that goes wrong with a socket (refused, reset, timeout, garbage) is
@@ -12,9 +17,7 @@ import contextlib
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
 
-import asyncio_dgram
 import structlog
 
 from pysup.butterfly.codec import MAX_DATAGRAM, MAX_FRAME
@@ -23,13 +26,18 @@ from pysup.butterfly.effects import Addr
 log = structlog.get_logger(__name__)
 
 _LEN = struct.Struct(">I")
-RECV_QUEUE_LIMIT = 10_000
-"""Datagrams waiting to be processed beyond this many are dropped (and counted): a flood must
-not grow memory without bound."""
+SEND_BUFFER_LIMIT = 4 * 1024 * 1024
+"""Bytes of datagrams waiting in user space for the socket (the kernel buffer was full) beyond
+which further sends are dropped (and counted): a stalled socket must not grow memory without
+bound. Received datagrams are bounded by the kernel's socket buffer, which drops when full."""
 STREAM_TIMEOUT_S = 5.0
 """Connect, write and read deadline for one stream exchange."""
 MAX_STREAM_CONNECTIONS = 256
 """Concurrent inbound streams; more are refused so a flood of connections stays bounded."""
+STREAM_BACKLOG = 1024
+"""Pending TCP connections the kernel queues for us (asyncio's default is 100). A ring starting
+at once joins one seed from every member; beyond the backlog, connects wait out SYN retries
+(1 s, then 3 s), which showed up as multi-second bootstrap tails at N >= 250."""
 
 
 class TransportError(Exception):
@@ -62,10 +70,8 @@ class Transport:
         self.port = port
         self._on_datagram = on_datagram
         self._on_stream = on_stream
-        self._udp: asyncio_dgram.aio.DatagramServer | None = None
+        self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._outq: asyncio.Queue[tuple[bytes, Addr]] = asyncio.Queue(maxsize=RECV_QUEUE_LIMIT)
         self._streams = 0
         self.stats = TransportStats()
 
@@ -75,31 +81,27 @@ class Transport:
 
     async def start(self) -> None:
         """Bind UDP first (port 0 picks a free port), then TCP on the same port."""
-        self._udp = await asyncio_dgram.bind((self.host, self.port))
-        self.port = int(self._udp.sockname[1])
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: _DatagramProtocol(self), local_addr=(self.host, self.port)
+        )
+        self.port = int(self._udp.get_extra_info("sockname")[1])
         try:
             self._tcp = await asyncio.start_server(
-                self._serve_stream, self.host, self.port, reuse_address=True, limit=MAX_FRAME
+                self._serve_stream,
+                self.host,
+                self.port,
+                reuse_address=True,
+                limit=MAX_FRAME,
+                backlog=STREAM_BACKLOG,
             )
         except OSError:
             self._udp.close()
             raise
-        self._spawn(self._recv_loop())
-        self._spawn(self._send_loop())
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         if self._tcp is not None:
             self._tcp.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
@@ -109,44 +111,23 @@ class Transport:
     # --- datagrams ----------------------------------------------------------------------
 
     def send(self, data: bytes, addr: Addr) -> None:
+        udp = self._udp
+        if udp is None or udp.is_closing():
+            self.stats.udp_send_errors += 1
+            return
         if len(data) > MAX_DATAGRAM:
             self.stats.udp_oversized += 1
             return
-        try:
-            self._outq.put_nowait((data, addr))
-        except asyncio.QueueFull:
+        if udp.get_write_buffer_size() > SEND_BUFFER_LIMIT:  # type: ignore[attr-defined]
             self.stats.udp_dropped_overload += 1
+            return
+        try:
+            udp.sendto(data, addr)
+        except OSError:
+            self.stats.udp_send_errors += 1
 
-    async def _send_loop(self) -> None:
-        assert self._udp is not None
-        while True:
-            data, addr = await self._outq.get()
-            try:
-                await self._udp.send(data, addr)
-            except (OSError, asyncio_dgram.TransportClosed):
-                self.stats.udp_send_errors += 1
-
-    async def _recv_loop(self) -> None:
-        assert self._udp is not None
-        udp = self._udp
-        # asyncio-dgram queues received datagrams without a bound; we watch its depth to shed
-        # load under a flood (see RECV_QUEUE_LIMIT).
-        recvq: asyncio.Queue[Any] = udp.__dict__["_recvq"]
-        while True:
-            try:
-                data, addr = await udp.recv()
-            except asyncio_dgram.TransportClosed:
-                return
-            except OSError:
-                continue  # ICMP errors surface here; they say nothing useful to SWIM
-            backlog = recvq.qsize()
-            if backlog > RECV_QUEUE_LIMIT:
-                # Shed load: drop the oldest queued datagrams rather than grow without bound.
-                for _ in range(backlog - RECV_QUEUE_LIMIT):
-                    recvq.get_nowait()
-                    self.stats.udp_dropped_overload += 1
-            host, port = cast(tuple[str, int], addr)[:2]
-            self._on_datagram(data, (str(host), int(port)))
+    def _received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._on_datagram(data, (addr[0], addr[1]))
 
     # --- streams ------------------------------------------------------------------------
 
@@ -176,12 +157,23 @@ class Transport:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    def _stream_source(self) -> tuple[str, int] | None:
+        """Outgoing streams leave from our gossip IP when we listen on one: peers take a
+        member's address from where its packets come from, and an unbound TCP socket would
+        leave from whatever IP the kernel picks (127.0.0.1 for any 127.0.0.x, or another
+        interface's address on a multi-homed host), where we may not be listening."""
+        if self.host in ("", "0.0.0.0", "::"):
+            return None
+        return (self.host, 0)
+
     async def request(self, addr: Addr, data: bytes, want_reply: bool) -> bytes | None:
         """One stream exchange; raises TransportError on any failure."""
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout(STREAM_TIMEOUT_S):
-                reader, writer = await asyncio.open_connection(addr[0], addr[1], limit=MAX_FRAME)
+                reader, writer = await asyncio.open_connection(
+                    addr[0], addr[1], limit=MAX_FRAME, local_addr=self._stream_source()
+                )
                 await write_frame(writer, data)
                 if not want_reply:
                     return None
@@ -193,6 +185,20 @@ class Transport:
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
+
+
+class _DatagramProtocol(asyncio.DatagramProtocol):
+    """Hands each datagram to the transport's handler at once; ICMP errors (a peer's port
+    closed) are reported by asyncio as `error_received` and say nothing useful to SWIM."""
+
+    def __init__(self, owner: Transport) -> None:
+        self._owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._owner._received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self._owner.stats.udp_send_errors += 1
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes:

@@ -231,10 +231,12 @@ def _running(pid: int) -> bool:
 
 
 def test_local_ring_command_forms_a_ring_and_ctrl_c_stops_all(fleet: Fleet, tmp_path: Path) -> None:
+    # Below the kernel's ephemeral range, so no port picked by bind(0) anywhere on the machine
+    # (other tests, outgoing connections) takes one of ours between the check and the bind.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     rng = random.Random()
-    base = next(
-        b for b in (rng.randrange(20000, 40000, 100) for _ in range(200)) if _ports_free(b, 3)
-    )
+    candidates = (rng.randrange(10000, low - 100, 100) for _ in range(200))
+    base = next(b for b in candidates if _ports_free(b, 3))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HAB_", "PYSUP_"))}
     cmd = [sys.executable, "-m", "pysup", "ring", "--members", "3", "--base-port", str(base)]
     cmd += ["--state-root", str(tmp_path / "ring")]

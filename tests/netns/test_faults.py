@@ -29,16 +29,26 @@ What each test proves:
 - `test_sigterm_departs_everywhere_and_address_reuse_does_not_resurrect`: SIGTERM makes the member
   Departed on every other host within 3 s. A fresh supervisor (new state dir, new member id) on the
   same address joins as a new member, while the old member stays Departed everywhere, in every
-  sample, for several probe and push-pull rounds (Habitat's #5865: a reused address resurrected the
-  departed member).
+  sample (every 0.25 s), through the join, the new member's catch-up push-pulls and ten probe
+  periods (Habitat's #5865: a reused address resurrected the departed member).
 
-Measured on the project machine (2 cores shared with other test runs), LAN profile, 5 hosts:
+Measured on the project machine (2 cores shared with other test runs), LAN profile, 5 hosts,
+five runs:
 
-- heal -> every member Alive everywhere: 1.1 to 9.2 s (bound asserted: HEAL_BOUND_S = 60 s; the
-  worst case is one push-pull interval, 30 s x 1.25 jitter, plus dissemination);
-- SIGTERM -> Departed everywhere: ~0.1 s (bound asserted: 3 s, the issue's);
-- kill -9 -> Confirmed everywhere: ~6 to 10 s (bound asserted: CONFIRM_BOUND_S = 45 s, the
-  Lifeguard maximum suspicion timeout 24 s plus probe rounds).
+- heal -> every member Alive everywhere: 0.3 to 0.9 s (bound asserted: HEAL_BOUND_S = 60 s). It
+  is this quick because reconnects are frequent (every member tries one Confirmed member every
+  ~30 s, and each try re-sends its SYN for up to 5 s), so one is usually in flight when the
+  network heals; the worst case is one push-pull interval, 30 s x 1.25 jitter, plus a few gossip
+  rounds. Without the reconnect a partition held this long never healed (90 s observed).
+- partition -> each side marks the other Confirmed: 17 to 32 s (bound 90 s; the minority side
+  is the slow one, see PARTITION_CONFIRM_BOUND_S).
+- SIGTERM -> Departed everywhere: under 0.05 s, i.e. within one poll of every host (bound
+  asserted: 3 s, the issue's).
+- kill -9 -> Confirmed everywhere: 5.1 to 8.5 s (bound asserted: CONFIRM_BOUND_S = 45 s).
+  Restart (same state dir) -> Alive everywhere at the new incarnation: 1.2 to 4.8 s.
+- 300 s of 10% loss: 0 Confirmed, 24 member.suspect events (3 seen in 745 samples), 7
+  refutations; each host received ~1,340 packets and dropped ~130 (9.5%).
+- The whole module: 6 min 40 s (the loss test is 5 min 8 s of it).
 Each test prints its numbers (`pytest -s`).
 """
 
@@ -74,6 +84,10 @@ START_BOUND_S = 30.0
 CONFIRM_BOUND_S = 45.0
 """Suspect -> Confirmed takes at most the Lifeguard maximum (suspicion_max_timeout_mult x
 suspicion_mult x probe interval = 24 s at N=5) after the probe that suspects, plus probe rounds."""
+PARTITION_CONFIRM_BOUND_S = 90.0
+"""The minority side is slower: its probes of the majority miss their nacks, so Lifeguard's local
+health stretches its probe interval up to 8x before it even suspects, and its suspicions get only
+one independent confirmation (timeout ~11 s instead of 4 s). Measured 17 to 32 s."""
 HEAL_BOUND_S = 60.0
 """After healing, a reconnect push-pull comes within one push-pull interval (30 s x 1.25 jitter
 at worst), then refutations spread within a few gossip rounds."""
@@ -248,16 +262,6 @@ class Ring:
         )
 
 
-def ctl_wired() -> bool:
-    daemon = Path(__file__).resolve().parents[2] / "pysup" / "daemon.py"
-    return "attach_ctl" in daemon.read_text()
-
-
-def need_ctl() -> None:
-    if not ctl_wired():
-        pytest.skip("control gateway not wired yet (no attach_ctl in pysup/daemon.py)")
-
-
 class Sampler(threading.Thread):
     """Calls `fn` every `interval` seconds in the background until stopped; keeps the first
     exception, re-raised by `stop`."""
@@ -370,24 +374,21 @@ def test_partition_two_three_confirms_across_and_heals(ring: Ring) -> None:
 
     ring.lab.partition(minority, majority)
     t_part = time.monotonic()
-    took = ring.wait(split_seen, CONFIRM_BOUND_S, "each side marks the other Confirmed")
+    took = ring.wait(split_seen, PARTITION_CONFIRM_BOUND_S, "each side marks the other Confirmed")
     report("partition -> each side marks the other Confirmed", took)
 
     # A config applied on the majority stays there while the partition lasts.
-    ctl = ctl_wired()
-    if ctl:
-        ring.config_apply(majority[0], 1, 'greeting = "from the majority"\n')
-        ring.wait(
-            lambda: all(ring.config_version(i) == 1 for i in majority),
-            RUMOR_BOUND_S,
-            "the config reaches the whole majority",
-        )
+    ring.config_apply(majority[0], 1, 'greeting = "from the majority"\n')
+    ring.wait(
+        lambda: all(ring.config_version(i) == 1 for i in majority),
+        RUMOR_BOUND_S,
+        "the config reaches the whole majority",
+    )
     # Hold the partition past gossip-to-the-dead, so healing needs the reconnect push-pull.
     hold_until = time.monotonic() + LAN.gossip_to_dead_s + 5.0
     while time.monotonic() < hold_until:
         assert split_seen(), f"the partition stopped being seen as one\n{ring.dump()}"
-        if ctl:
-            assert all(ring.config_version(i) == 0 for i in minority), "config crossed"
+        assert all(ring.config_version(i) == 0 for i in minority), "config crossed"
         time.sleep(SAMPLE_S)
 
     ring.lab.heal()
@@ -401,9 +402,6 @@ def test_partition_two_three_confirms_across_and_heals(ring: Ring) -> None:
     for i in range(N):
         h = ring.health(i)
         assert h is not None and set(h) == everyone, f"h{i} sees {h}"
-
-    if not ctl:
-        pytest.skip("control gateway not wired yet: membership asserts passed, config not tested")
     took = ring.wait(
         lambda: all(ring.config_version(i) == 1 for i in range(N)),
         HEAL_BOUND_S,
@@ -429,14 +427,12 @@ def test_kill9_restart_keeps_identity_and_rumors(ring: Ring) -> None:
         START_BOUND_S,
         "every member Alive everywhere after start",
     )
-    ctl = ctl_wired()
-    if ctl:
-        ring.config_apply(others[0], 1, "version = 1\n")
-        ring.wait(
-            lambda: all(ring.config_version(i) == 1 for i in range(N)),
-            RUMOR_BOUND_S,
-            "config 1 everywhere",
-        )
+    ring.config_apply(others[0], 1, "version = 1\n")
+    ring.wait(
+        lambda: all(ring.config_version(i) == 1 for i in range(N)),
+        RUMOR_BOUND_S,
+        "config 1 everywhere",
+    )
 
     # No config version ever goes backwards on any host (the victim across its restart too).
     highest: dict[int, int] = {}
@@ -489,8 +485,7 @@ def test_kill9_restart_keeps_identity_and_rumors(ring: Ring) -> None:
         assert seen == everyone, f"restored members {sorted(seen)}, want {sorted(everyone)}"
         started = ring.events(victim, "supervisor.started")[-1]
         assert started["restored_rumors"] >= N - 1, started
-        if ctl:
-            assert ring.config_version(victim) == 1, "the config rumor was not restored"
+        assert ring.config_version(victim) == 1, "the config rumor was not restored"
 
         ring.lab.heal()
         new_inc = int(me["incarnation"])
@@ -510,19 +505,16 @@ def test_kill9_restart_keeps_identity_and_rumors(ring: Ring) -> None:
         report("restart -> Alive everywhere at the new incarnation", time.monotonic() - t_restart)
         report("kill -9 -> Alive again everywhere (restart included)", time.monotonic() - t_kill)
 
-        if ctl:
-            ring.config_apply(victim, 2, "version = 2\n")
-            ring.wait(
-                lambda: all(ring.config_version(i) == 2 for i in range(N)),
-                RUMOR_BOUND_S,
-                "config 2 (applied on the restarted host) everywhere",
-            )
+        ring.config_apply(victim, 2, "version = 2\n")
+        ring.wait(
+            lambda: all(ring.config_version(i) == 2 for i in range(N)),
+            RUMOR_BOUND_S,
+            "config 2 (applied on the restarted host) everywhere",
+        )
     finally:
         sampler.stop()
     assert sampler.rounds > 5, "the version sampler hardly ran"
     assert not backwards, f"config versions went backwards: {backwards}"
-    if not ctl:
-        pytest.skip("control gateway not wired yet: membership asserts passed, config not tested")
 
 
 # --- SIGTERM, then the address reused ---------------------------------------------------------
@@ -568,7 +560,7 @@ def test_sigterm_departs_everywhere_and_address_reuse_does_not_resurrect(ring: R
             START_BOUND_S,
             "the fresh member Alive everywhere, the old one still Departed",
         )
-        # Several probe rounds and a push-pull's worth of catch-up exchanges later, still so.
+        # Ten probe periods and the new member's catch-up push-pulls later, still so.
         time.sleep(10 * LAN.probe_interval_s)
         for i in range(N):
             h = ring.health(i)
