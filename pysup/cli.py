@@ -50,6 +50,13 @@ def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("-i", "--health-check-interval", type=float, dest="health_check_interval_s")
     p.add_argument("--shutdown-timeout", type=float, dest="shutdown_timeout_s")
     p.add_argument("--hook-timeout", type=float, dest="hook_timeout_s")
+    p.add_argument(
+        "--departure-timeout",
+        type=float,
+        dest="departure_timeout_s",
+        metavar="SECONDS",
+        help="Confirmed -> Departed, and Departed members' rumors kept, this long [3 days]",
+    )
     p.add_argument("--peer-discovery", metavar="kubernetes|dns:NAME", help="find peers")
     p.add_argument("--kubernetes-service", help="Service whose EndpointSlices list the peers")
     p.add_argument("--kubernetes-selector", help="pod label selector (fallback)")

@@ -34,6 +34,7 @@ from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
 from pysup.metrics import Metrics
+from pysup.native import NativeConfigError, NativeCore, NativeRuntime, loaded_groups
 from pysup.peers import PeerWatchFile, resolve
 from pysup.service.health import HealthStatus
 from pysup.service.manager import ServiceManager
@@ -80,12 +81,16 @@ class Supervisor:
         self.metrics = Metrics()
         self.state = StateDir(Path(settings.state_dir))
         self.gossip_config = PRESETS[settings.gossip_profile]
+        if settings.departure_timeout_s is not None:
+            self.gossip_config = self.gossip_config.with_(
+                departure_timeout_s=settings.departure_timeout_s
+            )
         self.rng = random.SystemRandom()
         self.stopping = asyncio.Event()
         self.exit_code = EXIT_OK
         self.sys_ip = detect_ip(settings)
         self.key: RingKey | None = None
-        self.runner: Runner | None = None
+        self.runner: Runner | NativeRuntime | None = None  # NativeRuntime: --mode kubernetes
         self.http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self.services: ServiceManager | None = None
@@ -102,7 +107,7 @@ class Supervisor:
     # --- views for the gateways ---------------------------------------------------------
 
     @property
-    def core(self) -> SwimCore:
+    def core(self) -> SwimCore | NativeCore:
         assert self.runner is not None
         return self.runner.core
 
@@ -168,18 +173,23 @@ class Supervisor:
         s = self.settings
         loop = asyncio.get_running_loop()
         self.key = self._load_key()
-        member_id = self.state.load_or_create_member_id(random.Random(self.rng.getrandbits(64)))
-        incarnation = self.state.load_incarnation() + 1
-        self.state.save_incarnation(incarnation)
-        rumors = self._load_rumors()
         host, port = s.gossip_addr()
-        me = Member(member_id, incarnation, self.sys_ip, port, Health.ALIVE, s.permanent_peer)
-        core = SwimCore(
-            self.gossip_config, me, random.Random(self.rng.getrandbits(64)), loop.time(), rumors
-        )
-        self.runner = Runner(
-            core, host, port, key=self.key, metrics=self.metrics, listener=self._on_event
-        )
+        if s.mode == "kubernetes":  # no gossip ring: the Kubernetes API stands in for it
+            self.runner = self._native_runtime()
+            member_id, incarnation, rumors = self.runner.core.me.id, 1, []
+        else:
+            seed = random.Random(self.rng.getrandbits(64))
+            member_id = self.state.load_or_create_member_id(seed)
+            incarnation = self.state.load_incarnation() + 1
+            self.state.save_incarnation(incarnation)
+            rumors = self._load_rumors()
+            me = Member(member_id, incarnation, self.sys_ip, port, Health.ALIVE, s.permanent_peer)
+            core = SwimCore(
+                self.gossip_config, me, random.Random(self.rng.getrandbits(64)), loop.time(), rumors
+            )
+            self.runner = Runner(
+                core, host, port, key=self.key, metrics=self.metrics, listener=self._on_event
+            )
         self.services = ServiceManager(
             state=self.state,
             sys_info=self.sys_info(),
@@ -188,6 +198,7 @@ class Supervisor:
             publish=self.publish,
             hook_timeout_s=s.hook_timeout_s,
             env=self.env,
+            external_leader=s.mode == "kubernetes",  # the Lease decides (pysup/native.py)
         )
         services = self.services
         self.extra_routes.append(lambda app: add_service_routes(app, services, self.census))
@@ -219,8 +230,24 @@ class Supervisor:
         from pysup.gateway.ctl import attach_ctl
 
         await attach_ctl(self)
-        self._spawn(self._join_loop())
+        if s.mode != "kubernetes":
+            self._spawn(self._join_loop())
         self._spawn(self._save_loop())
+
+    def _native_runtime(self) -> NativeRuntime:
+        """`--mode kubernetes`: members, config and leader from the API (pysup/native.py)."""
+        try:
+            runtime = NativeRuntime.from_settings(
+                self.settings,
+                self.env,
+                sys_ip=self.sys_ip,
+                groups=lambda: loaded_groups(self.services),
+                listener=self._on_event,
+            )
+        except NativeConfigError as e:
+            raise StartupError(str(e)) from None
+        self.sys_ip = runtime.core.me.address  # POD_IP: what the other members list us as
+        return runtime
 
     def census(self) -> Census:
         return build_census(self.core.me, self.core.members(), self.core.store)

@@ -66,6 +66,10 @@ class Settings:
     """Longest a non-run hook may run before it is killed and reported."""
     state_save_interval_s: float = 30.0
     """How often the rumor store and incarnation are written to disk."""
+    departure_timeout_s: float | None = None
+    """Seconds a Confirmed member is kept before it becomes Departed, and a Departed member's
+    service rumors before they are garbage-collected; overrides the gossip profile's (3 days).
+    Shorter frees memory sooner after churn; too short forgets members that are only partitioned."""
     peer_discovery: str | None = None
     """`kubernetes` (EndpointSlices, then pods) or `dns:NAME` (A records of a headless service)."""
     kubernetes_service: str | None = None
@@ -106,6 +110,8 @@ class Settings:
         pd = self.peer_discovery
         if pd is not None and pd != "kubernetes" and not (pd.startswith("dns:") and len(pd) > 4):
             raise SettingsError(f"--peer-discovery {pd!r}: expected kubernetes or dns:NAME")
+        if self.departure_timeout_s is not None and self.departure_timeout_s <= 0:
+            raise SettingsError("--departure-timeout must be a positive number of seconds")
         if self.peers and self.peer_watch_file:
             raise SettingsError("--peer and --peer-watch-file cannot be used together")
         for p in self.peers:
@@ -159,6 +165,7 @@ ENV: dict[str, str] = {
     "kubernetes_service": "PYSUP_KUBERNETES_SERVICE",
     "kubernetes_selector": "PYSUP_KUBERNETES_SELECTOR",
     "mode": "PYSUP_MODE",
+    "departure_timeout_s": "PYSUP_DEPARTURE_TIMEOUT",
 }
 _BOOL_ENV: dict[str, str] = {"json_logging": "PYSUP_JSON_LOGGING"}
 

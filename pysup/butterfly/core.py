@@ -46,6 +46,7 @@ from pysup.butterfly.messages import (
     PushPull,
     Rumor,
     RumorPush,
+    ServiceRumor,
     StreamMessage,
 )
 from pysup.butterfly.rumors import RumorStore
@@ -538,6 +539,8 @@ class SwimCore:
             if isinstance(r, MemberRumor):
                 self._merge_member(r.member, now, r.by, effects)
                 continue
+            if isinstance(r, ServiceRumor) and self._collected(r.member_id):
+                continue
             stored = self._store.merge(r)
             if stored is None:
                 continue
@@ -545,6 +548,15 @@ class SwimCore:
             effects.append(RumorChanged(stored))
             if isinstance(stored, DepartureRumor):
                 self._on_departure(stored.member_id, now, effects)
+
+    def _collected(self, member_id: str) -> bool:
+        """A Departed member whose service rumors we garbage-collected. A member that has not
+        collected them yet (its timer runs a little later) still sends them in push-pull and
+        gossip; merging those would bring them back for good, as our "gc" timer has fired."""
+        m = self._members.get(member_id)
+        return (
+            m is not None and m.health == Health.DEPARTED and ("gc", member_id) not in self._tokens
+        )
 
     def _on_departure(self, member_id: str, now: float, effects: list[Effect]) -> None:
         if member_id == self._me.id:

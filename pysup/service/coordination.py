@@ -58,6 +58,12 @@ class ElectionTuning:
     """Stop a running leader-topology service while a majority of its group (counting Suspect
     members as reachable) is gone, so a minority side never keeps serving as a second leader.
     False: keep it running, as Habitat does (hooks are still held back)."""
+    external_leader: bool = False
+    """The leader is decided outside the ring (Kubernetes-native mode: the Lease holder, which
+    ``pysup.native`` publishes as a Finished Election rumor). This member then runs no election
+    (no votes, no suitability hook, no update election: Kubernetes rolls the pods) and only gates
+    its hooks on that rumor; the quorum fence is off too, since the Lease (its renew deadline)
+    is what keeps two leaders from acting at once."""
 
 
 class Gate(NamedTuple):
@@ -80,7 +86,7 @@ def leader_gate(group: CensusGroup | None, census: Census, tuning: ElectionTunin
     """May a leader-topology service run its hooks? (Habitat's messages, plus no quorum.)"""
     if group is None or group.me is None:
         return Gate("Waiting to execute hooks; election hasn't started")
-    if tuning.stop_without_quorum:
+    if tuning.stop_without_quorum and not tuning.external_leader:
         q = reachable_quorum(group_view(census, group).members)
         if not q.has_quorum:
             return Gate(
@@ -135,6 +141,9 @@ class Coordinator:
 
     @property
     def active(self) -> bool:
+        """Does this member take part in elections? Never when the leader is external."""
+        if self.tuning.external_leader:
+            return False
         return self.topology is Topology.LEADER or self.strategy is UpdateStrategy.ROLLING
 
     def gate(self, census: Census) -> Gate:
@@ -164,7 +173,7 @@ class Coordinator:
                 await asyncio.wait_for(self._wake.wait(), self.tuning.tick_s)
 
     async def step(self) -> None:
-        if self._closed:
+        if self._closed or not self.active:
             return
         if self.topology is Topology.LEADER:
             await self._elect(update=False)

@@ -66,18 +66,23 @@ class ServiceManager:
         user_toml_poll_s: float = 2.0,
         census_debounce_s: float = 0.1,
         plan_poll_s: float = 1.0,
+        external_leader: bool = False,
     ) -> None:
         """`hook_timeout_s` overrides ``tuning.hook_timeout_s``. `env` is the environment of hooks
         and run processes (and where ``HAB_<PKG>`` is read); default: ours. `user_toml_poll_s`:
         seconds between mtime checks of the user.toml files; `census_debounce_s`: how long a burst
         of census changes is collected before services re-render; `plan_poll_s`: seconds between
-        fingerprint checks of the plans of services with an update strategy."""
+        fingerprint checks of the plans of services with an update strategy; `external_leader`:
+        leaders come from outside the ring (``ElectionTuning.external_leader``, native mode)."""
         self.state = state
         self.sys_info = dict(sys_info)
         self.member_id = member_id
         self._census = census
         self._publish = publish
         self.tuning = replace(tuning or ServiceTuning(), hook_timeout_s=hook_timeout_s)
+        if external_leader:
+            election = replace(self.tuning.election, external_leader=True)
+            self.tuning = replace(self.tuning, election=election)
         self._rng = rng if rng is not None else random.Random()
         self._env = dict(os.environ if env is None else env)
         self.user_toml_poll_s = user_toml_poll_s
