@@ -61,7 +61,13 @@ from pysup.butterfly.messages import (
 )
 from pysup.butterfly.rumors import RumorStore, StoredRumor
 from pysup.discovery.configmap import DEFAULT_KEY, ConfigMapWatcher
-from pysup.discovery.kube_client import KubeClient, KubeConfigError, KubeForbidden, KubeNotFound
+from pysup.discovery.kube_client import (
+    KubeClient,
+    KubeConfigError,
+    KubeForbidden,
+    KubeNotFound,
+    log_forbidden,
+)
 from pysup.discovery.kubernetes import SERVICE_NAME_LABEL, CensusEntry, census_from_slices
 from pysup.discovery.lease import LeaseElector
 from pysup.discovery.reflector import ListWatcher, WatchTuning
@@ -422,15 +428,7 @@ class NativeRuntime:
                     lambda objs: self._update(entries=census_from_slices(objs.values()))
                 )
             except KubeForbidden as e:
-                log.warning(
-                    "discovery.forbidden",
-                    source="endpointslices",
-                    namespace=self.namespace,
-                    verb=e.verb,
-                    rule=e.rule(),
-                    needed=e.rule(("list", "watch")),
-                    message=e.message,
-                )
+                log_forbidden(e, "endpointslices", self.namespace)
             except KubeNotFound as e:
                 log.warning("discovery.api_absent", source="endpointslices", message=e.message)
             await asyncio.sleep(self.tuning.forbidden_retry_s * (1 + 0.2 * self._rng.random()))

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from pysup.discovery.kube_client import KubeClient, KubeForbidden, KubeNotFound
+from pysup.discovery.kube_client import KubeClient, KubeForbidden, KubeNotFound, log_forbidden
 from pysup.discovery.reflector import ListWatcher, WatchTuning
 
 log = structlog.get_logger(__name__)
@@ -81,15 +81,7 @@ class ConfigMapWatcher:
             try:
                 await self.watcher.run(lambda objs: self._changed(objs, on_config))
             except KubeForbidden as e:
-                log.warning(
-                    "discovery.forbidden",
-                    source="configmap",
-                    namespace=self.namespace,
-                    verb=e.verb,
-                    rule=e.rule(),
-                    needed=e.rule(("list", "watch")),
-                    message=e.message,
-                )
+                log_forbidden(e, "configmap", self.namespace)
             except KubeNotFound as e:
                 log.warning("configmap.api_absent", message=e.message)
             await asyncio.sleep(self.forbidden_retry_s * (1 + 0.2 * self.rng.random()))

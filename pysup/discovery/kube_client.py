@@ -426,3 +426,16 @@ def _event(line: bytes, path: str) -> JsonObj:
             raise KubeGone(err.message, code=410, reason=err.reason)
         raise err
     return ev
+
+
+def log_forbidden(e: KubeForbidden, source: str, namespace: str) -> None:
+    """Log a 403 once, naming the exact Role rule that is missing (never crash on it)."""
+    log.warning(
+        "discovery.forbidden",
+        source=source,
+        namespace=namespace,
+        verb=e.verb,
+        rule=e.rule(),
+        needed=e.rule(("list", "watch")),
+        message=e.message,
+    )

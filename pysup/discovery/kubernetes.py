@@ -35,7 +35,7 @@ from typing import Any
 
 import structlog
 
-from pysup.discovery.kube_client import KubeClient, KubeForbidden, KubeNotFound
+from pysup.discovery.kube_client import KubeClient, KubeForbidden, KubeNotFound, log_forbidden
 from pysup.discovery.reflector import ListWatcher, WatchTuning
 
 log = structlog.get_logger(__name__)
@@ -330,15 +330,7 @@ class KubernetesPeerSource:
                 try:
                     await runner(on_peers)
                 except KubeForbidden as e:
-                    log.warning(
-                        "discovery.forbidden",
-                        source=mode,
-                        namespace=self.namespace,
-                        verb=e.verb,
-                        rule=e.rule(),
-                        needed=e.rule(("list", "watch")),
-                        message=e.message,
-                    )
+                    log_forbidden(e, mode, self.namespace)
                 except KubeNotFound as e:
                     log.warning("discovery.api_absent", source=mode, message=e.message)
             if self.fallback is not None:

@@ -33,22 +33,10 @@ from typing import IO, Any, Final
 
 import structlog
 
+from pysup.service.plan import HOOK_NAMES  # Habitat's hook file names
 from pysup.service.reaper import CHILDREN, spawn_registered
 
 log = structlog.get_logger(__name__)
-
-#: Habitat's hook file names.
-HOOK_NAMES: Final = (
-    "install",
-    "init",
-    "run",
-    "post-run",
-    "health-check",
-    "reconfigure",
-    "suitability",
-    "file-updated",
-    "post-stop",
-)
 
 #: Bytes of each stream kept in a `HookResult`.
 DEFAULT_TAIL_BYTES: Final = 4096
