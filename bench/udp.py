@@ -219,6 +219,7 @@ class _Worker:
                 loss=self.loss,
                 rng=random.Random(self.rng.getrandbits(64)),
                 listener=self._listener(idx),
+                udp_backend="asyncio",  # hundreds of members a process: the cheaper back end
             )
             try:
                 await runner.start()

@@ -38,6 +38,7 @@ def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--sys-ip-address", help="IP advertised to templates as sys.ip")
     p.add_argument("--state-dir", help="state directory [$PYSUP_STATE_DIR or /hab/sup/default]")
     p.add_argument("--gossip-profile", choices=["lan", "wan", "local", "habitat"])
+    p.add_argument("--udp-backend", choices=["asyncio-dgram", "asyncio"], help="datagram I/O")
     p.add_argument(
         "--readiness", choices=["api", "ring", "services"], help="what /readyz waits for"
     )

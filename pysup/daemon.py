@@ -188,7 +188,13 @@ class Supervisor:
                 self.gossip_config, me, random.Random(self.rng.getrandbits(64)), loop.time(), rumors
             )
             self.runner = Runner(
-                core, host, port, key=self.key, metrics=self.metrics, listener=self._on_event
+                core,
+                host,
+                port,
+                key=self.key,
+                metrics=self.metrics,
+                listener=self._on_event,
+                udp_backend=s.udp_backend,
             )
         self.services = ServiceManager(
             state=self.state,

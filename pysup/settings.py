@@ -48,6 +48,10 @@ class Settings:
     """Where MEMBER_ID, INCARNATION, rumors, CTL_SECRET and service dirs live."""
     gossip_profile: str = "lan"
     """Timing preset: lan, wan, local or habitat."""
+    udp_backend: str = "asyncio-dgram"
+    """Datagram back end: `asyncio-dgram` (the project's chosen library) or `asyncio` (asyncio's
+    own endpoint: about a third less CPU per idle member, which matters when hosting hundreds of
+    members in one process; see bench/README.md)."""
     readiness: str = "api"
     """What `/readyz` waits for: api (the gateway answers), ring (joined), services (all up)."""
     json_logging: bool = False
@@ -96,6 +100,10 @@ class Settings:
         if self.gossip_profile not in PRESETS:
             raise SettingsError(
                 f"--gossip-profile {self.gossip_profile!r}: expected one of {', '.join(PRESETS)}"
+            )
+        if self.udp_backend not in ("asyncio-dgram", "asyncio"):
+            raise SettingsError(
+                f"--udp-backend {self.udp_backend!r}: expected asyncio-dgram or asyncio"
             )
         if self.readiness not in ("api", "ring", "services"):
             raise SettingsError(f"--readiness {self.readiness!r}: expected api, ring or services")
@@ -158,6 +166,7 @@ ENV: dict[str, str] = {
     "state_dir": "PYSUP_STATE_DIR",
     "gossip_profile": "PYSUP_GOSSIP_PROFILE",
     "readiness": "PYSUP_READINESS",
+    "udp_backend": "PYSUP_UDP_BACKEND",
     "peers": "PYSUP_PEERS",
     "sys_ip_address": "HAB_SYS_IP",
     "plans": "PYSUP_DEFAULT_PLANS",

@@ -50,12 +50,20 @@ class Runner:
         key: codec.Cipher | None = None,
         metrics: Metrics | None = None,
         listener: EventListener | None = None,
+        udp_backend: str = "asyncio-dgram",
     ) -> None:
         self.core = core
         self.key = key
         self.metrics = metrics
         self.listener = listener
-        self.transport = Transport(host, port, self._on_datagram, self._on_stream)
+        self.transport = Transport(
+            host,
+            port,
+            self._on_datagram,
+            self._on_stream,
+            on_reject=self._reject,
+            udp_backend=udp_backend,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")

@@ -1,9 +1,13 @@
 """The only socket code of the ring: UDP datagrams and TCP streams on one port.
 
-Datagrams use asyncio's own datagram endpoint: a received datagram is handed to the handler
-straight from the protocol callback, and a send is one non-blocking `sendto`. (asyncio-dgram, used
-before, put every datagram through an asyncio.Queue and a task switch each way; that was about a
-third of an idle member's CPU, see bench/README.md.)
+Two datagram back ends, chosen by `udp_backend`:
+- `asyncio-dgram` (the default, the library the project chose): a receive task awaits
+  `recv()` and a send task drains a bounded queue into `send()`.
+- `asyncio`: asyncio's own datagram endpoint: a received datagram goes to the handler straight
+  from the protocol callback and a send is one non-blocking `sendto`. asyncio-dgram puts every
+  datagram through an asyncio.Queue and a task switch each way, which measured about a third of
+  an idle member's CPU (bench/README.md); this matters when one process hosts hundreds of
+  members (the benchmarks use it), hardly for one supervisor (well under 0.1% of a core).
 
 Streams carry one request frame and at most one reply frame, each a 4-byte big-endian length and
 the payload. Everything that goes wrong with a socket (refused, reset, timeout, garbage) is
@@ -15,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, cast
 
+import asyncio_dgram
 import structlog
 
 from pysup.butterfly.codec import MAX_DATAGRAM, MAX_FRAME
@@ -37,7 +43,13 @@ MAX_STREAM_CONNECTIONS = 256
 STREAM_BACKLOG = 1024
 """Pending TCP connections the kernel queues for us (asyncio's default is 100). A ring starting
 at once joins one seed from every member; beyond the backlog, connects wait out SYN retries
-(1 s, then 3 s), which showed up as multi-second bootstrap tails at N >= 250."""
+(1 s, then 3 s)."""
+
+
+UDP_BACKENDS = ("asyncio-dgram", "asyncio")
+SEND_QUEUE_LIMIT = 10_000
+"""asyncio-dgram back end: datagrams waiting to be sent beyond this many are dropped (and
+counted), so a stalled socket cannot grow memory without bound."""
 
 
 class TransportError(Exception):
@@ -56,6 +68,11 @@ class TransportStats:
 
 DatagramHandler = Callable[[bytes, Addr], None]
 StreamHandler = Callable[[bytes, Addr], Awaitable[bytes | None]]
+RejectHandler = Callable[[str, Addr], None]
+"""Told of every inbound stream we drop (reason, peer), so the shell can count it in metrics:
+`stream_refused` (too many connections), `stream_bad_frame` (a length prefix over MAX_FRAME),
+`stream_timeout` (nothing or too little sent within STREAM_TIMEOUT_S: slowloris),
+`stream_truncated` (closed mid-frame), `stream_error` (a socket error)."""
 
 
 class Transport:
@@ -65,11 +82,20 @@ class Transport:
         port: int,
         on_datagram: DatagramHandler,
         on_stream: StreamHandler,
+        on_reject: RejectHandler | None = None,
+        udp_backend: str = "asyncio-dgram",
     ) -> None:
+        if udp_backend not in UDP_BACKENDS:
+            raise ValueError(f"udp backend {udp_backend!r}: expected one of {UDP_BACKENDS}")
+        self.udp_backend = udp_backend
+        self._dgram: asyncio_dgram.aio.DatagramServer | None = None
+        self._outq: asyncio.Queue[tuple[bytes, Addr]] = asyncio.Queue(maxsize=SEND_QUEUE_LIMIT)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.host = host
         self.port = port
         self._on_datagram = on_datagram
         self._on_stream = on_stream
+        self._on_reject = on_reject
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._streams = 0
@@ -82,10 +108,14 @@ class Transport:
     async def start(self) -> None:
         """Bind UDP first (port 0 picks a free port), then TCP on the same port."""
         loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _DatagramProtocol(self), local_addr=(self.host, self.port)
-        )
-        self.port = int(self._udp.get_extra_info("sockname")[1])
+        if self.udp_backend == "asyncio-dgram":
+            self._dgram = await asyncio_dgram.bind((self.host, self.port))
+            self.port = int(self._dgram.sockname[1])
+        else:
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _DatagramProtocol(self), local_addr=(self.host, self.port)
+            )
+            self.port = int(self._udp.get_extra_info("sockname")[1])
         try:
             self._tcp = await asyncio.start_server(
                 self._serve_stream,
@@ -96,12 +126,50 @@ class Transport:
                 backlog=STREAM_BACKLOG,
             )
         except OSError:
-            self._udp.close()
+            if self._udp is not None:
+                self._udp.close()
+            if self._dgram is not None:
+                self._dgram.close()
             raise
+        if self._dgram is not None:
+            self._spawn(self._dgram_recv_loop(self._dgram))
+            self._spawn(self._dgram_send_loop(self._dgram))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dgram_recv_loop(self, dgram: asyncio_dgram.aio.DatagramServer) -> None:
+        while True:
+            try:
+                data, addr = await dgram.recv()
+            except asyncio_dgram.TransportClosed:
+                return
+            except OSError:
+                self.stats.udp_send_errors += 1  # ICMP errors surface here: nothing for SWIM
+                continue
+            host, port = cast(tuple[str, int], addr)[:2]
+            self._received(data, (str(host), int(port)))
+
+    async def _dgram_send_loop(self, dgram: asyncio_dgram.aio.DatagramServer) -> None:
+        while True:
+            data, addr = await self._outq.get()
+            try:
+                await dgram.send(data, addr)
+            except (OSError, asyncio_dgram.TransportClosed):
+                self.stats.udp_send_errors += 1
 
     async def close(self) -> None:
         if self._tcp is not None:
             self._tcp.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._dgram is not None:
+            self._dgram.close()
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
@@ -111,6 +179,15 @@ class Transport:
     # --- datagrams ----------------------------------------------------------------------
 
     def send(self, data: bytes, addr: Addr) -> None:
+        if self._dgram is not None:
+            if len(data) > MAX_DATAGRAM:
+                self.stats.udp_oversized += 1
+                return
+            try:
+                self._outq.put_nowait((data, addr))
+            except asyncio.QueueFull:
+                self.stats.udp_dropped_overload += 1
+            return
         udp = self._udp
         if udp is None or udp.is_closing():
             self.stats.udp_send_errors += 1
@@ -134,28 +211,42 @@ class Transport:
     async def _serve_stream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        peer = writer.get_extra_info("peername") or ("", 0)
+        peername = writer.get_extra_info("peername") or ("", 0)
+        peer: Addr = (str(peername[0]), int(peername[1]))
         if self._streams >= MAX_STREAM_CONNECTIONS:
             self.stats.stream_refused += 1
+            self._rejected("stream_refused", peer)
             writer.close()
             return
         self._streams += 1
         try:
             async with asyncio.timeout(STREAM_TIMEOUT_S):
                 data = await read_frame(reader)
-            reply = await self._on_stream(data, (str(peer[0]), int(peer[1])))
+            reply = await self._on_stream(data, peer)
             if reply is not None:
                 async with asyncio.timeout(STREAM_TIMEOUT_S):
                     await write_frame(writer, reply)
         except TransportError:
             self.stats.stream_bad_frames += 1
-        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            self._rejected("stream_bad_frame", peer)
+        except TimeoutError:
             self.stats.stream_errors += 1
+            self._rejected("stream_timeout", peer)
+        except asyncio.IncompleteReadError:
+            self.stats.stream_errors += 1
+            self._rejected("stream_truncated", peer)
+        except OSError:
+            self.stats.stream_errors += 1
+            self._rejected("stream_error", peer)
         finally:
             self._streams -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _rejected(self, reason: str, peer: Addr) -> None:
+        if self._on_reject is not None:
+            self._on_reject(reason, peer)
 
     def _stream_source(self) -> tuple[str, int] | None:
         """Outgoing streams leave from our gossip IP when we listen on one: peers take a

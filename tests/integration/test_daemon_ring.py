@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,16 @@ DEPART_BOUND_S = 3.0
 """A SIGTERMed member tells every live member at once that it departed."""
 
 
-def start_ring(fleet: Fleet, n: int, distinct_hosts: bool = True) -> list[Sup]:
+def start_ring(
+    fleet: Fleet, n: int, distinct_hosts: bool = True, extra: Sequence[str] = ()
+) -> list[Sup]:
     """n supervisors, member i on 127.0.0.(10+i) when `distinct_hosts`, all seeded with member 0,
     started at once; returns when every gateway answers."""
     hosts = [f"127.0.0.{10 + i}" if distinct_hosts else "127.0.0.1" for i in range(n)]
-    seed = fleet.new("m0", host=hosts[0])
+    seed = fleet.new("m0", host=hosts[0], extra=extra)
     sups = [seed] + [
-        fleet.new(f"m{i}", host=hosts[i], peers=[seed.gossip_addr]) for i in range(1, n)
+        fleet.new(f"m{i}", host=hosts[i], peers=[seed.gossip_addr], extra=extra)
+        for i in range(1, n)
     ]
     for s in sups:
         fleet.launch(s)
@@ -80,6 +84,15 @@ def test_three_supervisors_form_one_ring_with_observed_addresses(fleet: Fleet) -
             assert (m["address"], m["gossip_port"]) == (other.host, other.gossip_port)
             assert m["incarnation"] >= 1 and m["persistent"] is False
             assert len(m["id"]) == 32
+
+
+def test_the_asyncio_udp_backend_forms_the_same_ring(fleet: Fleet) -> None:
+    """`--udp-backend asyncio` (asyncio's own datagram endpoint, the benchmarks' choice) forms a
+    ring just like the default asyncio-dgram back end."""
+    sups = start_ring(fleet, 3, extra=["--udp-backend", "asyncio"])
+    wait_ring(sups, 3, fleet)
+    ids = {s.member_id() for s in sups}
+    assert all(set(s.members()) == ids for s in sups)
 
 
 def test_ten_supervisors_form_one_ring(fleet: Fleet) -> None:

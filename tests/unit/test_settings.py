@@ -231,3 +231,21 @@ def test_bad_flag_value_is_one_line_and_exit_2(
     assert cli.main(["run", "--listen-gossip", "0.0.0.0:huge"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err == "pysup: --listen-gossip '0.0.0.0:huge': port must be a number\n"
+
+
+def test_departure_timeout_flag_env_and_file_reach_the_gossip_config(tmp_path: Path) -> None:
+    """`--departure-timeout` (PYSUP_DEPARTURE_TIMEOUT, `departure-timeout` in TOML) replaces the
+    profile's 3 days in the config the core runs with; unset keeps the profile's."""
+    flag = load_settings({"departure_timeout_s": 60.0}, env={})
+    assert pysup.daemon.Supervisor(flag, env={}).gossip_config.departure_timeout_s == 60.0
+    env = load_settings({}, env={"PYSUP_DEPARTURE_TIMEOUT": "90"})
+    assert env.departure_timeout_s == 90.0
+    conf = tmp_path / "sup.toml"
+    conf.write_text("departure-timeout-s = 120\n")
+    assert load_settings({}, env={}, config_file=str(conf)).departure_timeout_s == 120.0
+    default = load_settings({}, env={})
+    assert pysup.daemon.Supervisor(default, env={}).gossip_config.departure_timeout_s == 3 * 86400
+    with pytest.raises(SettingsError, match="departure-timeout"):
+        load_settings({"departure_timeout_s": 0.0}, env={})
+    args = cli.build_parser().parse_args(["run", "--departure-timeout", "30"])
+    assert args.departure_timeout_s == 30.0
