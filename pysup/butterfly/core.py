@@ -215,7 +215,12 @@ class SwimCore:
         """A rumor made here (a service, a config apply, a departure, an election)."""
         effects: list[Effect] = []
         self._merge_rumors((rumor,), now, effects)
-        self._wake_gossip(now)
+        if not self.departed and (self._queue or self._stream_queue):
+            # Our own news goes out in a gossip round now rather than at the next tick (on
+            # average half an interval later): it is the first hop of every path to the ring.
+            self._gossip_idle = False
+            self._gossip(now, effects)
+            self._schedule("gossip", "", now + self.config.gossip_interval_s)
         return effects
 
     def stream_failed(self, addr: Addr, now: float) -> list[Effect]:
