@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 
 class Metrics:
@@ -53,6 +60,15 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+
+        self.asyncio_tasks = Gauge(
+            "pysup_asyncio_tasks",
+            "asyncio tasks alive in this process (set when /metrics is scraped)",
+            registry=r,
+        )
+        # process_resident_memory_bytes, process_open_fds, process_cpu_seconds_total ...
+        # (read from /proc at scrape time; absent on systems without /proc).
+        ProcessCollector(registry=r)
 
     def reject(self, source: str, reason: str) -> None:
         self.rejected.labels(source=source, reason=reason).inc()

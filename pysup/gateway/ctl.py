@@ -81,7 +81,12 @@ SPEC_SUFFIX: Final = ".spec.toml"
 
 
 class CtlOpError(Exception):
-    """An operation refused for a reason the operator can fix; the message is one line."""
+    """An operation refused for a reason the operator can fix; the message is one line.
+    ``reason`` labels it in ``pysup_rejected_inputs{source="ctl"}``."""
+
+    def __init__(self, message: str, reason: str = "op_refused") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 USER_ERRORS: Final = (CtlOpError, CtlProtocolError, ConfigError, ServiceLoadError, ValueError)
@@ -310,7 +315,9 @@ class CtlGateway:
         try:
             result = await self._dispatch(req)
         except USER_ERRORS as e:
-            log.info("ctl.op_refused", op=req.op, peer=where, error=_one_line(e))
+            reason = e.reason if isinstance(e, CtlOpError | CtlProtocolError) else "op_refused"
+            self.sup.metrics.reject("ctl", reason)
+            log.info("ctl.op_refused", op=req.op, peer=where, reason=reason, error=_one_line(e))
             return error(_one_line(e))
         except Exception as e:
             log.exception("ctl.op_failed", op=req.op, peer=where)
@@ -436,7 +443,8 @@ class CtlGateway:
         sg = _service_group(req.service_group)
         if len(req.config) > MAX_BODY:
             raise CtlOpError(
-                f"config is {len(req.config)} bytes, over the {MAX_BODY} byte limit (64 KiB)"
+                f"config is {len(req.config)} bytes, over the {MAX_BODY} byte limit (64 KiB)",
+                reason="oversized",
             )
         parse_gossip_config(req.config)  # ConfigError names the line
         current = self.sup.core.store.get(RumorKind.SERVICE_CONFIG, sg, "config")
@@ -453,7 +461,8 @@ class CtlGateway:
         sg = _service_group(req.service_group)
         if len(req.body) > MAX_BODY:
             raise CtlOpError(
-                f"file is {len(req.body)} bytes, over the {MAX_BODY} byte limit (64 KiB)"
+                f"file is {len(req.body)} bytes, over the {MAX_BODY} byte limit (64 KiB)",
+                reason="oversized",
             )
         current = self.sup.core.store.get(RumorKind.SERVICE_FILE, sg, req.filename)
         cur = current.incarnation if isinstance(current, ServiceFileRumor) else 0
