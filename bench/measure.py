@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import socket
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -319,3 +320,32 @@ def write_results(
 def read_results(path: Path) -> tuple[dict[str, Any], list[Result]]:
     doc = json.loads(Path(path).read_text())
     return dict(doc.get("machine") or {}), [Result.from_json(r) for r in doc["results"]]
+
+
+@dataclass
+class SampleAccumulator:
+    """Samples of one metric over repeats: `add((samples, misses))` per repeat; `all_s` keeps
+    each repeat's last arrival (NaN when some observer never saw it)."""
+
+    samples: list[float] = field(default_factory=list)
+    all_s: list[float] = field(default_factory=list)
+    timeouts: int = 0
+
+    def add(self, got: tuple[list[float], int]) -> None:
+        samples, misses = got
+        self.samples.extend(samples)
+        self.timeouts += misses
+        self.all_s.append(max(samples) if samples and not misses else math.nan)
+
+
+def spawn_logged(cmd: Sequence[str], log_path: Path, pgid: int | None) -> subprocess.Popen[bytes]:
+    """Start one agent with its output in `log_path`, in process group `pgid` (a new group led
+    by this process when None), so a whole cluster can be killed with one killpg."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0 if pgid is None else pgid,
+        )

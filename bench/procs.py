@@ -40,7 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.measure import Result, capacity_problem, cpu_rates, cpu_seconds, rss_mib
+from bench.measure import (
+    Result,
+    capacity_problem,
+    cpu_rates,
+    cpu_seconds,
+    rss_mib,
+    spawn_logged,
+)
 from bench.serf_env import free_ports, raise_nofile_limit
 from pysup.butterfly.config import PRESETS
 
@@ -163,14 +170,7 @@ class ProcRing:
         if seed is not None:
             cmd.append(f"--peer={HOST}:{seed.gossip}")
         log_path = self.workdir / f"m{i}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                process_group=0 if self._pgid is None else self._pgid,
-            )
+        proc = spawn_logged(cmd, log_path, self._pgid)
         if self._pgid is None:
             self._pgid = proc.pid
         m = Member(i, gossip, http, ctl, proc, log_path)

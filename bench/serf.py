@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import random
 import shutil
@@ -42,7 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.measure import Result, cpu_rates, cpu_seconds, rss_mib
+from bench.measure import (
+    Result,
+    SampleAccumulator,
+    cpu_rates,
+    cpu_seconds,
+    rss_mib,
+    spawn_logged,
+)
 from bench.serf_env import (
     HOST,
     PROFILES,
@@ -164,14 +170,7 @@ class SerfCluster:
         if join is not None:
             cmd.append(f"-join={join}")
         log_path = self.workdir / f"{name}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                process_group=0 if self._pgid is None else self._pgid,
-            )
+        proc = spawn_logged(cmd, log_path, self._pgid)
         if self._pgid is None:
             self._pgid = proc.pid
         agent = Agent(name, bind_port, rpc_port, proc, log_path)
@@ -357,19 +356,6 @@ class SerfCluster:
         return scores
 
 
-@dataclass
-class _Acc:
-    samples: list[float] = field(default_factory=list)
-    all_s: list[float] = field(default_factory=list)
-    timeouts: int = 0
-
-    def add(self, got: tuple[list[float], int]) -> None:
-        samples, misses = got
-        self.samples.extend(samples)
-        self.timeouts += misses
-        self.all_s.append(max(samples) if samples and not misses else math.nan)
-
-
 async def run_serf_bench(
     n: int,
     repeat: int = 3,
@@ -385,7 +371,7 @@ async def run_serf_bench(
     """All Serf metrics at cluster size n, one fresh cluster per repeat."""
     rng = random.Random(seed)
     say = progress or (lambda _msg: None)
-    acc = {m: _Acc() for m in ("bootstrap", "join", "event", "failure_detection")}
+    acc = {m: SampleAccumulator() for m in ("bootstrap", "join", "event", "failure_detection")}
     cpu: list[float] = []
     rss: list[float] = []
     spawn: list[float] = []

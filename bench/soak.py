@@ -51,6 +51,7 @@ from typing import Any
 
 from bench.measure import Result, describe_machine, rss_mib, write_results
 from bench.serf_env import free_ports, raise_nofile_limit
+from pysup.testing.procs import kill_processes_under
 
 HOST = "127.0.0.1"
 SYSTEM = "pysup-procs"
@@ -102,24 +103,6 @@ def open_fds(pid: int) -> int | None:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-
-
-def kill_under(path: Path) -> int:
-    """SIGKILL processes whose command line mentions `path` (a killed supervisor's service)."""
-    needle = str(path).encode()
-    n = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                n += 1
-    return n
 
 
 @dataclass
@@ -189,7 +172,7 @@ class Member:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        kill_under(self.state)
+        kill_processes_under(self.state)
 
     def term(self, timeout: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -283,7 +266,7 @@ class Soak:
         victim.read_id()
         if action == "leave":
             victim.term()
-            kill_under(victim.state)
+            kill_processes_under(victim.state)
             if victim.member_id:
                 self.gone.append(Gone(victim.member_id, "leave", now, now + dt))
             rc = victim.proc.poll() if victim.proc is not None else None
@@ -502,7 +485,7 @@ class Soak:
                 if m.proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(m.proc.pid, signal.SIGKILL)
-        kill_under(self.root)
+        kill_processes_under(self.root)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import multiprocessing as mp
 import os
 import random
@@ -44,7 +43,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from bench.measure import Result, cpu_seconds, rss_mib
+from bench.measure import Result, SampleAccumulator, cpu_seconds, rss_mib
 from pysup.butterfly.config import PRESETS
 from pysup.butterfly.core import SwimCore
 from pysup.butterfly.effects import MemberChanged, RumorChanged, SelfChanged
@@ -661,19 +660,6 @@ class UdpRing:
 # --- the benchmark -------------------------------------------------------------------------
 
 
-@dataclass
-class _Acc:
-    samples: list[float] = field(default_factory=list)
-    all_s: list[float] = field(default_factory=list)
-    timeouts: int = 0
-
-    def add(self, got: tuple[list[float], int]) -> None:
-        samples, misses = got
-        self.samples.extend(samples)
-        self.timeouts += misses
-        self.all_s.append(max(samples) if samples and not misses else math.nan)
-
-
 def run_udp_bench(
     n: int,
     repeat: int = 2,
@@ -696,7 +682,7 @@ def run_udp_bench(
     rng = random.Random(seed)
     say = progress or (lambda _msg: None)
     system = system or SYSTEM
-    acc = {m: _Acc() for m in ("bootstrap", "join", "event", "failure_detection")}
+    acc = {m: SampleAccumulator() for m in ("bootstrap", "join", "event", "failure_detection")}
     idle: list[dict[str, Any]] = []
     churn: list[dict[str, Any]] = []
     fps: list[dict[str, Any]] = []

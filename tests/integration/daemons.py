@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from pysup.butterfly.config import PRESETS
+from pysup.testing.procs import kill_processes_under
 from tests.util import free_port, wait_for
 
 PROFILE = "local"
@@ -268,21 +269,6 @@ class Fleet:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
         kill_processes_under(self.root)
-
-
-def kill_processes_under(root: Path) -> None:
-    """KILL every process whose command line mentions `root` (leftover services)."""
-    needle = str(root).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
 
 
 @pytest.fixture
