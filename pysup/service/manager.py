@@ -35,6 +35,7 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.census import Census
+from pysup.faults import Faults
 from pysup.service.coordination import PlanWatcher
 from pysup.service.hooks import kill_group
 from pysup.service.plan import PlanError, load_plan
@@ -67,13 +68,16 @@ class ServiceManager:
         census_debounce_s: float = 0.1,
         plan_poll_s: float = 1.0,
         external_leader: bool = False,
+        faults: Faults | None = None,
     ) -> None:
         """`hook_timeout_s` overrides ``tuning.hook_timeout_s``. `env` is the environment of hooks
         and run processes (and where ``HAB_<PKG>`` is read); default: ours. `user_toml_poll_s`:
         seconds between mtime checks of the user.toml files; `census_debounce_s`: how long a burst
         of census changes is collected before services re-render; `plan_poll_s`: seconds between
         fingerprint checks of the plans of services with an update strategy; `external_leader`:
-        leaders come from outside the ring (``ElectionTuning.external_leader``, native mode)."""
+        leaders come from outside the ring (``ElectionTuning.external_leader``, native mode);
+        `faults`: where the services' loops report what they survive (pysup/faults.py)."""
+        self.faults = faults if faults is not None else Faults()
         self.state = state
         self.sys_info = dict(sys_info)
         self.member_id = member_id
@@ -94,7 +98,11 @@ class ServiceManager:
         self._watcher: asyncio.Task[None] | None = None
         self._plan_watcher: asyncio.Task[None] | None = None
         self.plans = PlanWatcher(
-            services=self.services, census=census, update=self.update, poll_s=plan_poll_s
+            services=self.services,
+            census=census,
+            update=self.update,
+            poll_s=plan_poll_s,
+            faults=self.faults,
         )
         self._census_timer: asyncio.TimerHandle | None = None
 
@@ -187,6 +195,7 @@ class ServiceManager:
             env=self._env,
             tuning=self.tuning,
             rng=self._rng,
+            faults=self.faults,
         )
 
     async def unload(self, name: str) -> None:
@@ -275,16 +284,16 @@ class ServiceManager:
     # --- user.toml --------------------------------------------------------------------------------
 
     def _ensure_watcher(self) -> None:
-        loop = asyncio.get_running_loop()
         if self._watcher is None or self._watcher.done():
-            self._watcher = loop.create_task(self._watch_user_toml(), name="user.toml watcher")
+            self._watcher = self.faults.spawn("service.user_toml_watch", self._watch_user_toml())
         if self._plan_watcher is None or self._plan_watcher.done():
-            self._plan_watcher = loop.create_task(self.plans.run(), name="plan watcher")
+            self._plan_watcher = self.faults.spawn("service.plan_watch", self.plans.run())
 
     async def _watch_user_toml(self) -> None:
         while True:
             await asyncio.sleep(self.user_toml_poll_s)  # the polling period
-            self.check_user_toml()
+            with self.faults.guard("service.user_toml_watch"):
+                self.check_user_toml()
 
     def check_user_toml(self) -> None:
         """Compare each service's user.toml (mtime, size) with the last seen; notify changes."""
