@@ -210,6 +210,9 @@ class Listener:
             delay = ACCEPT_BACKOFF_MIN_S
             with self._faults.guard(task):
                 self._admit(conn, (str(addr[0]), int(addr[1])))
+            # A ready connection is accepted without suspending; yield so the one just admitted
+            # is set up (and a request on it parsed) before the next is counted against the cap.
+            await asyncio.sleep(0)
 
     def _admit(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         conn.setblocking(False)

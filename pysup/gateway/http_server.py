@@ -36,8 +36,9 @@ HTTP_IDLE_TIMEOUT_S: Final = 10.0
 request's head has arrived (a slowloris sending a byte at a time is cut here), and between
 keep-alive requests. A probe or curl sends its request within milliseconds; 10 s also covers a
 slow client on a loaded machine."""
-HTTP_BACKLOG: Final = 128
-"""Connections the kernel queues for accept."""
+HTTP_BACKLOG: Final = 512
+"""Connections the kernel queues for accept: under a connection flood a full queue drops SYNs
+and a probe waits out a 1 s retransmit, so it is deep (kernel memory, not descriptors)."""
 HTTP_LIMITS: Final = ConnectionLimits(
     max_connections=HTTP_MAX_CONNECTIONS,
     evict_idle=True,
