@@ -43,6 +43,7 @@ from bench.measure import (
     rss_mib,
     write_results,
 )
+from bench.serf_env import raise_nofile_limit
 from pysup.testing.ports import free_port
 
 HOST = "127.0.0.1"
@@ -171,7 +172,7 @@ class AttackStats:
 class SlowLoris:
     """`slots` connections kept open to `port`, each trickling a request head a byte every
     `trickle_s` and opened again `reopen_s` after the server closed it. Runs its own event loop
-    in a thread (raise this process's open-files limit first: see `raise_own_fd_limit`)."""
+    in a thread (raise this process's open-files limit first: `raise_nofile_limit`)."""
 
     def __init__(self, port: int, slots: int, trickle_s: float = 1.0, reopen_s: float = 0.2):
         self.port, self.slots, self.trickle_s, self.reopen_s = port, slots, trickle_s, reopen_s
@@ -230,12 +231,6 @@ class SlowLoris:
                 writer.close()
             self.stats.closed_by_server += 1
             await asyncio.sleep(self.reopen_s)
-
-
-def raise_own_fd_limit(need: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need + 256:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need + 1024), hard))
 
 
 # --- watching the victim --------------------------------------------------------------------
@@ -336,7 +331,7 @@ def attack(
     baseline_cpu = cpu_rate(pid, 3.0)
     baseline_rss = rss_mib([pid]).get(pid, float("nan"))
     baseline_fds = victim.fds()
-    raise_own_fd_limit(connections)
+    raise_nofile_limit()
     log_before = victim.log_size()
     cpu_before = cpu_seconds([pid]).get(pid, 0.0)
     watcher = Watcher(victim, observer)

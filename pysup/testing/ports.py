@@ -52,7 +52,7 @@ def port_range() -> tuple[int, int]:
     raise RuntimeError(f"no room for test ports outside the ephemeral range {lo}-{hi}")
 
 
-def _bindable(host: str, port: int) -> bool:
+def bindable(host: str, port: int) -> bool:
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as s:
             try:
@@ -99,7 +99,7 @@ class PortClaims:
                 if not self._next:
                     self._claim_block()
                 port = self._next.pop()
-                if port not in self.issued and _bindable(host, port):
+                if port not in self.issued and bindable(host, port):
                     self.issued.add(port)
                     return port
         raise RuntimeError("no free test port")

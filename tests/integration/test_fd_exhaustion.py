@@ -31,11 +31,11 @@ from bench.faults import (
     SlowLoris,
     Watcher,
     launch,
-    raise_own_fd_limit,
     ring_of_two,
     wait_until,
 )
 from bench.measure import percentile
+from bench.serf_env import raise_nofile_limit
 from pysup.gateway.http_server import HTTP_IDLE_TIMEOUT_S
 from pysup.testing.procs import kill_processes_under
 
@@ -83,7 +83,7 @@ def metric(member: Member, name: str, **labels: str) -> float:
 def test_slowloris_against_a_1024_fd_member_keeps_healthz_and_gossip(root: Path) -> None:
     victim, observer = ring_of_two(root, "local", FD_LIMIT)
     try:
-        raise_own_fd_limit(CONNECTIONS)
+        raise_nofile_limit()
         log_before = victim.log_size()
         watcher = Watcher(victim, observer, interval=0.1, poll_every=2)
         loris = SlowLoris(victim.http, CONNECTIONS)
