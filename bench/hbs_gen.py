@@ -43,7 +43,8 @@ def chance(ch: Chooser, percent: int) -> bool:
 
 KEYS = ("port", "tcp-backlog", "bind", "log_level", "name", "list", "nested", "enabled", "ratio")
 STRINGS = ("", "x", "hello world", "a\"b", "it's", "tab\there", "line\nbreak", "{{x}}",
-           "back\\slash", "ünïcode ☃", "  padded  ", "0", "false", "a,b", "<&>", "$HOME")  # fmt: skip
+           "back\\slash", "ünïcode ☃", "  padded  ", "0", "false", "a,b", "<&>",
+           "$HOME")  # fmt: skip
 FLOATS = (0.0, 1.0, 1.5, -2.25, 0.1, 1e16, 1e-7, 123456.789, 2.5e-5, 1e21, 3.0e300)
 
 
@@ -171,7 +172,18 @@ class Gen:
         ch = self.ch
         left = "~" if chance(ch, 25) else ""
         right = "~" if chance(ch, 25) else ""
-        return "{{" + self.ws() + left + self.ws() + sigil + self.ws() + inner + self.ws() + right + "}}"
+        return (
+            "{{"
+            + self.ws()
+            + left
+            + self.ws()
+            + sigil
+            + self.ws()
+            + inner
+            + self.ws()
+            + right
+            + "}}"
+        )
 
     def mustache(self) -> str:
         ch = self.ch
@@ -198,7 +210,7 @@ class Gen:
     def element(self, depth: int) -> str:
         ch = self.ch
         kind = ch.int(0, 12)
-        if kind <= 3 or depth <= 0 and kind >= 8:
+        if kind <= 3 or (depth <= 0 and kind >= 8):
             return "".join(pick(ch, TEXT) for _ in range(ch.int(1, 3)))
         if kind <= 6:
             return self.mustache()
@@ -226,10 +238,14 @@ class Gen:
                 if self.nesting or chance(ch, 30):  # bare paths only at the top (see for_oracle)
                     args = "@root." + args
             elif name == "each" and chance(ch, 50):
-                args = pick(ch, ("cfg.list", "cfg.nested", "svc.members", "cfg", "bind.backend.members"))
+                args = pick(
+                    ch, ("cfg.list", "cfg.nested", "svc.members", "cfg", "bind.backend.members")
+                )
             limit = 2 if name == "each" else 1  # eachAlive's 2nd param counts from 1
             if chance(ch, 40):
-                names = [pick(ch, ("v", "item", "m"))] + (["k"] if limit == 2 and chance(ch, 50) else [])
+                names = [pick(ch, ("v", "item", "m"))] + (
+                    ["k"] if limit == 2 and chance(ch, 50) else []
+                )
                 extra = " as |" + " ".join(names) + "|"
         open_tag = self.standalone(self.tag(f"{name}{self.ws()} {args}{extra}", "#"))
         saved = list(self.params)
@@ -239,7 +255,9 @@ class Gen:
         inverse = ""
         if name != "eachAlive" and chance(ch, 35):
             if name in ("if", "unless") and chance(ch, 30):
-                inverse = self.standalone(self.tag("if " + self.param(1), "else ")) + self.body(depth)
+                inverse = self.standalone(self.tag("if " + self.param(1), "else ")) + self.body(
+                    depth
+                )
             else:
                 inverse = self.standalone(self.tag(pick(ch, ("else", "^")))) + self.body(depth)
         if name == "eachAlive":  # Habitat's eachAlive @index counts from 1: not comparable

@@ -45,7 +45,7 @@ _EACH_ALIVE_OPEN = re.compile(r"(\{\{\s*~?\s*#\s*)eachAlive(\s+)(@root[./])?([\w
 _EACH_ALIVE_ANY_OPEN = re.compile(r"\{\{\s*~?\s*#\s*eachAlive\b")
 _EACH_ALIVE_CLOSE = re.compile(r"(\{\{\s*~?\s*/\s*)eachAlive(?=[\s}~])")
 # Paths that can reach the root object itself, which the rewrite extends with __alive__.
-_ROOT_REACHING = re.compile(r"\bthis\b|\.\./|@root(?![./])")
+_ROOT_REACHING = re.compile(r"\{\{[^}]*(?:\bthis\b(?![./\[])|@root(?![./]))")
 
 
 def available() -> bool:
@@ -210,10 +210,11 @@ def for_oracle(template: str, context: Mapping[str, Any]) -> tuple[str, dict[str
         value: Any = context
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        if not isinstance(value, list) or m.group(3) is None and path.split(".")[0] not in context:
+        if value is not None and not isinstance(value, list):
             failed = True
             return m.group(0)
-        alive[path] = [x for x in value if isinstance(x, dict) and x.get("alive") is True]
+        if value is not None:  # a missing or null path stays missing: both take the else branch
+            alive[path] = [x for x in value if isinstance(x, dict) and x.get("alive") is True]
         return f"{m.group(1)}each{m.group(2)}@root.__alive__.[{path}]"
 
     if "eachAlive" not in template:
