@@ -236,11 +236,12 @@ def _to_json(call: Call) -> None:
 
 
 def _plain_data(value: Any) -> Any:
+    """Plain dicts/lists, non-finite floats as None (serde_json's view of the value)."""
     if isinstance(value, Mapping):
         return {str(k): _plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain_data(v) for v in value]
-    return value
+    return plain(value)
 
 
 def _to_toml(call: Call) -> None:
@@ -256,7 +257,7 @@ def _to_toml(call: Call) -> None:
 
 
 def _to_yaml(call: Call) -> None:
-    call.ctx.out.append(dump_yaml(plain(call.param(0))))
+    call.ctx.out.append(dump_yaml(_plain_data(call.param(0))))
 
 
 def _dep_ident(dep: Mapping[str, Any]) -> list[str]:

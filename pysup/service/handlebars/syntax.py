@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,7 @@ class Tok:
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
+_BLOCK_TAG = re.compile(r"\{\{~?\s*(?:([#/])\s*([^\s}~]+)|else\b)")
 
 
 class _NoMatch(Exception):
@@ -168,10 +170,32 @@ class Scanner:
         p = self.template(0)
         q = self.skip(p)
         if q != self.n:
-            where = max(q, self.furthest)
-            raise self.smap.error(where, f"invalid handlebars syntax near {self.src[q : q + 12]!r}")
+            raise self._diagnose(q)
         self.toks.append(Tok(K.EOI, q, q))
         return self.toks
+
+    def _diagnose(self, stop: int) -> Exception:
+        """A readable error for a template pest would refuse: an unclosed block or a stray
+        closing tag/else when the tags say so, else the furthest position reached."""
+        opens: list[re.Match[str]] = []
+        for m in _BLOCK_TAG.finditer(self.src):
+            if m.group(1) == "#":
+                opens.append(m)
+            elif m.group(1) == "/" and opens:
+                top = opens.pop()
+                if top.group(2) != m.group(2):
+                    line, _ = self.smap.position(top.start())
+                    detail = f"'{{{{/{m.group(2)}}}}}' does not match '{{{{#{top.group(2)}}}}}'"
+                    return self.smap.error(m.start(), f"{detail} opened at line {line}")
+            elif m.start() >= stop and not opens:
+                what = "{{else}}" if m.group(1) is None else f"'{{{{/{m.group(2)}}}}}'"
+                return self.smap.error(m.start(), f"unexpected {what} outside of a block")
+        if opens and self.skip(self.furthest) >= self.n:
+            name = opens[-1].group(2)
+            detail = f"unclosed block '{{{{#{name}}}}}': missing '{{{{/{name}}}}}'"
+            return self.smap.error(opens[-1].start(), detail)
+        where = max(stop, self.furthest)
+        return self.smap.error(where, f"invalid syntax near {self.src[where : where + 12]!r}")
 
     def template(self, p: int) -> int:
         """``element*``: the first element right at p, later ones after skipped whitespace."""
