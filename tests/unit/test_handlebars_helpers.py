@@ -42,9 +42,7 @@ def render(source: str, ctx: dict[str, Any] | None = None, **kw: Any) -> str:
     ],
     ids=repr,
 )
-def test_values_render_like_handlebars_rust(
-    value: Any, expected: str
-) -> None:
+def test_values_render_like_handlebars_rust(value: Any, expected: str) -> None:
     assert render("{{v}}", {"v": value}) == expected
 
 
