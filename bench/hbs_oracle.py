@@ -207,6 +207,9 @@ def for_oracle(template: str, context: Mapping[str, Any]) -> tuple[str, dict[str
     def swap(m: re.Match[str]) -> str:
         nonlocal failed
         path = m.group(4)
+        if "" in path.split("."):  # "a..b", "a.": not a path the rewrite can take
+            failed = True
+            return m.group(0)
         value: Any = context
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
@@ -223,7 +226,8 @@ def for_oracle(template: str, context: Mapping[str, Any]) -> tuple[str, dict[str
         return None
     opened, swaps = _EACH_ALIVE_OPEN.subn(swap, template)
     text = _EACH_ALIVE_CLOSE.sub(r"\1each", opened)
-    if failed or swaps != len(_EACH_ALIVE_ANY_OPEN.findall(template)):
+    opens = len(_EACH_ALIVE_ANY_OPEN.findall(template))
+    if failed or swaps != opens or template.count("eachAlive") != 2 * swaps or "\\{{" in template:
         return None
     return text, {**context, "__alive__": alive}
 
