@@ -171,7 +171,7 @@ def size_notices(previous: GroupSize | None, current: GroupSize) -> tuple[str, .
         events.append("election.waiting_for_members")
     elif previous is not None and previous.needed > 0:
         events.append("election.enough_members")
-    if current.even and (previous is None or previous.population != current.population):
+    if current.even:  # the size changed, or the group just started electing at this size
         events.append("election.even_population")
     return tuple(events)
 

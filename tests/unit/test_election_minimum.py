@@ -152,8 +152,13 @@ def test_size_notices_once_per_change() -> None:
         ("election.even_population",),
         (),
     ]
-    # Two members still waiting: waiting, not (yet) an even group's warning.
+    # Two members still waiting: waiting, not (yet) an even group's warning; but two that learn
+    # their group already ran its first election (a later term arrived) are an even group.
     assert not GroupSize(2, 1).even
+    assert size_notices(GroupSize(2, 1), GroupSize(2, 0)) == (
+        "election.enough_members",
+        "election.even_population",
+    )
 
 
 # --- the shell: gate reason and log lines ---------------------------------------------------------
