@@ -356,13 +356,14 @@ class Scanner:
         self.toks.append(Tok(K.TEMPLATE, q, q))
         return self.template(q)
 
-    def invert_tag(self, p: int, emit: bool = True) -> int:
+    def _invert_open(self, p: int) -> tuple[int, bool]:
+        """``{{ ~? (else|^)``: returns the position after the keyword and the tilde flag."""
         q, pre = self._open(p, "{{")
         q = self.skip(q)
-        if self.at(q, "else"):
-            q += 4
-        else:
-            q = self.expect(q, "^")
+        return (q + 4 if self.at(q, "else") else self.expect(q, "^")), pre
+
+    def invert_tag(self, p: int, emit: bool = True) -> int:
+        q, pre = self._invert_open(p)
         spec = Spec("else", omit_pre=pre)
         end = self._close(q, "}}", spec)
         if emit:
@@ -370,12 +371,7 @@ class Scanner:
         return end
 
     def invert_chain(self, p: int, emit: bool = True) -> int:
-        q, pre = self._open(p, "{{")
-        q = self.skip(q)
-        if self.at(q, "else"):
-            q += 4
-        else:
-            q = self.expect(q, "^")
+        q, pre = self._invert_open(p)
         spec = self.exp_line(self.skip(q))
         spec.omit_pre = pre
         end = self._close(self.spec_end, "}}", spec)
