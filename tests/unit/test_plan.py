@@ -262,9 +262,10 @@ def test_missing_pkg_name_is_an_error(tmp_path: Path, body: str) -> None:
     assert info.value.path == tmp_path / "p" / "plan.sh"
 
 
-def test_top_level_exit_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match="exited while being sourced"):
+def test_top_level_exit_is_reported_with_its_status_and_line(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="exited with status 3 while being sourced") as info:
         load_plan(sh_plan(tmp_path, "pkg_name=p\npkg_svc_run=x\nexit 3\n"), tmp_path)
+    assert info.value.line == 3
 
 
 def test_a_plan_that_hangs_is_killed_after_the_timeout(tmp_path: Path) -> None:
