@@ -19,7 +19,6 @@ exit status is 1 when there is an error (or, with ``--strict``, a warning), else
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import tempfile
@@ -30,9 +29,9 @@ from typing import Any, Final, TextIO
 
 from pysup.butterfly.member import Member
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import build_census, member_json
+from pysup.census import build_census
 from pysup.service.cfg import lookup_path
-from pysup.service.context import SYS_DEFAULTS, local_member, render_context
+from pysup.service.context import SYS_DEFAULTS, render_context
 from pysup.service.handlebars import Template, TemplateError, compile_template
 from pysup.service.hooknames import classify_hook_files
 from pysup.service.hooks import missing_interpreter, shebang
@@ -354,22 +353,13 @@ def sample_context(plan: Plan, extra_binds: Iterable[str] = ()) -> dict[str, Any
         census=census,
         initialized=True,
     )
-    me = local_member(
-        plan=plan,
-        sg=spec.service_group(plan.name),
-        member_id=SAMPLE_MEMBER_ID,
-        sys_info=sys_info,
-        exported=exported,
-        initialized=True,
-        group=None,
-    )
     svc = ctx["svc"]
     for role in ("leader", "update_leader"):  # as if elected: templates for leaders render too
         svc[role] = svc[role] or svc["me"]
     binds: dict[str, Any] = {}
     wanted = {**dict.fromkeys(extra_binds, ()), **plan.binds_optional, **plan.binds}
     for bind, keys in wanted.items():
-        sample = member_json(dataclasses.replace(me, service=bind, cfg={k: k for k in keys}))
+        sample = {**svc["me"], "service": bind, "cfg": {k: k for k in keys}}
         binds[bind] = {"first": sample, "leader": sample, "members": [sample]}
     ctx["bind"] = binds
     return ctx

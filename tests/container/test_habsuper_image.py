@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from tests.container.podman import ComposeRun, http_json, podman, podman_rc
+from tests.integration.test_habsuper import healthy, one_leader
 from tests.util import wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
 PLAN = "/hab/plans/habsuper"
-SG = "habsuper.default"
 BOUND_S = 120.0
 """Containers started -> ring of three, one leader, habsuper Ok everywhere (generous: a shared
 machine; only the outcome is asserted)."""
@@ -41,43 +41,29 @@ def ring(image: str) -> Iterator[ComposeRun]:
         run.close()
 
 
-def habsuper(run: ComposeRun, service: str) -> dict[str, Any] | None:
-    try:
-        services = http_json(run.url(service, "/services"))
-    except (OSError, ValueError):
-        return None
-    return next((s for s in services or [] if s.get("service_group") == SG), None)
-
-
-def leader_everywhere(run: ComposeRun) -> str | None:
-    leaders = set()
+def documents(run: ComposeRun, path: str) -> list[Any]:
+    """`path` from every container's gateway (None where it does not answer)."""
+    out: list[Any] = []
     for service in SERVICES:
         try:
-            group = http_json(run.url(service, "/census"))["census_groups"].get(SG)
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if group is None or group["election_status"] != "ElectionFinished":
-            return None
-        population = group["population"]
-        flagged = [m for m, v in population.items() if v["leader"]]
-        if len(population) != len(SERVICES) or flagged != [group["leader_id"]]:
-            return None
-        leaders.add(group["leader_id"])
-    return leaders.pop() if len(leaders) == 1 else None
-
-
-def healthy_everywhere(run: ComposeRun) -> bool:
-    for service in SERVICES:
-        svc = habsuper(run, service)
-        if svc is None or svc["process"]["state"] != "up" or svc["health_check"] != "Ok":
-            return False
-    return True
+            out.append(http_json(run.url(service, path)))
+        except (OSError, ValueError):
+            out.append(None)
+    return out
 
 
 def test_habsuper_runs_healthy_with_one_leader_in_three_containers(ring: ComposeRun) -> None:
     try:
-        leader = wait_for(lambda: leader_everywhere(ring), BOUND_S, what="one agreed leader")
-        wait_for(lambda: healthy_everywhere(ring), BOUND_S, what="habsuper Ok everywhere")
+        leader = wait_for(
+            lambda: one_leader(documents(ring, "/census"), len(SERVICES)),
+            BOUND_S,
+            what="one agreed leader",
+        )
+        wait_for(
+            lambda: all(healthy(d) for d in documents(ring, "/services")),
+            BOUND_S,
+            what="habsuper Ok everywhere",
+        )
     except AssertionError as e:
         raise AssertionError(f"{e}\n{ring.logs()}") from None
     assert leader

@@ -87,35 +87,35 @@ def test_the_rendered_hooks_run_the_program_and_check_it(tmp_path: Path) -> None
             run.wait()
 
 
-def habsuper(sup: Sup) -> dict[str, Any] | None:
-    status, data = sup.get_json("/services")
-    if status != 200 or not isinstance(data, list):
-        return None
-    return next((s for s in data if s["service_group"] == SG), None)
-
-
-def agreed_leader(sups: Sequence[Sup]) -> str | None:
-    """The one leader all of `sups` report in /census (election finished, all members there)."""
+def one_leader(censuses: Sequence[Any], members: int) -> str | None:
+    """The leader of habsuper's group that every `/census` document in `censuses` names (election
+    finished, `members` members, exactly that one flagged leader); None otherwise. A document is
+    None when its gateway did not answer. Shared with the container test."""
     leaders = set()
-    for s in sups:
-        status, data = s.get_json("/census")
-        group = data["census_groups"].get(SG) if status == 200 else None
+    for census in censuses:
+        group = census.get("census_groups", {}).get(SG) if isinstance(census, dict) else None
         if group is None or group["election_status"] != "ElectionFinished":
             return None
         population = group["population"]
         flagged = [m for m, v in population.items() if v["leader"]]
-        if len(population) != len(sups) or flagged != [group["leader_id"]]:
+        if len(population) != members or flagged != [group["leader_id"]]:
             return None
         leaders.add(group["leader_id"])
     return leaders.pop() if len(leaders) == 1 else None
 
 
+def healthy(services: Any) -> bool:
+    """A `/services` document lists habsuper with its process up and health Ok."""
+    found = [s for s in services if s["service_group"] == SG] if isinstance(services, list) else []
+    return bool(found) and found[0]["process"]["state"] == "up" and found[0]["health_check"] == "Ok"
+
+
+def agreed_leader(sups: Sequence[Sup]) -> str | None:
+    return one_leader([s.get_json("/census")[1] for s in sups], len(sups))
+
+
 def all_healthy(sups: Sequence[Sup]) -> bool:
-    for s in sups:
-        svc = habsuper(s)
-        if svc is None or svc["process"]["state"] != "up" or svc["health_check"] != "Ok":
-            return False
-    return True
+    return all(healthy(s.get_json("/services")[1]) for s in sups)
 
 
 def test_three_member_leader_ring_runs_it_healthy_with_one_leader(fleet: Fleet) -> None:
@@ -144,8 +144,8 @@ def test_three_member_leader_ring_runs_it_healthy_with_one_leader(fleet: Fleet) 
     ids = {s.member_id() for s in sups}
     assert leader in ids and len(ids) == 3
     for s in sups:
-        svc = habsuper(s)
-        assert svc is not None and svc["topology"] == "leader"
+        svc = next(x for x in s.get_json("/services")[1] if x["service_group"] == SG)
+        assert svc["topology"] == "leader"
         hook = s.state_dir / "svc" / "habsuper" / "hooks" / "health-check"
         assert "/hab/pkgs" not in hook.read_text(), "core/curl resolved on this host"
         assert "Deprecated hook file detected: health_check" in s.log_text()
