@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pysup import __version__
+from pysup.key_cli import add_user_commands
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
     _add_ring(sub)
+    add_user_commands(sub)
     for add in COMMANDS.values():
         add(sub)
     return parser

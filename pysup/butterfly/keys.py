@@ -56,7 +56,6 @@ MAC_BYTES = 16
 KEY_FILE_MODE = 0o600
 
 
-
 class RingKeyError(Exception):
     """A ring key could not be parsed, found or written, or a message could not be decrypted."""
 
