@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import ClassVar, Final
 
 import nacl.public
 import nacl.utils
@@ -63,46 +63,46 @@ class Half(StrEnum):
 
 
 @dataclass(frozen=True)
-class BoxPublicKey:
-    """The public half of a user or service box key."""
+class _BoxKey:
+    """What both halves share: a named revision, 32 key bytes, a header and a file suffix."""
 
+    HEADER: ClassVar[str]
+    SUFFIX: ClassVar[str]
     named: NamedRevision
     key: bytes
 
     def __post_init__(self) -> None:
         if len(self.key) != BOX_KEY_BYTES:
-            raise KeyFileError(f"box public key must be {BOX_KEY_BYTES} bytes")
+            raise KeyFileError(f"{self.named}: box key must be {BOX_KEY_BYTES} bytes")
 
     @property
     def filename(self) -> str:
-        return self.named.filename(PUBLIC_SUFFIX)
+        """``<name>-<rev>.pub`` or ``<name>-<rev>.box.key``."""
+        return self.named.filename(self.SUFFIX)
 
     def to_key_text(self) -> str:
-        """The ``.pub`` file content, byte for byte as Habitat writes it."""
-        return render_key_text(BOX_PUBLIC_HEADER, self.named, self.key)
+        """The file content, byte for byte as Habitat writes it."""
+        return render_key_text(self.HEADER, self.named, self.key)
+
+
+@dataclass(frozen=True)
+class BoxPublicKey(_BoxKey):
+    """The public half of a user or service box key."""
+
+    HEADER: ClassVar[str] = BOX_PUBLIC_HEADER
+    SUFFIX: ClassVar[str] = PUBLIC_SUFFIX
 
     def nacl(self) -> nacl.public.PublicKey:
         return nacl.public.PublicKey(self.key)
 
 
 @dataclass(frozen=True)
-class BoxSecretKey:
+class BoxSecretKey(_BoxKey):
     """The secret half of a user or service box key. The key never appears in ``repr``."""
 
-    named: NamedRevision
+    HEADER: ClassVar[str] = BOX_SECRET_HEADER
+    SUFFIX: ClassVar[str] = SECRET_SUFFIX
     key: bytes = field(repr=False)
-
-    def __post_init__(self) -> None:
-        if len(self.key) != BOX_KEY_BYTES:
-            raise KeyFileError(f"box secret key must be {BOX_KEY_BYTES} bytes")
-
-    @property
-    def filename(self) -> str:
-        return self.named.filename(SECRET_SUFFIX)
-
-    def to_key_text(self) -> str:
-        """The ``.box.key`` file content, byte for byte as Habitat writes it."""
-        return render_key_text(BOX_SECRET_HEADER, self.named, self.key)
 
     def public_key(self) -> BoxPublicKey:
         """The matching public key (Curve25519 base-point multiple of the secret)."""

@@ -251,6 +251,6 @@ def _key(load: Callable[[], _K], role: str, named: NamedRevision) -> _K:
     try:
         return load()
     except KeyNotFound as e:
-        raise MissingKey(f"no {role} {e.half} key {named} ({e})", role, named) from None
+        raise MissingKey(str(e), role, named) from None
     except KeyFileError as e:
         raise BadKey(str(e)) from None
