@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pysup import __version__
+from pysup.key_cli import add_user_commands
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_ring(sub)
     _add_plan(sub)
+    add_user_commands(sub)
     for add in COMMANDS.values():
         add(sub)
     return parser
