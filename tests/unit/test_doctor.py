@@ -119,7 +119,7 @@ def test_templates(paths: PkgPaths) -> None:
             "error",
             "templates/config/helper.toml",
             2,
-            "toToml: needs a table (mapping), got int (column 3)",
+            "strJoin: first argument must be a list (column 1)",
         ),
         (
             "error",
@@ -168,5 +168,5 @@ def test_the_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyP
     assert capsys.readouterr().out.endswith(f"{len(plans)} plans checked: 0 errors, 1 warning\n")
     assert main(["plan", "check", "tests/fixtures/plans/templates"]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("tests/fixtures/plans/templates/config/helper.toml:2: error: toToml")
+    assert out.startswith("tests/fixtures/plans/templates/config/helper.toml:2: error: strJoin")
     assert main(["plan", "check", "no/such/plan"]) == 2
