@@ -293,6 +293,7 @@ class Supervisor:
                 sys_ip=self.sys_ip,
                 groups=lambda: loaded_groups(self.services),
                 listener=self._on_event,
+                faults=self.faults,
             )
         except NativeConfigError as e:
             raise StartupError(str(e)) from None
