@@ -232,9 +232,12 @@ class Transport:
 
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
         # One datagram that makes its handler raise (a full disk while saving a refutation, no
-        # descriptor left) is lost; the receive loop goes on.
-        with self.faults.guard("gossip.receive"):
+        # descriptor left) is lost; the receive loop goes on. (`faults.guard` spelled out: this
+        # is the hot path, and try costs nothing until it catches.)
+        try:
             self._on_datagram(data, (addr[0], addr[1]))
+        except Exception as e:
+            self.faults.record("gossip.receive", e)
 
     # --- streams ------------------------------------------------------------------------
 
