@@ -560,15 +560,19 @@ async def start_ctl_server(
 ) -> Listener:
     """Listen for control connections; the secret is the state dir's CTL_SECRET."""
     gateway = CtlGateway(sup, sup.state.ctl_secret(), auth_timeout_s)
+    faults = faults if faults is not None else Faults(sup.metrics)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with faults.guard("ctl.connection"):  # a bug ends one connection, not the gateway
+            await gateway.serve(reader, writer)
 
     def protocol() -> asyncio.StreamReaderProtocol:
         reader = asyncio.StreamReader(limit=MAX_FRAME + HEADER.size)
-        return asyncio.StreamReaderProtocol(reader, gateway.serve)
+        return asyncio.StreamReaderProtocol(reader, serve)
 
     def refused(reason: str, peer: tuple[str, int]) -> None:
         sup.metrics.reject("ctl", reason)
 
-    faults = faults if faults is not None else Faults(sup.metrics)
     listener = Listener("ctl", protocol, LISTENER_LIMITS, faults, refused)
     await listener.start(host, port)
     return listener
