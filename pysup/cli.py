@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,67 +22,222 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {}
 """Extra subcommands registered by other modules (the control client, census)."""
 
 
+def _setting_help(dest: str, text: str, default: str | None = None) -> str:
+    """`text [default: X] [env: VAR]`, like `hab sup run --help`; the default and the variable
+    come from pysup.settings, so the help cannot drift from what the flag does."""
+    from pysup.settings import Settings, env_var
+
+    if default is None:
+        value = next(f.default for f in fields(Settings) if f.name == dest)
+        if isinstance(value, bool):
+            default = "on" if value else "off"
+        elif isinstance(value, float):
+            default = f"{value:g}"
+        elif value in (None, ()):
+            default = "none"
+        else:
+            default = str(value)
+    var = env_var(dest)
+    return f"{text} [default: {default}]" + (f" [env: {var}]" if var else "")
+
+
 def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("run", help="run the supervisor (like `hab sup run`)")
-    p.add_argument("plans", nargs="*", metavar="PLAN_DIR", help="plan directories to load")
-    p.add_argument("--listen-gossip", help="IP:PORT for gossip (UDP+TCP) [0.0.0.0:9638]")
-    p.add_argument("--listen-http", help="IP:PORT for the HTTP gateway [0.0.0.0:9631]")
-    p.add_argument("--listen-ctl", help="IP:PORT for the control gateway [127.0.0.1:9632]")
+
+    def flag(*names: str, dest: str, help: str, default: str | None = None, **kw: Any) -> None:
+        p.add_argument(*names, dest=dest, help=_setting_help(dest, help, default), **kw)
+
+    def switch(*names: str, dest: str, help: str) -> None:
+        flag(*names, dest=dest, help=help, action="store_true", default=None)
+
     p.add_argument(
-        "--peer", action="append", dest="peers", metavar="HOST[:PORT]", help="a seed (repeatable)"
+        "plans",
+        nargs="*",
+        metavar="PLAN_DIR",
+        help=_setting_help("plans", "plan directories to load at start"),
     )
-    p.add_argument("--peer-watch-file", help="file of IP[:PORT] lines, watched for changes")
-    p.add_argument("-I", "--permanent-peer", action="store_true", default=None)
-    p.add_argument("-r", "--ring", help="ring key name (newest in the key cache)")
-    p.add_argument("--ring-key", help="ring key file contents")
-    p.add_argument("-D", "--http-disable", action="store_true", default=None)
-    p.add_argument("--sys-ip-address", help="IP advertised to templates as sys.ip")
-    p.add_argument("--state-dir", help="state directory [$PYSUP_STATE_DIR or /hab/sup/default]")
-    p.add_argument("--gossip-profile", choices=["lan", "wan", "local", "habitat"])
-    p.add_argument("--udp-backend", choices=["asyncio-dgram", "asyncio"], help="datagram I/O")
-    p.add_argument(
-        "--readiness", choices=["api", "ring", "services"], help="what /readyz waits for"
+    flag("--listen-gossip", dest="listen_gossip", metavar="IP:PORT", help="gossip, UDP and TCP")
+    flag("--listen-http", dest="listen_http", metavar="IP:PORT", help="the HTTP API gateway")
+    flag(
+        "--listen-ctl",
+        dest="listen_ctl",
+        metavar="IP:PORT",
+        help="the control gateway (`pysup svc`, `pysup config apply`, ...)",
     )
-    p.add_argument("--config", dest="config_file", help="TOML file with the same settings")
-    p.add_argument("--group", help="service group for the plans given [default]")
-    p.add_argument("-t", "--topology", choices=["standalone", "leader"])
-    p.add_argument("-s", "--strategy", choices=["none", "at-once", "rolling"])
-    p.add_argument("--bind", action="append", dest="binds", metavar="NAME:SVC.GROUP[@ORG]")
-    p.add_argument("--binding-mode", choices=["strict", "relaxed"])
-    p.add_argument("-i", "--health-check-interval", type=float, dest="health_check_interval_s")
-    p.add_argument("--shutdown-timeout", type=float, dest="shutdown_timeout_s")
-    p.add_argument("--hook-timeout", type=float, dest="hook_timeout_s")
-    p.add_argument(
-        "--departure-timeout",
-        type=float,
-        dest="departure_timeout_s",
-        metavar="SECONDS",
-        help="Confirmed -> Departed, and Departed members' rumors kept, this long [3 days]",
+    flag(
+        "--peer",
+        dest="peers",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a member to join at start (repeatable)",
     )
-    p.add_argument("--peer-discovery", metavar="kubernetes|dns:NAME", help="find peers")
-    p.add_argument("--kubernetes-service", help="Service whose EndpointSlices list the peers")
-    p.add_argument("--kubernetes-selector", help="pod label selector (fallback)")
-    p.add_argument("--mode", choices=["gossip", "kubernetes"], help="gossip ring or k8s-native")
-    p.add_argument("--json-logging", action="store_true", default=None)
-    p.add_argument("-v", "--verbose", action="store_true", default=None)
-    # Habitat flags with no meaning here, accepted so existing manifests keep working.
-    for flag in (
-        "--channel",
-        "--url",
-        "-u",
-        "--org",
-        "--config-from",
-        "--update-condition",
+    flag(
+        "--peer-watch-file",
+        dest="peer_watch_file",
+        metavar="FILE",
+        help="a file of IP[:PORT] lines to join, read again when it changes",
+    )
+    switch(
+        "-I",
+        "--permanent-peer",
+        dest="permanent_peer",
+        help="others keep probing this member even after they confirm it dead (seeds)",
+    )
+    flag(
+        "-r",
+        "--ring",
+        dest="ring",
+        metavar="NAME",
+        default="none (gossip in the clear)",
+        help="encrypt gossip with the newest ring key NAME in the key cache",
+    )
+    flag(
+        "--ring-key",
+        dest="ring_key",
+        metavar="TEXT",
+        help="the ring key file's contents, instead of the key cache",
+    )
+    flag(
         "--cache-key-path",
-    ):
+        dest="key_cache",
+        metavar="DIR",
+        default="/hab/cache/keys as root if it exists, else ~/.pysup/keys",
+        help="the ring key cache",
+    )
+    switch("-D", "--http-disable", dest="http_disable", help="do not start the HTTP gateway")
+    flag(
+        "--sys-ip-address",
+        dest="sys_ip_address",
+        metavar="IP",
+        default="detected",
+        help="the IP others use for this member, as templates see it (sys.ip)",
+    )
+    flag(
+        "--state-dir",
+        dest="state_dir",
+        metavar="DIR",
+        help="member id, rumors, CTL_SECRET and service directories",
+    )
+    flag(
+        "--gossip-profile",
+        dest="gossip_profile",
+        choices=["lan", "wan", "local", "habitat"],
+        help="gossip timing: lan, wan, local (one machine) or habitat (Habitat's own)",
+    )
+    flag(
+        "--udp-backend",
+        dest="udp_backend",
+        choices=["asyncio-dgram", "asyncio"],
+        help="datagram I/O (asyncio: less CPU per member, for many members in one process)",
+    )
+    flag(
+        "--readiness",
+        dest="readiness",
+        choices=["api", "ring", "services"],
+        help="what /readyz waits for: the API, joining a ring, or every service up",
+    )
+    p.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="a TOML file with any of these settings; flags and environment win "
+        "[default: none] [env: PYSUP_CONFIG]",
+    )
+    flag("--group", dest="group", metavar="NAME", help="service group of the plans given")
+    flag(
+        "-t",
+        "--topology",
+        dest="topology",
+        choices=["standalone", "leader"],
+        help="leader: the service group elects one leader",
+    )
+    flag(
+        "-s",
+        "--strategy",
+        dest="strategy",
+        choices=["none", "at-once", "rolling"],
+        help="how the plans' services take updates",
+    )
+    flag(
+        "--bind",
+        dest="binds",
+        action="append",
+        metavar="NAME:SVC.GROUP[@ORG]",
+        help="bind NAME of the plans to a service group (repeatable)",
+    )
+    flag(
+        "--binding-mode",
+        dest="binding_mode",
+        choices=["strict", "relaxed"],
+        help="strict: hold a service until every bind has a member; relaxed: start anyway",
+    )
+    flag(
+        "-i",
+        "--health-check-interval",
+        dest="health_check_interval_s",
+        type=float,
+        metavar="SECONDS",
+        help="time between health checks",
+    )
+    flag(
+        "--shutdown-timeout",
+        dest="shutdown_timeout_s",
+        type=float,
+        metavar="SECONDS",
+        default="the plan's pkg_shutdown_timeout_sec",
+        help="time a service gets to stop before it is killed",
+    )
+    flag(
+        "--hook-timeout",
+        dest="hook_timeout_s",
+        type=float,
+        metavar="SECONDS",
+        help="time a hook other than run may take before it is killed",
+    )
+    flag(
+        "--departure-timeout",
+        dest="departure_timeout_s",
+        type=float,
+        metavar="SECONDS",
+        default="3 days, from the gossip profile",
+        help="Confirmed -> Departed, and Departed members' rumors kept, this long",
+    )
+    flag(
+        "--peer-discovery",
+        dest="peer_discovery",
+        metavar="kubernetes|dns:NAME",
+        help="find peers through the Kubernetes API or the DNS records of NAME",
+    )
+    flag(
+        "--kubernetes-service",
+        dest="kubernetes_service",
+        metavar="NAME",
+        help="the Service whose EndpointSlices list the peers",
+    )
+    flag(
+        "--kubernetes-selector",
+        dest="kubernetes_selector",
+        metavar="LABELS",
+        help="label selector of the peer pods, when EndpointSlices cannot be read",
+    )
+    flag(
+        "--mode",
+        dest="mode",
+        choices=["gossip", "kubernetes"],
+        help="a SWIM gossip ring, or Kubernetes-native (members, leader, config from the API)",
+    )
+    switch("--json-logging", dest="json_logging", help="log one JSON object per line")
+    switch("-v", "--verbose", dest="verbose", help="log debug events too")
+    # Habitat flags with no meaning here, accepted so existing manifests keep working.
+    for name in ("--channel", "--url", "-u", "--org", "--config-from", "--update-condition"):
         p.add_argument(
-            flag, dest=f"ignored_{flag.lstrip('-').replace('-', '_')}", help=argparse.SUPPRESS
+            name, dest=f"ignored_{name.lstrip('-').replace('-', '_')}", help=argparse.SUPPRESS
         )
-    for flag in ("--auto-update", "-A", "--no-color"):
+    for name in ("--auto-update", "-A", "--no-color"):
         p.add_argument(
-            flag,
+            name,
             action="store_true",
-            dest=f"ignored_{flag.lstrip('-').replace('-', '_')}",
+            dest=f"ignored_{name.lstrip('-').replace('-', '_')}",
             help=argparse.SUPPRESS,
         )
     p.set_defaults(func=_cmd_run)
@@ -112,17 +268,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_ring(sub: argparse._SubParsersAction[Any]) -> None:
+    from pysup.ringinfo import DEFAULT_BASE_PORT, DEFAULT_RING_ROOT
+
     p = sub.add_parser(
         "ring",
         help="a local ring (`ring --members N PLAN_DIR...`), or `ring key generate NAME`",
     )
     p.add_argument("args", nargs="*", metavar="PLAN_DIR | key generate NAME")
-    p.add_argument("--members", type=int, default=3, help="supervisors to start [3]")
+    p.add_argument("--members", type=int, default=3, help="supervisors to start [default: 3]")
     p.add_argument(
-        "--state-root", default="state/ring", help="where members keep state [state/ring]"
+        "--state-root",
+        default=DEFAULT_RING_ROOT,
+        metavar="DIR",
+        help="member i keeps its state in DIR/member-i; DIR/ring.json says how to reach each "
+        f"[default: {DEFAULT_RING_ROOT}]",
     )
-    p.add_argument("--base-port", type=int, default=9631, help="HTTP port of member 0 [9631]")
-    p.add_argument("--key-cache", help="ring key cache directory")
+    p.add_argument(
+        "--base-port",
+        type=int,
+        default=DEFAULT_BASE_PORT,
+        metavar="PORT",
+        help="member 0's HTTP port; every port of the ring, the plans' too, moves with it "
+        f"[default: {DEFAULT_BASE_PORT}]",
+    )
+    p.add_argument("--key-cache", metavar="DIR", help="ring key cache directory (key generate)")
     p.set_defaults(func=_cmd_ring)
 
 
