@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from pysup.ctl_client import CtlClientError, send
-from pysup.gateway.ctl_auth import CtlSecretError, resolve_client_secret
+from pysup.gateway.ctl_auth import (
+    CTL_SECRET_FILE,
+    SECRET_ENV_VARS,
+    CtlSecretError,
+    resolve_client_secret,
+)
 from pysup.gateway.ctl_proto import (
     MAX_BODY,
     ConfigApply,
@@ -37,6 +42,13 @@ from pysup.gateway.ctl_proto import (
     check_filename,
     check_version,
 )
+from pysup.ringinfo import (
+    DEFAULT_RING_ROOT,
+    RING_ROOT_ENV,
+    MemberAddrs,
+    RingFileError,
+    find_member,
+)
 
 EXIT_ERROR: Final = 1
 DEFAULT_CTL: Final = "127.0.0.1:9632"
@@ -44,6 +56,8 @@ DEFAULT_HTTP: Final = "127.0.0.1:9631"
 DEFAULT_STATE_DIR: Final = "/hab/sup/default"
 STATUS_COLUMNS: Final = ("package", "type", "desired", "state", "elapsed (s)", "pid", "group")
 HTTP_TIMEOUT_S: Final = 10.0
+_EXPLICIT_ENV: Final = ("HAB_LISTEN_CTL", "PYSUP_STATE_DIR", *SECRET_ENV_VARS)
+"""Variables that name a supervisor or its secret: with any set, no ring member is implied."""
 
 AddCommand = Callable[["argparse._SubParsersAction[Any]"], None]
 
@@ -83,13 +97,68 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state_dir or _env().get("PYSUP_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
-def _request(args: argparse.Namespace, req: Request) -> dict[str, Any]:
-    remote = args.remote_sup or _env().get("HAB_LISTEN_CTL") or DEFAULT_CTL
+def _ring_root(args: argparse.Namespace) -> Path:
+    return Path(getattr(args, "ring_root", None) or _env().get(RING_ROOT_ENV) or DEFAULT_RING_ROOT)
+
+
+def _ring_member(args: argparse.Namespace, index: int) -> MemberAddrs:
+    try:
+        return find_member(_ring_root(args), index)
+    except RingFileError as e:
+        raise UserError(
+            f"--member {index}: {e}; run in the directory where `pysup ring` runs, "
+            "or give its --state-root as --ring-root DIR"
+        ) from None
+
+
+def _implicit_ring_member(args: argparse.Namespace) -> MemberAddrs | None:
+    """Member 0 of a `pysup ring` started here, when nothing names a supervisor (no
+    --remote-sup, --state-dir, HAB_LISTEN_CTL, PYSUP_STATE_DIR or secret variable) and the
+    default state directory has no secret: so `pysup svc status` works in the demo's directory."""
+    env = _env()
+    named = (args.remote_sup, args.state_dir, *(env.get(v) for v in _EXPLICIT_ENV))
+    if any(named) or (Path(DEFAULT_STATE_DIR) / CTL_SECRET_FILE).exists():
+        return None
+    try:
+        return find_member(_ring_root(args), 0)
+    except RingFileError:
+        return None
+
+
+def _target(args: argparse.Namespace) -> tuple[str, int, str]:
+    """(host, port, secret) of the control gateway the command talks to."""
+    env = _env()
+    member: MemberAddrs | None = None
+    if getattr(args, "member", None) is not None:
+        member = _ring_member(args, args.member)
+    elif (member := _implicit_ring_member(args)) is not None:
+        print(
+            f"pysup: member 0 of the ring in {_ring_root(args)} (--member N for another)",
+            file=sys.stderr,
+        )
+    if member is not None:
+        remote = args.remote_sup or member.ctl
+        state = Path(args.state_dir or member.state_dir)
+    else:
+        remote = args.remote_sup or env.get("HAB_LISTEN_CTL") or DEFAULT_CTL
+        state = _state_dir(args)
     host, port = parse_addr(remote, 9632, "--remote-sup")
     try:
-        secret = resolve_client_secret(_state_dir(args), _env())
+        secret = resolve_client_secret(state, env)
     except CtlSecretError as e:
-        raise UserError(str(e)) from None
+        if (state / CTL_SECRET_FILE).exists():
+            raise UserError(str(e)) from None
+        raise UserError(
+            f"no control gateway secret: {state / CTL_SECRET_FILE} does not exist (a supervisor "
+            "writes it at first start). Name the supervisor with --state-dir DIR (its state "
+            "directory), --member N (member N of the `pysup ring` run in this directory), or "
+            f"set {SECRET_ENV_VARS[0]} (with --remote-sup for another machine)"
+        ) from None
+    return host, port, secret
+
+
+def _request(args: argparse.Namespace, req: Request) -> dict[str, Any]:
+    host, port, secret = _target(args)
     try:
         return asyncio.run(send(host, port, secret, req))
     except CtlClientError as e:
@@ -109,17 +178,33 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     return wrapper
 
 
+def _ring_flags(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--member",
+        type=int,
+        metavar="N",
+        help=f"member N of the `pysup ring` run in this directory: its {what}",
+    )
+    p.add_argument(
+        "--ring-root",
+        metavar="DIR",
+        help=f"that ring's --state-root [default: ${RING_ROOT_ENV} or {DEFAULT_RING_ROOT}]",
+    )
+
+
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--remote-sup",
         metavar="HOST:PORT",
-        help=f"control gateway to talk to [$HAB_LISTEN_CTL or {DEFAULT_CTL}]",
+        help=f"control gateway to talk to [default: $HAB_LISTEN_CTL or {DEFAULT_CTL}]",
     )
     p.add_argument(
         "--state-dir",
-        help=f"where CTL_SECRET is [$PYSUP_STATE_DIR or {DEFAULT_STATE_DIR}]",
+        metavar="DIR",
+        help=f"where CTL_SECRET is [default: $PYSUP_STATE_DIR or {DEFAULT_STATE_DIR}]",
     )
+    _ring_flags(p, "control gateway and secret")
     return p
 
 
@@ -334,6 +419,7 @@ def _add_census(sub: argparse._SubParsersAction[Any]) -> None:
         help=f"HTTP gateway [$HAB_LISTEN_HTTP or {DEFAULT_HTTP}]",
     )
     p.add_argument("--json", action="store_true", help="the gateway's JSON, for scripts")
+    _ring_flags(p, "HTTP gateway")
     p.set_defaults(func=_run(_census))
 
 
@@ -408,7 +494,10 @@ def census_tables(census: Mapping[str, Any]) -> str:
 
 
 def _census(args: argparse.Namespace) -> int:
-    addr = args.http or _env().get("HAB_LISTEN_HTTP") or DEFAULT_HTTP
+    if args.member is not None and not args.http:
+        addr = _ring_member(args, args.member).http
+    else:
+        addr = args.http or _env().get("HAB_LISTEN_HTTP") or DEFAULT_HTTP
     host, port = parse_addr(addr, 9631, "--http")
     census = fetch_census(host, port, _env().get("HAB_SUP_GATEWAY_AUTH_TOKEN") or None)
     if args.json:
