@@ -183,9 +183,11 @@ def suggest_base(members: int, base_http: int, plan_dirs: list[str]) -> int | No
     return None
 
 
-def preflight(members: int, base_http: int, plan_dirs: list[str]) -> str | None:
+def preflight(
+    members: int, base_http: int, plan_dirs: list[str], state_root: Path | None = None
+) -> str | None:
     """None when the ring can start; else the message for the user (which ports, what holds
-    them, and what to do)."""
+    them, and the command that would start the ring on free ports)."""
     try:
         uses = ring_ports(members, base_http, plan_dirs)
     except ValueError as e:
@@ -193,22 +195,31 @@ def preflight(members: int, base_http: int, plan_dirs: list[str]) -> str | None:
     taken = check_ports(uses)
     if not taken:
         return None
-    n = len(taken)
-    lines = [f"pysup ring: cannot start: {n} of the ring's ports {'is' if n == 1 else 'are'} taken"]
-    lines += [f"  {t.describe()}" for t in taken]
+    one = len(taken) == 1
+    lines = [
+        f"pysup ring: cannot start: {len(taken)} of the ring's ports "
+        f"{'is' if one else 'are'} taken",
+        *(f"  {t.describe()}" for t in taken),
+    ]
+    stop = f"Stop what holds {'it' if one else 'them'}"
     alt = suggest_base(members, base_http, plan_dirs)
     if alt is None:
-        lines.append("Stop what holds them, or choose another --base-port.")
-    else:
-        http, ctl, gossip = ports(0, alt)
-        moved = "".join(
-            f", {p.plan} {p.key} {p.port + alt - DEFAULT_BASE}" for p in plan_ports(plan_dirs)
-        )
-        lines.append(
-            f"Stop what holds them, or move every port of the ring with --base-port {alt}\n"
-            f"(member 0 then has HTTP {http}, control {ctl}, gossip {gossip}{moved}; "
-            "all free now)."
-        )
+        lines.append(f"{stop}, or choose another --base-port.")
+        return "\n".join(lines)
+    http, ctl, gossip = ports(0, alt)
+    moved = "".join(
+        f", {p.plan} {p.key} {p.port + alt - DEFAULT_BASE}" for p in plan_ports(plan_dirs)
+    )
+    root = (
+        ""
+        if state_root is None or str(state_root) == DEFAULT_RING_ROOT
+        else f" --state-root {state_root}"
+    )
+    lines += [
+        f"{stop}, or move every port of the ring with --base-port {alt} (all free now):",
+        f"  {_cli_name()} ring --members {members} {' '.join(plan_dirs)}{root} --base-port {alt}",
+        f"  (member 0 then has HTTP {http}, control {ctl}, gossip {gossip}{moved})",
+    ]
     return "\n".join(lines)
 
 
@@ -310,7 +321,7 @@ def run_local_ring(
 ) -> int:
     """Start the members, copy their output labelled to `out` (stdout), stop them on Ctrl-C
     or when one exits. Returns the exit status for the CLI."""
-    problem = preflight(members, base_http, plan_dirs)
+    problem = preflight(members, base_http, plan_dirs, state_root)
     if problem:
         print(problem, file=sys.stderr)
         return 1
