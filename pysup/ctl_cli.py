@@ -3,6 +3,8 @@
 Each command builds one request (``pysup.gateway.ctl_proto``), sends it to the control gateway of
 ``--remote-sup`` (default ``$HAB_LISTEN_CTL`` or 127.0.0.1:9632) with the secret from
 ``HAB_CTL_SECRET``/``PYSUP_CTL_SECRET`` or ``<state dir>/CTL_SECRET``, and prints the result.
+``--member N`` takes both from the ring file of a ``pysup ring`` run in this directory
+(``pysup.ringinfo``); with nothing named at all, member 0 of such a ring is used.
 ``census`` reads the HTTP gateway instead. Every error is one line on stderr and exit status 1.
 """
 
