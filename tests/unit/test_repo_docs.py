@@ -9,15 +9,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md"]
 SCRIPTS = sorted(p for p in (REPO / "scripts").iterdir() if p.is_file())
-TOP = ("docs", "scripts", "bench", "tests", "pysup", "plans", "hooks", "kubernetes", ".ci")
+TOP = ("docs", "scripts", ".ci")
+"""Code spans naming a path under these are references the reader follows (a document to read,
+a script to run); other paths in prose may be examples (`plans/web`) or relative to a plan."""
 REPO_PATH = re.compile(rf"(?<![\w./-])((?:{'|'.join(re.escape(t) for t in TOP)})/[\w./-]*\w)")
 GENERATED = ("bench/results/",)
 """Paths that a run creates (benchmark output), not part of a clone."""
 
 
 def _named_paths(text: str) -> set[str]:
-    """Relative link targets, and repository paths in code: inline spans (one line each) and
-    fenced blocks (every line)."""
+    """Relative link targets, and references under TOP in code: inline spans (one line each)
+    and fenced blocks (every line)."""
     links = set(re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text))
     links = {link for link in links if not re.match(r"[a-z]+://", link)}
     code: list[str] = []
