@@ -3,8 +3,8 @@
 Each command builds one request (``pysup.gateway.ctl_proto``), sends it to the control gateway of
 ``--remote-sup`` (default ``$HAB_LISTEN_CTL`` or 127.0.0.1:9632) with the secret from
 ``HAB_CTL_SECRET``/``PYSUP_CTL_SECRET`` or ``<state dir>/CTL_SECRET``, and prints the result.
-``--member N`` takes both from the ring file of a ``pysup ring`` run in this directory
-(``pysup.ringinfo``); with nothing named at all, member 0 of such a ring is used.
+``--member N`` takes both from the ring file of a ``pysup ring`` run in this directory; with
+nothing named at all, member 0 of such a ring is used (``pysup.ctl_target``).
 ``census`` reads the HTTP gateway instead. Every error is one line on stderr and exit status 1.
 """
 
@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from pysup.ctl_client import CtlClientError, send
-from pysup.gateway.ctl_auth import (
-    CTL_SECRET_FILE,
-    SECRET_ENV_VARS,
-    CtlSecretError,
-    resolve_client_secret,
+from pysup.ctl_target import (
+    DEFAULT_CTL,
+    DEFAULT_STATE_DIR,
+    UserError,
+    control_target,
+    parse_addr,
+    ring_member,
+    ring_root,
 )
 from pysup.gateway.ctl_proto import (
     MAX_BODY,
@@ -45,125 +48,35 @@ from pysup.gateway.ctl_proto import (
     check_version,
 )
 from pysup.key_cli import add_sup_secret_commands, add_svc_key_commands
-from pysup.ringinfo import (
-    DEFAULT_RING_ROOT,
-    RING_ROOT_ENV,
-    MemberAddrs,
-    RingFileError,
-    find_member,
-)
+from pysup.ringinfo import DEFAULT_RING_ROOT, RING_ROOT_ENV
 
 EXIT_ERROR: Final = 1
-DEFAULT_CTL: Final = "127.0.0.1:9632"
 DEFAULT_HTTP: Final = "127.0.0.1:9631"
-DEFAULT_STATE_DIR: Final = "/hab/sup/default"
 STATUS_COLUMNS: Final = ("package", "type", "desired", "state", "elapsed (s)", "pid", "group")
 HTTP_TIMEOUT_S: Final = 10.0
-_EXPLICIT_ENV: Final = ("HAB_LISTEN_CTL", "PYSUP_STATE_DIR", *SECRET_ENV_VARS)
-"""Variables that name a supervisor or its secret: with any set, no ring member is implied."""
 
 AddCommand = Callable[["argparse._SubParsersAction[Any]"], None]
 
 
-class UserError(Exception):
-    """Something the operator must fix; printed as one line."""
-
-
 # --- plumbing -----------------------------------------------------------------------------------
-
-
-def parse_addr(value: str, default_port: int, what: str) -> tuple[str, int]:
-    """``HOST[:PORT]`` (``[v6]:PORT`` too); a wildcard host means this machine."""
-    text = value.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        raise UserError(f"{what} {value!r}: port must be a number") from None
-    if not 0 < port <= 65535:
-        raise UserError(f"{what} {value!r}: port out of range")
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return host, port
 
 
 def _env() -> Mapping[str, str]:
     return os.environ
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
-    return Path(args.state_dir or _env().get("PYSUP_STATE_DIR") or DEFAULT_STATE_DIR)
-
-
-def _ring_root(args: argparse.Namespace) -> Path:
-    return Path(getattr(args, "ring_root", None) or _env().get(RING_ROOT_ENV) or DEFAULT_RING_ROOT)
-
-
-def _ring_member(args: argparse.Namespace, index: int) -> MemberAddrs:
-    try:
-        return find_member(_ring_root(args), index)
-    except RingFileError as e:
-        raise UserError(
-            f"--member {index}: {e}; run in the directory where `pysup ring` runs, "
-            "or give its --state-root as --ring-root DIR"
-        ) from None
-
-
-def _implicit_ring_member(args: argparse.Namespace) -> MemberAddrs | None:
-    """Member 0 of a `pysup ring` started here, when nothing names a supervisor (no
-    --remote-sup, --state-dir, HAB_LISTEN_CTL, PYSUP_STATE_DIR or secret variable) and the
-    default state directory has no secret: so `pysup svc status` works in the demo's directory."""
-    env = _env()
-    named = (args.remote_sup, args.state_dir, *(env.get(v) for v in _EXPLICIT_ENV))
-    if any(named) or (Path(DEFAULT_STATE_DIR) / CTL_SECRET_FILE).exists():
-        return None
-    try:
-        return find_member(_ring_root(args), 0)
-    except RingFileError:
-        return None
-
-
-def _target(args: argparse.Namespace) -> tuple[str, int, str]:
-    """(host, port, secret) of the control gateway the command talks to."""
-    env = _env()
-    member: MemberAddrs | None = None
-    if getattr(args, "member", None) is not None:
-        member = _ring_member(args, args.member)
-    elif (member := _implicit_ring_member(args)) is not None:
-        print(
-            f"pysup: member 0 of the ring in {_ring_root(args)} (--member N for another)",
-            file=sys.stderr,
-        )
-    if member is not None:
-        remote = args.remote_sup or member.ctl
-        state = Path(args.state_dir or member.state_dir)
-    else:
-        remote = args.remote_sup or env.get("HAB_LISTEN_CTL") or DEFAULT_CTL
-        state = _state_dir(args)
-    host, port = parse_addr(remote, 9632, "--remote-sup")
-    try:
-        secret = resolve_client_secret(state, env)
-    except CtlSecretError as e:
-        if (state / CTL_SECRET_FILE).exists():
-            raise UserError(str(e)) from None
-        raise UserError(
-            f"no control gateway secret: {state / CTL_SECRET_FILE} does not exist (a supervisor "
-            "writes it at first start). Name the supervisor with --state-dir DIR (its state "
-            "directory), --member N (member N of the `pysup ring` run in this directory), or "
-            f"set {SECRET_ENV_VARS[0]} (with --remote-sup for another machine)"
-        ) from None
-    return host, port, secret
-
-
 def _request(args: argparse.Namespace, req: Request) -> dict[str, Any]:
-    host, port, secret = _target(args)
+    target = control_target(
+        remote=args.remote_sup,
+        state_dir=args.state_dir,
+        member=args.member,
+        ring_root_flag=args.ring_root,
+        env=_env(),
+    )
+    if target.note:
+        print(target.note, file=sys.stderr)
     try:
-        return asyncio.run(send(host, port, secret, req))
+        return asyncio.run(send(target.host, target.port, target.secret, req))
     except CtlClientError as e:
         raise UserError(str(e)) from None
 
@@ -502,7 +415,7 @@ def census_tables(census: Mapping[str, Any]) -> str:
 
 def _census(args: argparse.Namespace) -> int:
     if args.member is not None and not args.http:
-        addr = _ring_member(args, args.member).http
+        addr = ring_member(ring_root(args.ring_root, _env()), args.member).http
     else:
         addr = args.http or _env().get("HAB_LISTEN_HTTP") or DEFAULT_HTTP
     host, port = parse_addr(addr, 9631, "--http")

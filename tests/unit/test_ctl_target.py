@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pysup import ctl_cli, localring
-from pysup.ctl_cli import UserError
+from pysup.ctl_target import DEFAULT_STATE_DIR, Target, UserError, control_target
 from pysup.ringinfo import write_ring_file
 
 
@@ -20,7 +20,6 @@ from pysup.ringinfo import write_ring_file
 def ring_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A directory where `pysup ring --members 3` ran: state/ring/ring.json and the secrets."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(ctl_cli, "_env", lambda: {})
     root = Path("state/ring")
     write_ring_file(root, [localring.member_addrs(i, root, 9631) for i in range(3)])
     for i in range(3):
@@ -29,29 +28,43 @@ def ring_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
 
 
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(parents=[ctl_cli._common()])
-    return parser.parse_args(list(argv))
+def _target(*argv: str, env: dict[str, str] | None = None) -> Target:
+    """The target for these command-line flags, parsed as `pysup svc status` parses them."""
+    args = argparse.ArgumentParser(parents=[ctl_cli._common()]).parse_args(list(argv))
+    return control_target(
+        remote=args.remote_sup,
+        state_dir=args.state_dir,
+        member=args.member,
+        ring_root_flag=args.ring_root,
+        env=env or {},
+    )
+
+
+def _where(t: Target) -> tuple[str, int, str]:
+    return t.host, t.port, t.secret
 
 
 def test_member_n_finds_its_control_gateway_and_secret(ring_dir: Path) -> None:
-    assert ctl_cli._target(_args("--member", "1")) == ("127.0.0.1", 9642, "secret-1")
-    assert ctl_cli._target(_args("--member", "2")) == ("127.0.0.1", 9652, "secret-2")
+    assert _where(_target("--member", "1")) == ("127.0.0.1", 9642, "secret-1")
+    assert _where(_target("--member", "2")) == ("127.0.0.1", 9652, "secret-2")
     # Explicit flags still win over what the ring file says.
-    assert ctl_cli._target(_args("--member", "2", "--remote-sup", "10.0.0.5:1234")) == (
+    assert _where(_target("--member", "2", "--remote-sup", "10.0.0.5:1234")) == (
         "10.0.0.5",
         1234,
         "secret-2",
     )
+    assert _target("--member", "1").note is None
 
 
-def test_member_zero_is_used_when_nothing_names_a_supervisor(
-    ring_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    if (Path(ctl_cli.DEFAULT_STATE_DIR) / "CTL_SECRET").exists():
+def test_member_zero_is_used_when_nothing_names_a_supervisor(ring_dir: Path) -> None:
+    if (Path(DEFAULT_STATE_DIR) / "CTL_SECRET").exists():
         pytest.skip("this machine runs a supervisor with the default state dir")
-    assert ctl_cli._target(_args()) == ("127.0.0.1", 9632, "secret-0")
-    assert "member 0 of the ring in state/ring" in capsys.readouterr().err
+    implied = _target()
+    assert _where(implied) == ("127.0.0.1", 9632, "secret-0")
+    assert implied.note is not None and "member 0 of the ring in state/ring" in implied.note
+    # Anything that names a supervisor turns the guess off.
+    with pytest.raises(UserError, match="does not exist"):
+        _target(env={"HAB_LISTEN_CTL": "127.0.0.1:9700"})
 
 
 def test_ring_root_finds_a_ring_started_elsewhere(
@@ -59,20 +72,20 @@ def test_ring_root_finds_a_ring_started_elsewhere(
 ) -> None:
     monkeypatch.chdir(ring_dir / "state")
     with pytest.raises(UserError, match=r"--member 1: no ring file state/ring/ring\.json"):
-        ctl_cli._target(_args("--member", "1"))
-    target = ctl_cli._target(_args("--member", "1", "--ring-root", str(ring_dir / "state/ring")))
-    assert target == ("127.0.0.1", 9642, "secret-1")
+        _target("--member", "1")
+    root = str(ring_dir / "state/ring")
+    assert _where(_target("--member", "1", "--ring-root", root)) == ("127.0.0.1", 9642, "secret-1")
+    assert _where(_target("--member", "1", env={"PYSUP_RING_ROOT": root}))[1] == 9642
     with pytest.raises(UserError, match="has no member 3"):
-        ctl_cli._target(_args("--member", "3", "--ring-root", str(ring_dir / "state/ring")))
+        _target("--member", "3", "--ring-root", root)
 
 
 def test_no_secret_names_every_way_to_fix_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(ctl_cli, "_env", lambda: {})
     with pytest.raises(UserError) as e:
-        ctl_cli._target(_args("--state-dir", str(tmp_path / "nowhere")))
+        _target("--state-dir", str(tmp_path / "nowhere"))
     message = str(e.value)
     assert f"{tmp_path / 'nowhere' / 'CTL_SECRET'} does not exist" in message
     for fix in ("--state-dir DIR", "--member N", "HAB_CTL_SECRET", "--remote-sup"):
@@ -82,5 +95,5 @@ def test_no_secret_names_every_way_to_fix_it(
 
 def test_the_secret_variable_needs_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(ctl_cli, "_env", lambda: {"HAB_CTL_SECRET": "s3"})
-    assert ctl_cli._target(_args("--remote-sup", "127.0.0.1:9700")) == ("127.0.0.1", 9700, "s3")
+    target = _target("--remote-sup", "127.0.0.1:9700", env={"HAB_CTL_SECRET": "s3"})
+    assert _where(target) == ("127.0.0.1", 9700, "s3")
