@@ -72,3 +72,22 @@ def test_the_readme_names_exactly_the_debian_packages_make_test_installs() -> No
     assert m.group(1).split() == wanted
     guide = (REPO / "docs" / "test-environment.md").read_text()
     assert " ".join(wanted) in " ".join(guide.split())
+
+
+def _recipe(target: str) -> str:
+    """The prerequisites and commands of a Makefile target."""
+    text = (REPO / "Makefile").read_text()
+    m = re.search(rf"^{re.escape(target)}:(.*)\n((?:\t.*\n)*)", text, re.M)
+    assert m, f"no `{target}` target in the Makefile"
+    return m.group(1) + "\n" + m.group(2)
+
+
+def test_test_quick_installs_nothing_outside_the_venv_and_ci_runs_the_full_check() -> None:
+    quick = _recipe("test-quick")
+    assert "test-deps" not in quick and "setup-podman" not in quick
+    for tier in ("tests/unit", "tests/sim", "tests/integration"):
+        assert tier in quick
+    assert "tests/netns" not in quick and "tests/container" not in quick
+    full = _recipe("test")
+    assert "test-deps" in full and "scripts/check" in full
+    assert re.search(r"^make test$", (REPO / ".ci" / "run").read_text(), re.M)
