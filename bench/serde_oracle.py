@@ -119,7 +119,12 @@ TOKENS = (
 KEYS = ("a", "b", "port", "k-1", "x_y", "Key", "1", "", " ", "a.b", "a b", "é", "\n", '"', "'")
 
 
+LINES = ("", " ", "  indented", "word", "two words", "key: value", "- item", "# note", "'q'", '"q"')
+
+
 def random_string(rng: random.Random) -> str:
+    if rng.random() < 0.15:  # text with line breaks: a script, a certificate, a config file
+        return "\n".join(rng.choice(LINES) for _ in range(rng.randrange(1, 5)))
     n = rng.choice((0, 1, 1, 1, 2, 2, 3, 4, 6))
     return "".join(rng.choice(TOKENS) for _ in range(n))
 
