@@ -14,6 +14,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pysup.service.pkgpaths import path_for
+
 from .errors import HelperError
 from .render import Call, OutputHelper, ValueHelper
 from .tomlout import TomlError, dump_document, dump_value
@@ -265,33 +267,15 @@ def _to_yaml(call: Call) -> None:
     call.ctx.out.append(dump_yaml(_serde_value(call.param(0))))
 
 
-def _dep_ident(dep: Mapping[str, Any]) -> list[str]:
-    ident = dep.get("ident")
-    if isinstance(ident, str):
-        return [p for p in ident.split("/") if p]
-    fields = (dep.get(k) for k in ("origin", "name", "version", "release"))
-    return [str(f) for f in fields if f is not None and f != ""]
-
-
 def _pkg_path_for(args: Sequence[Any], hash: Mapping[str, Any], root: Any) -> Any:
-    """Install path of the dependency matching ``origin/name[/version[/release]]``, from
-    ``pkg.deps`` (entries with ``ident`` or origin/name/version/release, and optional ``path``);
-    empty when no dependency matches."""
+    """Install path of the ``pkg.deps`` entry matching ``origin/name[/version[/release]]``; ""
+    when none matches (``pysup.service.pkgpaths.path_for`` decides)."""
     ident = to_str(args[0])
-    want = ident.split("/")
-    if not 2 <= len(want) <= 4 or not all(want):
-        raise HelperError(f"{ident!r} is not a package identifier like 'origin/name'")
     deps = get(get(root, "pkg"), "deps")
-    if not isinstance(deps, list | tuple):
-        return ""
-    for dep in deps:
-        if not isinstance(dep, Mapping):
-            continue
-        parts = _dep_ident(dep)
-        if parts[: len(want)] == want:
-            path = dep.get("path")
-            return to_str(path) if path else "/hab/pkgs/" + "/".join(parts)
-    return ""
+    path = path_for(ident, deps if isinstance(deps, list | tuple) else ())
+    if path is None:
+        raise HelperError(f"{ident!r} is not a package identifier like 'origin/name'")
+    return path
 
 
 def _legacy(fn: HelperFn) -> OutputHelper:
