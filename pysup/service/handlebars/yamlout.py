@@ -50,7 +50,8 @@ def dump_yaml(value: Any) -> str:
     """``serde_yaml::to_string(value)``: one document, no header, ending with a newline."""
     emitter = _Emitter()
     emitter.node(value, mapping=False, simple_key=False)
-    emitter.write_indent()  # the document end
+    emitter.write_indent()  # the document end; serde_yaml never sends the stream end, so the
+    # "..." libyaml writes there after a "|+" block never appears
     return "".join(emitter.out)
 
 
