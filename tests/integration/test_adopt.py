@@ -93,9 +93,10 @@ def write_plan(root: Path, port: int) -> Path:
         f"#!/bin/sh\nexec {sys.executable} -c 'import socket; "
         f'socket.create_connection(("127.0.0.1", {{{{cfg.port}}}}), 2).recv(16)\'\n'
     )
-    (plan / "hooks" / "post-stop").write_text(
-        '#!/bin/sh\necho stopped >> "{{pkg.svc_data_path}}/post-stop.log"\n'
-    )
+    for hook in ("init", "post-run", "post-stop"):  # each notes that it ran
+        (plan / "hooks" / hook).write_text(
+            f'#!/bin/sh\necho ran >> "{{{{pkg.svc_data_path}}}}/{hook}.log"\n'
+        )
     return plan
 
 
@@ -174,6 +175,8 @@ def test_sigkilled_supervisor_adopts_its_service_one_copy_same_pid_health_ok(
     first = start(fleet, sup, plan)
     assert copies(plan) == [first]
     assert ask(port) == first
+    data = sup.state_dir / "svc" / NAME / "data"
+    wait(sup, (data / "post-run.log").exists, 10.0, "post-run ran")
 
     sup.signal(signal.SIGKILL)
     sup.wait_exit(5)
@@ -202,12 +205,14 @@ def test_sigkilled_supervisor_adopts_its_service_one_copy_same_pid_health_ok(
         wait(sup, lambda line=line: f"{NAME}.default(run): {line}" in sup.log_text(), 5.0, line)
     assert "service.adopted" in sup.log_text()
 
+    # Adopting is not starting: init and post-run ran once, for the start before the kill.
+    assert (data / "init.log").read_text() == "ran\n"
+    assert (data / "post-run.log").read_text() == "ran\n"
     # The adopted process is ours to stop: TERM, and post-stop runs.
     sup.signal(signal.SIGTERM)
     assert sup.wait_exit(20) == 0
     assert copies(plan) == []
-    post_stop = sup.state_dir / "svc" / NAME / "data" / "post-stop.log"
-    assert post_stop.read_text() == "stopped\n"
+    assert (data / "post-stop.log").read_text() == "ran\n"
 
 
 @pytest.mark.parametrize("record", ["stale-record", "pid-file-only"])
@@ -254,3 +259,33 @@ def test_pid_file_naming_an_unrelated_process_is_never_signalled(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(decoy.pid, signal.SIGKILL)
         decoy.wait(5)
+
+
+def test_config_changed_while_no_supervisor_ran_is_applied_after_adoption(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The operator moved the service to another port while the supervisor was down: the restarted
+    supervisor adopts the process, renders, sees the run hook changed and restarts it (as for any
+    running service), leaving exactly one copy, on the new port."""
+    port, new_port = free_port(), free_port()
+    plan = write_plan(tmp_path, port)
+    sup = fleet.new("c", extra=[str(plan), "--health-check-interval", "1"])
+    first = start(fleet, sup, plan)
+    sup.signal(signal.SIGKILL)
+    sup.wait_exit(5)
+    user_toml = sup.state_dir / "user" / NAME / "config" / "user.toml"
+    user_toml.parent.mkdir(parents=True, exist_ok=True)
+    user_toml.write_text(f"port = {new_port}\n")
+
+    fleet.launch(sup).wait_http()
+
+    def moved() -> int | None:
+        pid = healthy_pid(sup)
+        return pid if pid not in (None, first) else None
+
+    second = wait(sup, moved, UP_TIMEOUT_S, "restarted on the new port, Ok")
+    assert copies(plan) == [second]
+    assert ask(new_port) == second and ask(port) is None
+    assert not alive(first)
+    log = sup.log_text()
+    assert "service.adopted" in log and "hooks changed: run" in log
