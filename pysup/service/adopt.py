@@ -21,13 +21,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 import structlog
 
-from pysup.service.hooks import LineSink, OutputPipe
-from pysup.service.pidfile import PROC, RunRecord, Verification, observe, verify
+from pysup.service.hooks import LineSink, OutputPipe, open_log
+from pysup.service.pidfile import (
+    PROC,
+    RecordError,
+    RunRecord,
+    Verification,
+    forget,
+    load_record,
+    observe,
+    read_pid_file,
+    verify,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +51,18 @@ def spare_reader(write_fd: int) -> int:
     """A new read end of the pipe whose write end is `write_fd` (opening a pipe through `/proc`
     gives an end of the mode asked for). The caller passes it to the child and closes its own."""
     return os.open(f"/proc/self/fd/{write_fd}", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def spare_readers(*write_fds: int, service_group: str) -> list[int]:
+    """`spare_reader` of each pipe; none where `/proc` cannot give them (logged: the process
+    runs, but would die of SIGPIPE at its next write if the supervisor were killed)."""
+    spares: list[int] = []
+    try:
+        for fd in write_fds:
+            spares.append(spare_reader(fd))
+    except OSError as e:
+        log.warning("service.spare_reader_failed", service_group=service_group, error=str(e))
+    return spares
 
 
 def pipe_inode(fd: int) -> int:
@@ -60,6 +83,62 @@ def open_pipe_reader(pid: int, inode: int, proc: Path = PROC) -> int | None:
             if os.readlink(fd_dir / name) == want:
                 return os.open(fd_dir / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     return None
+
+
+def find_orphan(
+    svc_dir: Path, service_group: str, proc: Path = PROC
+) -> tuple[ExitWatch | None, Verification | None]:
+    """The run process a killed supervisor left, verified and watched (`ExitWatch`), or None and
+    why: the verification, or None when there was no record to verify. What does not verify is
+    never signalled; its PID files are removed (the next start writes new ones)."""
+    try:
+        record = load_record(svc_dir)
+    except RecordError as e:
+        log.warning("service.pid_record_invalid", service_group=service_group, error=str(e))
+        forget(svc_dir)
+        return None, None
+    if record is None:
+        pid = read_pid_file(svc_dir)
+        if pid is not None:  # Habitat's or an older pysup's: nothing proves whose pid it is
+            log.warning("service.pid_unverified", service_group=service_group, pid=pid)
+            forget(svc_dir)
+        return None, None
+    watch, checked = ExitWatch.take(record, proc)
+    if watch is None:
+        verdict = checked.verdict.value
+        log.info("service.pid_stale", service_group=service_group, pid=record.pid, verdict=verdict)
+        forget(svc_dir)
+    return watch, checked
+
+
+Sink = Callable[[str, IO[bytes] | None], LineSink]
+"""(stream name, its log file or None) -> where its lines go."""
+
+
+def reopen_output(
+    record: RunRecord, log_dir: Path, sink: Sink
+) -> tuple[list[OutputPipe], list[IO[bytes]], list[str]]:
+    """Pump the adopted process's stdout and stderr again: (pipes started, log files opened for
+    them, streams whose pipe could not be reopened)."""
+    pipes: list[OutputPipe] = []
+    files: list[IO[bytes]] = []
+    lost: list[str] = []
+    for stream in ("stdout", "stderr"):
+        inode = record.pipes.get(stream)
+        fd = open_pipe_reader(record.pid, inode) if inode is not None else None
+        if fd is None:
+            lost.append(stream)
+            continue
+        file: IO[bytes] | None = None
+        try:
+            file = open_log(log_dir, "run", stream)
+            files.append(file)
+        except OSError as e:  # the lines still reach the supervisor log
+            log.warning("service.log_open_failed", path=str(log_dir), error=str(e))
+        pipe = ReopenedPipe(sink(stream, file), fd)
+        pipe.child_started()
+        pipes.append(pipe)
+    return pipes, files, lost
 
 
 class ReopenedPipe(OutputPipe):

@@ -23,6 +23,7 @@ signalled. `verify` and the codec are pure; `observe` and `boot_id` read `/proc`
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -30,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+from pysup.statedir import atomic_write
 
 PID_FILE_NAME: Final = "PID"
 RECORD_FILE_NAME: Final = "PID.json"
@@ -290,3 +293,17 @@ def read_pid_file(svc_dir: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def write_record(svc_dir: Path, record: RunRecord) -> None:
+    """`PID.json`, then `PID` (each atomically): a supervisor killed between the two writes
+    leaves the record, which is what adoption reads. Raises OSError."""
+    atomic_write(svc_dir / RECORD_FILE_NAME, encode(record), 0o644)
+    atomic_write(svc_dir / PID_FILE_NAME, f"{record.pid}\n".encode(), 0o644)
+
+
+def forget(svc_dir: Path) -> None:
+    """Remove `PID.json` and `PID` (the process exited, or they named no process of ours)."""
+    for name in (RECORD_FILE_NAME, PID_FILE_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            (svc_dir / name).unlink()

@@ -35,13 +35,7 @@ from typing import IO
 
 import structlog
 
-from pysup.service.adopt import (
-    ExitWatch,
-    ReopenedPipe,
-    open_pipe_reader,
-    pipe_inode,
-    spare_reader,
-)
+from pysup.service.adopt import find_orphan, pipe_inode, reopen_output, spare_readers
 from pysup.service.backoff import RestartBackoff
 from pysup.service.hooks import (
     HookError,
@@ -57,17 +51,13 @@ from pysup.service.hooks import (
 )
 from pysup.service.pidfile import (
     PID_FILE_NAME,
-    RECORD_FILE_NAME,
-    RecordError,
     RunRecord,
     Verification,
-    load_record,
+    forget,
     observe,
-    read_pid_file,
+    write_record,
 )
-from pysup.service.pidfile import encode as encode_record
 from pysup.service.reaper import spawn_registered
-from pysup.statedir import atomic_write
 
 log = structlog.get_logger(__name__)
 
@@ -187,10 +177,8 @@ class SupervisedProcess:
         out = OutputPipe(self._sink("stdout", out_file))
         err = OutputPipe(self._sink("stderr", err_file))
         pipes = {"stdout": pipe_inode(out.write_fd), "stderr": pipe_inode(err.write_fd)}
-        spares: list[int] = []
+        spares = spare_readers(out.write_fd, err.write_fd, service_group=self.service_group)
         try:
-            # The child holds spare read ends: its writes survive our death (`adopt`).
-            spares = [spare_reader(out.write_fd), spare_reader(err.write_fd)]
             proc = await spawn_registered(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -223,88 +211,36 @@ class SupervisedProcess:
         """Take over the run process a previous supervisor left running, if its record verifies.
 
         Returns the verification (`.ours`: it is now UP and watched) or None when there was no
-        record to verify. Nothing that does not verify is signalled; its PID files are removed.
+        record to verify (`adopt.find_orphan`: nothing that does not verify is signalled).
         `notify=False` keeps `on_state_change` quiet for this incarnation (it is about to be
         stopped, not served).
         """
         if self.running:
             raise ProcessError(f"{self.service_group}: run process already running")
         sg = self.service_group
-        try:
-            record = load_record(self.svc_dir)
-        except RecordError as e:
-            log.warning("service.pid_record_invalid", service_group=sg, error=str(e))
-            self._forget_pid_files()
-            return None
-        if record is None:
-            pid = read_pid_file(self.svc_dir)
-            if pid is not None:  # Habitat's or an older pysup's: nothing proves whose pid it is
-                log.warning("service.pid_unverified", service_group=sg, pid=pid)
-                self._forget_pid_files()
-            return None
-        watch, checked = ExitWatch.take(record)
-        if watch is None:
-            log.info(
-                "service.pid_stale", service_group=sg, pid=record.pid, verdict=checked.verdict.value
-            )
-            self._forget_pid_files()
+        watch, checked = find_orphan(self.svc_dir, sg)
+        if watch is None or checked is None:
             return checked
-        pipes, files, lost = self._reopen_output(record)
-        if lost:  # it can still run; what it writes there waits in the pipe, or is lost
+        record = watch.record
+        pipes, files, lost = reopen_output(record, self.log_dir, self._sink)
+        if lost:  # it runs on; what it writes there waits in the pipe (or it has no pipe left)
             log.warning("service.adopt_output_lost", service_group=sg, streams=lost)
         self._begin(record.pid, adopted=True, notify=notify, since=record.started_at or None)
         log.info("service.adopted", service_group=sg, pid=record.pid, drift=list(checked.drift))
-        self._follow(record.pid, self._await_exit(watch), watch.close, pipes, files)
+        self._follow(record.pid, watch.exited(), watch.close, pipes, files)
         return checked
-
-    @staticmethod
-    async def _await_exit(watch: ExitWatch) -> None:
-        await watch.exited()
-
-    def _reopen_output(
-        self, record: RunRecord
-    ) -> tuple[list[OutputPipe], list[IO[bytes]], list[str]]:
-        pipes: list[OutputPipe] = []
-        files: list[IO[bytes]] = []
-        lost: list[str] = []
-        for stream in ("stdout", "stderr"):
-            inode = record.pipes.get(stream)
-            fd = open_pipe_reader(record.pid, inode) if inode is not None else None
-            if fd is None:
-                lost.append(stream)
-                continue
-            try:
-                file: IO[bytes] | None = open_log(self.log_dir, "run", stream)
-            except OSError as e:
-                log.warning(
-                    "service.log_open_failed", service_group=self.service_group, error=str(e)
-                )
-                file = None
-            if file is not None:
-                files.append(file)
-            pipe = ReopenedPipe(self._sink(stream, file), fd)
-            pipe.child_started()
-            pipes.append(pipe)
-        return pipes, files, lost
 
     def _sink(self, stream: str, file: IO[bytes] | None) -> LineSink:
         return LineSink(service_group=self.service_group, hook="run", stream=stream, file=file)
 
     def _write_record(self, pid: int, pipes: Mapping[str, int]) -> None:
-        """`PID.json` first: a supervisor killed between the two writes leaves a record."""
-        view = observe(pid)
         try:
-            if view is not None:
-                record = RunRecord.of(view, pipes, self._wall_clock())
-                atomic_write(self.svc_dir / RECORD_FILE_NAME, encode_record(record), 0o644)
-            atomic_write(self.pid_file, f"{pid}\n".encode(), 0o644)
-        except OSError as e:
+            view = observe(pid)  # our child, not reaped yet: the entry cannot be another's
+            if view is None:
+                raise OSError(f"no /proc entry for pid {pid}")
+            write_record(self.svc_dir, RunRecord.of(view, pipes, self._wall_clock()))
+        except OSError as e:  # it runs, but a supervisor killed now could not adopt it
             log.warning("service.pid_file_failed", service_group=self.service_group, error=str(e))
-
-    def _forget_pid_files(self) -> None:
-        for name in (RECORD_FILE_NAME, PID_FILE_NAME):
-            with contextlib.suppress(FileNotFoundError):
-                (self.svc_dir / name).unlink()
 
     def _begin(self, pid: int, *, adopted: bool, notify: bool, since: float | None = None) -> None:
         self._pid = pid
@@ -344,7 +280,7 @@ class SupervisedProcess:
             release()
             if kill_group(pid, signal.SIGKILL):
                 log.debug("service.stragglers_killed", service_group=self.service_group)
-            self._forget_pid_files()
+            forget(self.svc_dir)
             self.last_exit_code = code
             self._set_state(ProcessState.DOWN)
             try:
