@@ -28,6 +28,7 @@ from structlog.testing import capture_logs
 from pysup.service.backoff import RestartBackoff
 from pysup.service.pidfile import Verdict, load_record
 from pysup.service.process import ProcessState, ProcessSupervisor, SupervisedProcess
+from pysup.testing.procs import kill_processes_under
 from tests.integration.test_process import ENV, SG, alive, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -68,13 +69,15 @@ demand, before and after adoption."""
 
 
 @pytest.fixture
-def pids() -> Iterator[list[int]]:
-    """Process groups to SIGKILL at the end (orphans are nobody's children)."""
+def pids(tmp_path: Path) -> Iterator[list[int]]:
+    """Process groups to SIGKILL at the end (orphans are nobody's children), and any process
+    still running from this test's directory (an orphan whose pid a failed test never learnt)."""
     found: list[int] = []
     yield found
     for pid in found:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+    kill_processes_under(tmp_path)
 
 
 def svc_dir(tmp_path: Path, body: str = COUNTER) -> Path:
