@@ -3,9 +3,9 @@
 A process we did not fork cannot be `waitpid()`ed: when the supervisor that started it was killed,
 it was reparented to init (or the nearest subreaper) and only that parent learns its exit status.
 `ExitWatch` learns *that* it exited from a pidfd (`pidfd_open`, Linux >= 5.3: the fd becomes
-readable when the process exits, and holding it pins the process, so the identity check made after
-opening it cannot be fooled by a pid reused in between); without pidfds it polls `/proc` for the
-same identity. The exit status stays unknown (None).
+readable when the process exits; it is opened before the identity check, so a check that sees our
+process proves the pidfd refers to it); without pidfds it polls `/proc` for the same identity. The
+exit status stays unknown (None).
 
 Output. The run process writes to pipes whose read end the supervisor pumps into `logs/` and its
 own log. When the supervisor dies the read end goes with it, and a service's next write would die
@@ -13,7 +13,8 @@ of SIGPIPE (or EPIPE). So every run process also inherits a spare read end of ea
 (`spare_reader`), which it never reads: writes keep succeeding into the pipe buffer (64 KiB on
 Linux) while no supervisor runs, and block once it is full, until one reads again. The adopting
 supervisor opens a read end of the same pipe through `/proc/<pid>/fd/` (`open_pipe_reader`) and
-pumps it again (`ReopenedPipe`): what was written meanwhile reaches the log files, nothing is lost.
+pumps it again (`ReopenedPipe`): what was written meanwhile reaches the log files (only what the
+killed supervisor had read but not yet written is lost).
 """
 
 from __future__ import annotations
@@ -165,8 +166,8 @@ class ExitWatch:
     def take(cls, record: RunRecord, proc: Path = PROC) -> tuple[ExitWatch | None, Verification]:
         """Verify the recorded process and, if it is ours, start watching it.
 
-        The pidfd is opened *before* the check: once it is held, the pid cannot name another
-        process, so what the check saw is what the pidfd watches.
+        The pidfd is opened *before* the check: a pid cannot go from our process to another and
+        back, so if the check sees our process alive, the pidfd was opened on it.
         """
         pidfd: int | None = None
         pidfd_open = getattr(os, "pidfd_open", None)
