@@ -14,6 +14,10 @@ effects each core emits, never by scanning the nodes):
 - ``loss``: 1% datagram loss for 10 virtual minutes; ``false_positives`` counts distinct live
   members that anyone ever marked Confirmed.
 - ``idle``: a converged ring idles 60 virtual seconds: what a big ring costs in wall time.
+- ``big`` (goal 5 of issue 18, N=10,000): one converged ring, built once and timed apart
+  (``build_wall_s``), idles 60 virtual seconds (``idle_wall_s``: the wall time of that minute),
+  then carries 5 rumors (samples: arrival times). A converged ring holds N^2 member records
+  (~100 B each: ~10 GiB at N=10,000), so `memory_problem` refuses sizes that do not fit.
 
 ``msgs_per_member_s`` and ``bytes_per_member_s`` are datagrams (and datagram + stream bytes) sent
 per member per virtual second over the measured window. ``floor_s`` is the dissemination lower
@@ -38,7 +42,7 @@ from pysup.butterfly.member import Health
 from pysup.butterfly.messages import ServiceRumor
 from pysup.testing.simnet import NetProfile, SimNetwork, SimNode
 
-SCENARIOS = ("bootstrap", "rumor", "failure", "loss", "idle")
+SCENARIOS = ("bootstrap", "rumor", "failure", "loss", "idle", "big")
 
 NET_PROFILES: dict[str, NetProfile] = {
     "lan": NetProfile(latency_s=0.0005, jitter_s=0.0005),
@@ -54,6 +58,11 @@ RUMORS_PER_REPEAT = 5
 LOSS_RUN_S = 600.0
 LOSS_RATE = 0.01
 IDLE_RUN_S = 60.0
+BYTES_PER_RECORD = 110.0
+"""Memory of one member record in one core of a converged simulated ring (measured 86-101 B at
+N = 500-2000, CPython 3.11; padded): a converged ring holds N^2 of them."""
+MEMORY_SLACK_MIB = 1024.0
+"""Left free for everything else on the machine when deciding whether a ring fits."""
 
 
 def floor_s(config: GossipConfig, n: int) -> float:
@@ -75,6 +84,7 @@ class Run:
     total_bytes: int = 0
     member_seconds: float = 0.0
     virtual_s: float = 0.0
+    idle_wall_s: float = math.nan
 
 
 def _traffic(net: SimNetwork) -> tuple[int, int]:
@@ -89,6 +99,35 @@ def _account(run: Run, net: SimNetwork, start: tuple[int, int], t0: float, live:
     run.virtual_s += net.now - t0
 
 
+def estimate_mib(n: int) -> float:
+    """Resident memory a converged ring of n members needs (member records dominate)."""
+    return 100.0 + BYTES_PER_RECORD * n * n / 2**20
+
+
+def memory_problem(n: int, available_mib: float | None = None) -> str | None:
+    """Why a converged ring of n cannot be built here (None: it fits)."""
+    if available_mib is None:
+        try:
+            with open("/proc/meminfo") as f:
+                available_mib = next(
+                    int(x.split()[1]) / 1024 for x in f if x.startswith("MemAvailable:")
+                )
+        except (OSError, StopIteration):
+            return None
+    need = estimate_mib(n)
+    if need + MEMORY_SLACK_MIB > available_mib:
+        return (
+            f"needs ~{need:.0f} MiB (+{MEMORY_SLACK_MIB:.0f} slack), {available_mib:.0f} available"
+        )
+    return None
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _ring(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
     sim = SimNetwork(seed, config, net)
     for _ in range(n):
@@ -100,6 +139,19 @@ def _converged(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimN
     sim = _ring(seed, n, config, net)
     sim.converge_instantly()
     sim.run_for(IDLE_BEFORE_S)
+    return sim
+
+
+BUILD_WALL: list[float] = [0.0]
+"""Wall seconds the last scenario spent building its converged ring (reported apart from the
+scenario itself: at N=10,000 building is 10^8 member records)."""
+
+
+def _timed_converged(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
+    t = time.perf_counter()
+    sim = _ring(seed, n, config, net)
+    sim.converge_instantly()
+    BUILD_WALL[0] = time.perf_counter() - t
     return sim
 
 
@@ -131,8 +183,8 @@ def run_bootstrap(seed: int, n: int, config: GossipConfig, net: NetProfile, limi
     return run
 
 
-def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
-    sim = _converged(seed, n, config, net)
+def _rumors(sim: SimNetwork, n: int, limit: float, run: Run) -> None:
+    """RUMORS_PER_REPEAT ServiceRumors, one at a time, each from a random member."""
     nodes = list(sim.nodes.values())
     arrived: dict[str, float] = {}
     wanted: list[str] = [""]  # the service group of the rumor in flight
@@ -147,7 +199,6 @@ def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: f
             arrived[node.id] = now
 
     sim.observers.append(observe)
-    run = Run()
     worst: list[float] = []
     for i in range(RUMORS_PER_REPEAT):
         origin = nodes[sim.rng.randrange(n)]
@@ -164,7 +215,28 @@ def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: f
         run.timeouts += n - len(arrived)
         worst.append(max(times) if len(arrived) == n else math.nan)
         sim.run_for(1.0)  # let the retransmissions of this rumor drain
+    sim.observers.remove(observe)
     run.all_s = max(worst)
+
+
+def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    sim = _converged(seed, n, config, net)
+    run = Run()
+    _rumors(sim, n, limit, run)
+    return run
+
+
+def run_big(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    """One converged ring (built once: the expensive part at N=10,000) idles IDLE_RUN_S virtual
+    seconds, timed on its own (`idle_wall_s`), then carries RUMORS_PER_REPEAT rumors."""
+    sim = _timed_converged(seed, n, config, net)
+    run = Run()
+    start = _traffic(sim)
+    t = time.perf_counter()
+    sim.run_for(IDLE_RUN_S)
+    run.idle_wall_s = time.perf_counter() - t
+    _account(run, sim, start, 0.0, n)
+    _rumors(sim, n, limit, run)
     return run
 
 
@@ -228,6 +300,7 @@ RUNNERS: dict[str, Callable[[int, int, GossipConfig, NetProfile, float], Run]] =
     "failure": run_failure,
     "loss": run_loss,
     "idle": run_idle,
+    "big": run_big,
 }
 
 
@@ -239,6 +312,7 @@ def time_limit(scenario: str, config: GossipConfig, n: int) -> float:
     return {
         "bootstrap": 120.0 + floor_s(config, n) * 10,
         "rumor": 30.0 + floor_s(config, n) * 10,
+        "big": 30.0 + floor_s(config, n) * 10,
         "failure": lifeguard + 60.0,
     }.get(scenario, 0.0)
 
@@ -256,6 +330,10 @@ def targets(scenario: str, profile: str, n: int, out: dict[str, Any]) -> list[di
             found.append(("bootstrap p99 <= 30 s", out["p99_s"], 30.0))
         elif scenario == "idle" and n >= 1000:
             found.append(("60 virtual s idle in < 60 wall s", out["wall_s"] / out["repeat"], 60.0))
+        elif scenario == "big":
+            # Goal 5 of issue 18 (stated for N=10,000): rumor p99 and the idle minute's wall time.
+            found.append(("rumor p99 <= 1.5 s", out["p99_s"], 1.5))
+            found.append(("60 virtual s idle <= 300 wall s", out["idle_wall_s"], 300.0))
     if scenario == "loss":
         found.append(("0 false positives at 1% loss", float(out["false_positives"]), 0.0))
     return [
@@ -270,6 +348,7 @@ METRIC_OF = {
     "failure": "failure_detection",
     "loss": "false_positives",
     "idle": "idle_wall",
+    "big": "event",
 }
 
 
@@ -301,11 +380,17 @@ def run(
         "msgs_per_member_s": sum(r.datagrams for r in runs) / member_s if member_s else 0.0,
         "bytes_per_member_s": sum(r.total_bytes for r in runs) / member_s if member_s else 0.0,
         "wall_s": round(wall, 3),
+        "build_wall_s": round(BUILD_WALL[0], 3),
+        "idle_wall_s": max((r.idle_wall_s for r in runs), default=math.nan),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "estimated_mib": round(estimate_mib(n)),
         "floor_s": floor_s(config, n),
         "virtual_s": sum(r.virtual_s for r in runs),
     }
     if out["all_s"] is not None and math.isnan(out["all_s"]):
         out["all_s"] = None  # some member never saw it: see `timeouts`
+    if math.isnan(out["idle_wall_s"]):
+        out["idle_wall_s"] = None  # only `big` times its idle minute apart
     out["targets"] = targets(scenario, profile, n, out)
     result = Result.from_samples(
         "pysup-sim",
@@ -331,7 +416,9 @@ def _human(out: dict[str, Any]) -> str:
         f"false positives {out['false_positives']}",
         f"  {out['msgs_per_member_s']:.2f} msgs/member/s  "
         f"{out['bytes_per_member_s']:.0f} B/member/s  "
-        f"virtual {out['virtual_s']:.1f} s  wall {out['wall_s']:.1f} s",
+        f"virtual {out['virtual_s']:.1f} s  wall {out['wall_s']:.1f} s "
+        f"(building the ring {out['build_wall_s']:.1f} s, idle minute {f(out['idle_wall_s'])} s)"
+        f"  peak RSS {out['peak_rss_mib']:.0f} MiB (estimated {out['estimated_mib']} MiB)",
     ]
     for t in out["targets"]:
         lines.append(
@@ -349,9 +436,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs with seeds seed..seed+R-1")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save", action="store_true", help="also write bench/results/sim-*.json")
+    p.add_argument("--force", action="store_true", help="skip the memory check")
     args = p.parse_args(argv)
     if args.members < 2:
         p.error("--members must be at least 2")
+    problem = None if args.force else memory_problem(args.members)
+    if problem:
+        print(json.dumps({"skipped": problem}) if args.json else f"skipped: {problem}")
+        return 3
     out, result = run(args.members, args.scenario, args.seed, args.profile, max(1, args.repeat))
     if args.save:
         path = write_results([result], f"sim-{args.scenario}-{args.members}", machine=None)
