@@ -386,7 +386,12 @@ class SampleAccumulator:
         self.all_s.append(max(samples) if samples and not misses else math.nan)
 
 
-def spawn_logged(cmd: Sequence[str], log_path: Path, pgid: int | None) -> subprocess.Popen[bytes]:
+def spawn_logged(
+    cmd: Sequence[str],
+    log_path: Path,
+    pgid: int | None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start one agent with its output in `log_path`, in process group `pgid` (a new group led
     by this process when None), so a whole cluster can be killed with one killpg."""
     with open(log_path, "wb") as log:
@@ -395,5 +400,21 @@ def spawn_logged(cmd: Sequence[str], log_path: Path, pgid: int | None) -> subpro
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
             process_group=0 if pgid is None else pgid,
         )
+
+
+def summary_json(r: Result) -> str:
+    """One line of JSON with a Result's headline numbers (the command-line harnesses' output)."""
+    return json.dumps(
+        {
+            "system": r.system,
+            "metric": r.metric,
+            "n": r.n,
+            "p50": r.p50,
+            "p99": r.p99,
+            "unit": r.unit,
+            "timeouts": r.meta.get("timeouts", 0),
+        }
+    )

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
 import random
 import sys
 import time
@@ -38,7 +36,7 @@ from typing import Any
 from bench import traffic
 from bench.burst import load_burst, make_plan
 from bench.e2e import config_apply, health_change
-from bench.measure import Result, SampleAccumulator
+from bench.measure import Result, SampleAccumulator, summary_json
 from bench.procs import SYSTEM, ProcRing, http_get_many, procs_capacity
 from pysup.butterfly.config import PRESETS
 
@@ -258,20 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         profile_burst_s=args.profile_burst,
     )
     for r in run_per_process(args.members, opts, lambda m: print(m, file=sys.stderr)):
-        print(
-            json.dumps(
-                {
-                    "system": r.system,
-                    "metric": r.metric,
-                    "n": r.n,
-                    "p50": r.p50,
-                    "p99": r.p99,
-                    "unit": r.unit,
-                    "timeouts": r.meta.get("timeouts", 0),
-                },
-                default=lambda x: None if isinstance(x, float) and math.isnan(x) else x,
-            )
-        )
+        print(summary_json(r))
     return 0
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.measure import capacity_problem, cpu_seconds, memory_mib
+from bench.measure import capacity_problem, cpu_seconds, memory_mib, spawn_logged
 from bench.memberlog import LogTail, Observer, parse_pysup_line
 from bench.serf_env import free_ports, raise_nofile_limit
 from pysup.testing.procs import kill_processes_under
@@ -183,15 +183,7 @@ class ProcRing:
         log_path = self.workdir / f"m{i}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HAB_", "PYSUP_"))}
         t = time.time()
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                process_group=0 if self._pgid is None else self._pgid,
-            )
+        proc = spawn_logged(cmd, log_path, self._pgid, env)
         if self._pgid is None:
             self._pgid = proc.pid
         view = Observer(expect if expect is not None else self.n - 1)

@@ -231,6 +231,12 @@ def plot_metric(
     unit = rs[0].unit
     ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
     ax.set_title(metric.replace("_", " "))
+    return _save(fig, ax, path)
+
+
+def _save(fig: Any, ax: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -328,10 +334,4 @@ def plot_frontier(points: Sequence[Any], path: Path) -> Path | None:
     ax.set_xlabel("false Confirmed per member-hour (bar: 95% upper bound)")
     ax.set_ylabel("kill -9 to Confirmed everywhere (s, median over kills)")
     ax.set_title("failure detection vs false positives, by packet loss")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
