@@ -170,6 +170,6 @@ def load_burst(
         except subprocess.TimeoutExpired:
             spy.kill()
         if spy_out.exists():
-            out["profile"] = summarize_collapsed(spy_out.read_text())
-            out["profile"]["member_index"] = 1
+            out["py_spy"] = summarize_collapsed(spy_out.read_text())
+            out["py_spy"]["member_index"] = 1
     return out

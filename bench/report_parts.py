@@ -176,8 +176,8 @@ def burst_section(results: Sequence[Result]) -> str:
             f"| {fmt(u.p50) if u else '—'} / {fmt(u.p99) if u else '—'} "
             f"| {m.get('not_up', 0)} | {fmt(m['window_s'])} |"
         )
-        if m.get("profile"):
-            profiles.append((r.n, m["profile"]))
+        if m.get("py_spy"):
+            profiles.append((r.n, m["py_spy"]))
     for n, p in profiles:
         leaves = ", ".join(f"{name} {share:.0%}" for name, share in p["self"][:8])
         pkgs = ", ".join(f"{name} {share:.0%}" for name, share in p["package"][:8])
@@ -231,3 +231,26 @@ def traffic_section(results: Sequence[Result]) -> str:
         )
         out.append(traffic.markdown(m.get("by_kind", {}), list(r.samples)))
     return "\n".join(out) + "\n"
+
+
+def http_section(summary: Mapping[str, Any]) -> str:
+    routes = [k for k, v in summary.items() if k.startswith("/") and isinstance(v, dict)]
+    if not routes:
+        return ""
+    out = [
+        f"## HTTP gateway under wrk (goal 7; {summary.get('services_listed')} services, "
+        f"{summary.get('connections')} connections, {summary.get('duration_s')} s)\n",
+        "| route | requests/s | p50 ms | p99 ms | supervisor CPU (cores) | CPU ms per request |",
+        "|---|---|---|---|---|---|",
+    ]
+    for route in routes:
+        v = summary[route]
+        if "rps" not in v:
+            out.append(f"| {route} | not measured (status {v.get('status')}) | | | | |")
+            continue
+        per = v.get("sup_cpu", math.nan) / v["rps"] * 1000 if v["rps"] else math.nan
+        out.append(
+            f"| {route} | {v['rps']:.0f} | {fmt(v.get('p50', math.nan) * 1000)} "
+            f"| {fmt(v.get('p99', math.nan) * 1000)} | {fmt(v.get('sup_cpu'))} | {fmt(per)} |"
+        )
+    return "\n".join(out) + "\n\n"

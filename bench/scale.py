@@ -32,7 +32,7 @@ from typing import Any
 from bench.measure import Result, percentile
 
 SYSTEM = "pysup-udp"
-TARGETS: dict[str, tuple[str, float]] = {
+TARGETS: dict[str, tuple[str, float | None]] = {
     "bootstrap": ("p99", 30.0),
     "event": ("p99", 2.0),
     "failure_detection": ("p50", 15.0),
@@ -42,49 +42,24 @@ TARGETS: dict[str, tuple[str, float]] = {
 
 def verdict(phase: str, samples: Sequence[float], misses: int, timeout_s: float) -> dict[str, Any]:
     """The outcome of one phase: converged or not, the value of the target's statistic and
-    whether the target is met. A phase where some observers never saw the effect within
-    `timeout_s` did not converge: its percentile would describe only those that did."""
+    whether the target is met (None: the phase has no target). A phase where some observers
+    never saw the effect within `timeout_s` did not converge: its percentile would describe only
+    those that did, so its value is infinite."""
     total = len(samples) + misses
-    stat, limit = TARGETS.get(phase, ("p99", math.inf))
-    q = 50.0 if stat == "p50" else 99.0
+    stat, limit = TARGETS.get(phase, ("p99", None))
+    out: dict[str, Any] = {"phase": phase, "stat": stat, "limit": limit, "converged": not misses}
     if total == 0:
-        return {"phase": phase, "converged": False, "text": f"{phase}: no observers"}
+        return {**out, "converged": False, "value": None, "met": None, "text": f"{phase}: none"}
     if misses:
-        text = (
-            f"{phase}: did not converge by {timeout_s:g} s "
-            f"({len(samples)} of {total} observers saw it)"
-        )
-        return {
-            "phase": phase,
-            "converged": False,
-            "value": math.inf,
-            "stat": stat,
-            "limit": limit,
-            "met": False,
-            "text": text,
-        }
-    value = percentile(samples, q)
-    if phase not in TARGETS:
-        return {
-            "phase": phase,
-            "converged": True,
-            "value": value,
-            "stat": stat,
-            "limit": None,
-            "met": None,
-            "text": f"{phase}: {stat} {value:.2f} s",
-        }
-    met = value <= limit
-    text = f"{phase}: {stat} {value:.2f} s (target <= {limit:g} s: {'met' if met else 'missed'})"
-    return {
-        "phase": phase,
-        "converged": True,
-        "value": value,
-        "stat": stat,
-        "limit": limit,
-        "met": met,
-        "text": text,
-    }
+        text = f"did not converge by {timeout_s:g} s ({len(samples)} of {total} observers saw it)"
+        value = math.inf
+    else:
+        value = percentile(samples, 50.0 if stat == "p50" else 99.0)
+        text = f"{stat} {value:.2f} s"
+    met = None if limit is None else value <= limit
+    if met is not None:
+        text += f" (target <= {limit:g} s: {'met' if met else 'missed'})"
+    return {**out, "value": value, "met": met, "text": f"{phase}: {text}"}
 
 
 def census_summary(census: Sequence[dict[str, Any]], n: int) -> dict[str, Any]:

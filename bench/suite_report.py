@@ -16,6 +16,19 @@ from bench.report import floors_from_results, markdown_table, plot_metric
 from bench.report_parts import fmt
 
 CONVERGENCE = ("bootstrap", "join", "event", "failure_detection")
+COMPARED = (
+    *CONVERGENCE,
+    "cpu",
+    "rss",
+    "pss",
+    "startup_healthz",
+    "startup_joined",
+    "bytes",
+    "rss_process",
+    "cpu_churn",
+    "false_positives",
+)
+"""Metrics the side-by-side tables show; the others have their own sections."""
 MAIN = "pysup-procs"
 """The main table's pysup side: one `pysup run` process per member, as users run it."""
 README_ROWS: tuple[tuple[str, str, str, float], ...] = (
@@ -166,7 +179,8 @@ def machine_text(m: dict[str, Any]) -> str:
         f"at start {fmt((m.get('loadavg_at_start') or [None])[0])}, median "
         f"{fmt(m.get('loadavg_1m_p50'))}, max {fmt(m.get('loadavg_1m_max'))}; all CPUs busy "
         f"{fmt(busy * 100 if busy is not None else None)}% (median of 15 s samples, every "
-        f"process on the machine, this suite's included). Wall time {fmt(m.get('suite_wall_s'))} s."
+        f"process on the machine, this suite's included). Wall time "
+        f"{(m.get('suite_wall_s') or 0) / 60:.0f} min."
         + (
             "\n\n**The machine was busy during this run: treat the figures as a trial, not as "
             "final numbers.**"
@@ -181,6 +195,7 @@ def write_suite_report(results: Sequence[Result], machine: dict[str, Any], out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = check_targets(results)
     systems = sorted({r.system for r in results})
+    compared = [r for r in results if r.metric in COMPARED]
     doc = [f"# pysup benchmark suite — {machine.get('date', '?')}\n", machine_text(machine)]
     doc += ["## Targets (issue 18)\n", targets_markdown(targets)]
     main = readme_table(results)
@@ -191,7 +206,7 @@ def write_suite_report(results: Sequence[Result], machine: dict[str, Any], out_d
             "stimulus, p50 / p99; ratio = pysup/Serf (p99 for times, p50 otherwise).\n",
             main,
             f"\nEvery metric, {MAIN} against serf:\n",
-            markdown_table(results, systems=(MAIN, "serf")),
+            markdown_table(compared, systems=(MAIN, "serf")),
         ]
     for mine, title in (
         ("pysup-udp", "many members per process (2 worker processes; scale mode, not deployment)"),
@@ -206,7 +221,7 @@ def write_suite_report(results: Sequence[Result], machine: dict[str, Any], out_d
     if "pysup-udp-uvloop" in systems:
         doc += [
             "## uvloop on/off (pysup-udp)\n",
-            markdown_table(results, systems=("pysup-udp-uvloop", "pysup-udp-asyncio")),
+            markdown_table(compared, systems=("pysup-udp-uvloop", "pysup-udp-asyncio")),
         ]
     doc += [
         parts.startup_section(results),
@@ -217,9 +232,7 @@ def write_suite_report(results: Sequence[Result], machine: dict[str, Any], out_d
         parts.e2e_section(results),
         parts.traffic_section(results),
     ]
-    http = machine.get("http") or {}
-    if http:
-        doc += ["## HTTP gateway under wrk\n", "```", json.dumps(http, indent=1), "```\n"]
+    doc.append(parts.http_section(machine.get("http") or {}))
     by_timing: dict[tuple[int, float], list[str]] = {}
     for system, timing in sorted(floors_from_results(results).items()):
         by_timing.setdefault(timing, []).append(system)

@@ -87,12 +87,16 @@ def test_targets_cover_the_issue_goals_with_verdicts() -> None:
 def test_scale_verdict_says_did_not_converge_with_the_counts() -> None:
     v = scale.verdict("bootstrap", [1.0, 2.0], misses=998, timeout_s=90.0)
     assert v["converged"] is False and v["met"] is False
-    assert v["text"] == "bootstrap: did not converge by 90 s (2 of 1000 observers saw it)"
+    assert v["text"] == (
+        "bootstrap: did not converge by 90 s (2 of 1000 observers saw it) (target <= 30 s: missed)"
+    )
     ok = scale.verdict("failure_detection", [10.0, 12.0, 20.0], 0, 90.0)
     assert ok["converged"] and ok["stat"] == "p50" and ok["value"] == 12.0 and ok["met"]
     late = scale.verdict("event", [1.0, 3.0], 0, 15.0)
     assert late["met"] is False and "missed" in late["text"]
     assert scale.verdict("join", [1.0], 0, 30.0)["met"] is None  # no target for join
+    stuck = scale.verdict("join", [1.0], 5, 30.0)
+    assert stuck["met"] is None and stuck["converged"] is False and stuck["value"] == math.inf
 
 
 def test_scale_census_summary() -> None:
