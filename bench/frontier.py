@@ -206,12 +206,15 @@ def false_positives(ring: LabRing, since: float, until: float) -> dict[str, Any]
         if e.target is not None
     ]
     eps = fm.false_confirm_episodes(confirms, never_killed, since, until)
-    suspicions = sum(len(p.view.events("suspect", since, until)) for p in ring.live())
+    suspicions = sum(
+        1 for p in ring.live() for e in p.view.events("suspect", since, until)
+        if e.target in never_killed
+    )  # fmt: skip
     return {
         "episodes": sum(eps.values()),
         "by_member": eps,
         "member_hours": fm.member_hours(len(never_killed), until - since),
-        "suspicion_lines": suspicions,
+        "suspicion_lines": suspicions,  # of live members only: all false
     }
 
 
@@ -274,6 +277,7 @@ def run_level(
                 fp["episodes"],
                 fp["member_hours"],
                 sum(m for _, m in got),
+                fp["suspicion_lines"],
             )
             out.append(
                 Result.from_samples(
@@ -318,6 +322,7 @@ def points_from_results(results: Sequence[Result]) -> list[fm.FrontierPoint]:
             int(r.meta["false_episodes"]),
             float(r.meta["member_hours"]),
             int(r.meta.get("missed", 0)),
+            int(r.meta.get("suspicion_lines", 0)),
         )
         for r in results
         if r.metric.startswith("frontier_loss")

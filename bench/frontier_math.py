@@ -85,6 +85,8 @@ class FrontierPoint:
     member_hours: float
     missed: int = 0
     """Observers that never confirmed a victim within the deadline (over all kills)."""
+    suspicions: int = 0
+    """Suspicions of live members logged meanwhile (all false; most are refuted in time)."""
 
     @property
     def fp_rate(self) -> float:
@@ -123,14 +125,15 @@ def goal_check(points: Sequence[FrontierPoint], reference: str = "serf") -> dict
 
 def markdown(points: Sequence[FrontierPoint], goal: Mapping[str, bool]) -> str:
     lines = [
-        "| system | loss | detection p50 s | detection all s | missed | false Confirmed "
-        "| member-hours | per member-hour | 95% upper |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| system | loss | detection p50 s | detection all s | missed | false suspicions "
+        "| false Confirmed | member-hours | per member-hour | 95% upper |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in sorted(points, key=lambda p: (p.loss, p.system)):
         lines.append(
             f"| {p.system} | {p.loss:.0%} | {_f(p.detect_p50_s)} | {_f(p.detect_all_s)} "
-            f"| {p.missed} | {p.false_episodes} | {p.member_hours:.2f} | {_f(p.fp_rate)} "
+            f"| {p.missed} | {p.suspicions} | {p.false_episodes} | {p.member_hours:.2f} "
+            f"| {_f(p.fp_rate)} "
             f"| {_f(p.fp_upper)} |"
         )
     if goal:

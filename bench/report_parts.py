@@ -143,11 +143,20 @@ def sim_big_section(results: Sequence[Result]) -> str:
         if "skipped" in m:
             out.append(f"N={r.n}: skipped ({m['skipped']}).\n")
             continue
+        virtual = m.get("idle_virtual_s") or 0.0
+        idle = f"60 virtual idle seconds took {fmt(m.get('idle_wall_s'))} s wall"
+        if virtual < 59.999:
+            pace = (m.get("idle_wall_s") or 0.0) / max(virtual, 1e-9)
+            idle = (
+                f"the idle minute was cut at its budget: {virtual:.1f} virtual s in "
+                f"{fmt(m.get('idle_wall_s'))} s wall ({pace:.1f} s wall per virtual s: "
+                f"~{pace:.0f} min for the whole minute)"
+            )
         out.append(
-            f"N={r.n}: rumor p50 {fmt(r.p50)} s, p99 {fmt(r.p99)} s virtual (goal <= 1.5 s; "
-            f"{m.get('timeouts', 0)} arrivals missed); 60 virtual idle seconds took "
-            f"{fmt(m.get('idle_wall_s'))} s wall (goal <= 300 s); building the converged ring "
-            f"took {fmt(m.get('build_wall_s'))} s; peak RSS {fmt(m.get('peak_rss_mib'))} MiB; "
+            f"N={r.n}: {m.get('rumors')} rumors, p50 {fmt(r.p50)} s, p99 {fmt(r.p99)} s virtual "
+            f"(goal <= 1.5 s; {m.get('timeouts', 0)} arrivals missed); {idle} (goal <= 300 s); "
+            f"building the converged ring took {fmt(m.get('build_wall_s'))} s; peak RSS "
+            f"{fmt(m.get('peak_rss_mib'))} MiB (estimate {fmt(m.get('estimated_mib'))}); "
             f"{fmt(m.get('bytes_per_member_s'))} B/member/s.\n"
         )
     return "\n".join(out) + "\n"

@@ -61,6 +61,11 @@ IDLE_RUN_S = 60.0
 BYTES_PER_RECORD = 110.0
 """Memory of one member record in one core of a converged simulated ring (measured 86-101 B at
 N = 500-2000, CPython 3.11; padded): a converged ring holds N^2 of them."""
+BIG_IDLE_BUDGET_S = 300.0
+"""Wall seconds `big` lets its idle minute take (goal 5's own limit); past it the minute is cut
+short and reported as the virtual seconds reached."""
+BIG_RUMOR_BUDGET_S = 300.0
+"""Wall seconds after which `big` sends no further rumor."""
 MEMORY_SLACK_MIB = 1024.0
 """Left free for everything else on the machine when deciding whether a ring fits."""
 
@@ -85,6 +90,8 @@ class Run:
     member_seconds: float = 0.0
     virtual_s: float = 0.0
     idle_wall_s: float = math.nan
+    idle_virtual_s: float = math.nan
+    rumors: int = 0
 
 
 def _traffic(net: SimNetwork) -> tuple[int, int]:
@@ -183,8 +190,11 @@ def run_bootstrap(seed: int, n: int, config: GossipConfig, net: NetProfile, limi
     return run
 
 
-def _rumors(sim: SimNetwork, n: int, limit: float, run: Run) -> None:
-    """RUMORS_PER_REPEAT ServiceRumors, one at a time, each from a random member."""
+def _rumors(
+    sim: SimNetwork, n: int, limit: float, run: Run, wall_budget_s: float = math.inf
+) -> None:
+    """RUMORS_PER_REPEAT ServiceRumors, one at a time, each from a random member; no new rumor
+    once `wall_budget_s` wall seconds have gone (`run.rumors` counts those sent)."""
     nodes = list(sim.nodes.values())
     arrived: dict[str, float] = {}
     wanted: list[str] = [""]  # the service group of the rumor in flight
@@ -200,7 +210,11 @@ def _rumors(sim: SimNetwork, n: int, limit: float, run: Run) -> None:
 
     sim.observers.append(observe)
     worst: list[float] = []
+    wall0 = time.perf_counter()
     for i in range(RUMORS_PER_REPEAT):
+        if time.perf_counter() - wall0 > wall_budget_s:
+            break
+        run.rumors += 1
         origin = nodes[sim.rng.randrange(n)]
         wanted[0] = f"bench{i}.default"
         arrived.clear()
@@ -216,7 +230,7 @@ def _rumors(sim: SimNetwork, n: int, limit: float, run: Run) -> None:
         worst.append(max(times) if len(arrived) == n else math.nan)
         sim.run_for(1.0)  # let the retransmissions of this rumor drain
     sim.observers.remove(observe)
-    run.all_s = max(worst)
+    run.all_s = max(worst, default=math.nan)
 
 
 def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
@@ -226,17 +240,29 @@ def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: f
     return run
 
 
+def _progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] bench.sim: {msg}", file=sys.stderr, flush=True)
+
+
 def run_big(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
     """One converged ring (built once: the expensive part at N=10,000) idles IDLE_RUN_S virtual
-    seconds, timed on its own (`idle_wall_s`), then carries RUMORS_PER_REPEAT rumors."""
+    seconds, timed on its own (`idle_wall_s`), then carries RUMORS_PER_REPEAT rumors. The idle
+    minute stops at BIG_IDLE_BUDGET_S wall seconds and the rumors at BIG_RUMOR_BUDGET_S, so a
+    ring too slow for the goal still ends with what it reached (`idle_virtual_s`)."""
     sim = _timed_converged(seed, n, config, net)
+    _progress(f"N={n} converged ring built in {BUILD_WALL[0]:.0f} s; idling {IDLE_RUN_S:g} s")
     run = Run()
     start = _traffic(sim)
     t = time.perf_counter()
-    sim.run_for(IDLE_RUN_S)
+    while sim.now < IDLE_RUN_S - 1e-9 and time.perf_counter() - t < BIG_IDLE_BUDGET_S:
+        sim.run_for(min(1.0, IDLE_RUN_S - sim.now))
+        if round(sim.now) % 10 == 0:
+            _progress(f"idle {sim.now:.0f} virtual s after {time.perf_counter() - t:.0f} s wall")
     run.idle_wall_s = time.perf_counter() - t
+    run.idle_virtual_s = sim.now
     _account(run, sim, start, 0.0, n)
-    _rumors(sim, n, limit, run)
+    _progress(f"idle: {sim.now:.1f} virtual s in {run.idle_wall_s:.0f} s wall; rumors")
+    _rumors(sim, n, limit, run, BIG_RUMOR_BUDGET_S)
     return run
 
 
@@ -320,7 +346,7 @@ def time_limit(scenario: str, config: GossipConfig, n: int) -> float:
 def targets(scenario: str, profile: str, n: int, out: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets that apply to this run (LAN numbers are stated for N=1000; smaller
     rings must meet them too)."""
-    found: list[tuple[str, float, float]] = []
+    found: list[tuple[str, float | None, float]] = []
     if profile == "lan":
         if scenario == "rumor":
             found.append(("rumor p99 <= 1.5 s", out["p99_s"], 1.5))
@@ -333,11 +359,19 @@ def targets(scenario: str, profile: str, n: int, out: dict[str, Any]) -> list[di
         elif scenario == "big":
             # Goal 5 of issue 18 (stated for N=10,000): rumor p99 and the idle minute's wall time.
             found.append(("rumor p99 <= 1.5 s", out["p99_s"], 1.5))
-            found.append(("60 virtual s idle <= 300 wall s", out["idle_wall_s"], 300.0))
+            # A minute cut short by the budget missed the goal: the wall time it would have
+            # taken at the pace reached is what the report shows.
+            idle = out["idle_wall_s"] * IDLE_RUN_S / max(1e-9, out["idle_virtual_s"])
+            found.append(("60 virtual s idle <= 300 wall s", idle, 300.0))
     if scenario == "loss":
         found.append(("0 false positives at 1% loss", float(out["false_positives"]), 0.0))
     return [
-        {"target": name, "value": value, "limit": limit, "met": bool(value <= limit)}
+        {
+            "target": name,
+            "value": value,
+            "limit": limit,
+            "met": value is not None and value <= limit,
+        }
         for name, value, limit in found
     ]
 
@@ -382,6 +416,8 @@ def run(
         "wall_s": round(wall, 3),
         "build_wall_s": round(BUILD_WALL[0], 3),
         "idle_wall_s": max((r.idle_wall_s for r in runs), default=math.nan),
+        "idle_virtual_s": max((r.idle_virtual_s for r in runs), default=math.nan),
+        "rumors": sum(r.rumors for r in runs),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "estimated_mib": round(estimate_mib(n)),
         "floor_s": floor_s(config, n),
@@ -389,8 +425,9 @@ def run(
     }
     if out["all_s"] is not None and math.isnan(out["all_s"]):
         out["all_s"] = None  # some member never saw it: see `timeouts`
-    if math.isnan(out["idle_wall_s"]):
-        out["idle_wall_s"] = None  # only `big` times its idle minute apart
+    for key in ("idle_wall_s", "idle_virtual_s"):
+        if math.isnan(out[key]):
+            out[key] = None  # only `big` times its idle minute apart
     out["targets"] = targets(scenario, profile, n, out)
     result = Result.from_samples(
         "pysup-sim",

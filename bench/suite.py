@@ -222,7 +222,8 @@ def _sim_big_job(n: int) -> Callable[[Say], list[Result]]:
     def run(say: Say) -> list[Result]:
         say(f"pysup-sim n={n}: big (build, idle minute, rumors) in a child process")
         cmd = [sys.executable, "-m", "bench.sim", "-n", str(n), "--scenario", "big", "--json"]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+        # Its progress lines (stderr) go straight to the terminal; the result is its stdout.
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=3600, check=False)
         try:
             out = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

@@ -164,3 +164,14 @@ def test_suite_report_writes_every_file(tmp_path: Path) -> None:
     assert "treat the figures as a trial" in text  # load 3.0 on 2 cores
     assert (tmp_path / "readme-table.md").read_text() == readme_table(_main_results())
     assert (tmp_path / "bootstrap.png").exists()
+
+
+def test_sim_big_cut_short_by_its_budgets_still_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Budgets already spent: the idle minute does not start and no rumor is sent, yet the run
+    # ends with a result that misses goal 5 instead of hanging or crashing.
+    monkeypatch.setattr(sim, "BIG_IDLE_BUDGET_S", -1.0)
+    monkeypatch.setattr(sim, "BIG_RUMOR_BUDGET_S", -1.0)
+    out, result = sim.run(20, "big", 1, "lan", 1)
+    assert out["idle_virtual_s"] == 0.0 and out["rumors"] == 0 and out["p99_s"] is None
+    assert [t["met"] for t in out["targets"]] == [False, False]
+    assert result.metric == "event" and result.samples == ()
