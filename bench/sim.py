@@ -210,9 +210,13 @@ def _rumors(
 
     sim.observers.append(observe)
     worst: list[float] = []
-    wall0 = time.perf_counter()
+    deadline = time.perf_counter() + wall_budget_s
+
+    def over() -> bool:
+        return time.perf_counter() > deadline
+
     for i in range(RUMORS_PER_REPEAT):
-        if time.perf_counter() - wall0 > wall_budget_s:
+        if over():
             break
         run.rumors += 1
         origin = nodes[sim.rng.randrange(n)]
@@ -222,13 +226,13 @@ def _rumors(
         t0 = sim.now
         start = _traffic(sim)
         sim.publish(origin, rumor)
-        sim.run_for(limit, lambda: len(arrived) == n)
+        sim.run_for(limit, lambda: len(arrived) == n or over())  # a cut rumor: timeouts
         _account(run, sim, start, t0, n)
         times = [t - t0 for nid, t in arrived.items() if nid != origin.id]
         run.samples.extend(times)
         run.timeouts += n - len(arrived)
         worst.append(max(times) if len(arrived) == n else math.nan)
-        sim.run_for(1.0)  # let the retransmissions of this rumor drain
+        sim.run_for(1.0, over)  # let the retransmissions of this rumor drain
     sim.observers.remove(observe)
     run.all_s = max(worst, default=math.nan)
 
@@ -254,10 +258,13 @@ def run_big(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: flo
     run = Run()
     start = _traffic(sim)
     t = time.perf_counter()
-    while sim.now < IDLE_RUN_S - 1e-9 and time.perf_counter() - t < BIG_IDLE_BUDGET_S:
-        sim.run_for(min(1.0, IDLE_RUN_S - sim.now))
-        if round(sim.now) % 10 == 0:
-            _progress(f"idle {sim.now:.0f} virtual s after {time.perf_counter() - t:.0f} s wall")
+
+    def over() -> bool:  # checked after every simulated event
+        return time.perf_counter() - t > BIG_IDLE_BUDGET_S
+
+    while sim.now < IDLE_RUN_S - 1e-9 and not over():
+        sim.run_until(min(IDLE_RUN_S, math.floor(sim.now / 10.0 + 1) * 10.0), over)
+        _progress(f"idle {sim.now:.1f} virtual s after {time.perf_counter() - t:.0f} s wall")
     run.idle_wall_s = time.perf_counter() - t
     run.idle_virtual_s = sim.now
     _account(run, sim, start, 0.0, n)
