@@ -149,8 +149,8 @@ def sim_big_section(results: Sequence[Result]) -> str:
             pace = (m.get("idle_wall_s") or 0.0) / max(virtual, 1e-9)
             idle = (
                 f"the idle minute was cut at its budget: {virtual:.1f} virtual s in "
-                f"{fmt(m.get('idle_wall_s'))} s wall ({pace:.1f} s wall per virtual s: "
-                f"~{pace:.0f} min for the whole minute)"
+                f"{fmt(m.get('idle_wall_s'))} s wall (at that average pace the minute would "
+                f"take ~{pace:.0f} min)"
             )
         out.append(
             f"N={r.n}: {m.get('rumors')} rumors, p50 {fmt(r.p50)} s, p99 {fmt(r.p99)} s virtual "

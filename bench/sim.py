@@ -249,27 +249,31 @@ def _progress(msg: str) -> None:
 
 
 def run_big(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
-    """One converged ring (built once: the expensive part at N=10,000) idles IDLE_RUN_S virtual
-    seconds, timed on its own (`idle_wall_s`), then carries RUMORS_PER_REPEAT rumors. The idle
-    minute stops at BIG_IDLE_BUDGET_S wall seconds and the rumors at BIG_RUMOR_BUDGET_S, so a
-    ring too slow for the goal still ends with what it reached (`idle_virtual_s`)."""
+    """One converged ring (built once: the expensive part at N=10,000) idles IDLE_BEFORE_S,
+    carries RUMORS_PER_REPEAT rumors (samples), then idles IDLE_RUN_S virtual seconds timed on
+    their own (`idle_wall_s`). The rumors stop at BIG_RUMOR_BUDGET_S wall seconds and the idle
+    minute at BIG_IDLE_BUDGET_S, so a ring too slow for the goal still ends with what it
+    reached (`rumors`, `idle_virtual_s`). Rumors come first: the members' first push-pulls all
+    fall in one window of the minute (their first interval was drawn while they were alone),
+    and a rumor cut short there would measure the budget, not dissemination."""
     sim = _timed_converged(seed, n, config, net)
-    _progress(f"N={n} converged ring built in {BUILD_WALL[0]:.0f} s; idling {IDLE_RUN_S:g} s")
+    _progress(f"N={n} converged ring built in {BUILD_WALL[0]:.0f} s; rumors")
+    sim.run_for(IDLE_BEFORE_S)
     run = Run()
+    _rumors(sim, n, limit, run, BIG_RUMOR_BUDGET_S)
+    _progress(f"{run.rumors} rumors, {len(run.samples)} arrivals; idling {IDLE_RUN_S:g} s")
     start = _traffic(sim)
-    t = time.perf_counter()
+    t0, t = sim.now, time.perf_counter()
 
     def over() -> bool:  # checked after every simulated event
         return time.perf_counter() - t > BIG_IDLE_BUDGET_S
 
-    while sim.now < IDLE_RUN_S - 1e-9 and not over():
-        sim.run_until(min(IDLE_RUN_S, math.floor(sim.now / 10.0 + 1) * 10.0), over)
-        _progress(f"idle {sim.now:.1f} virtual s after {time.perf_counter() - t:.0f} s wall")
+    while sim.now < t0 + IDLE_RUN_S - 1e-9 and not over():
+        sim.run_until(min(t0 + IDLE_RUN_S, math.floor(sim.now / 10.0 + 1) * 10.0), over)
+        _progress(f"idle {sim.now - t0:.1f} virtual s after {time.perf_counter() - t:.0f} s wall")
     run.idle_wall_s = time.perf_counter() - t
-    run.idle_virtual_s = sim.now
-    _account(run, sim, start, 0.0, n)
-    _progress(f"idle: {sim.now:.1f} virtual s in {run.idle_wall_s:.0f} s wall; rumors")
-    _rumors(sim, n, limit, run, BIG_RUMOR_BUDGET_S)
+    run.idle_virtual_s = sim.now - t0
+    _account(run, sim, start, t0, n)
     return run
 
 
@@ -355,8 +359,11 @@ def targets(scenario: str, profile: str, n: int, out: dict[str, Any]) -> list[di
     rings must meet them too)."""
     found: list[tuple[str, float | None, float]] = []
     if profile == "lan":
+        # A percentile of the arrivals that came would flatter a rumor some members never got:
+        # with missed arrivals there is no value, and the target is missed.
+        rumor_p99 = None if out["timeouts"] else out["p99_s"]
         if scenario == "rumor":
-            found.append(("rumor p99 <= 1.5 s", out["p99_s"], 1.5))
+            found.append(("rumor p99 <= 1.5 s", rumor_p99, 1.5))
         elif scenario == "failure":
             found.append(("failure median <= 15 s", out["p50_s"], 15.0))
         elif scenario == "bootstrap":
@@ -365,19 +372,21 @@ def targets(scenario: str, profile: str, n: int, out: dict[str, Any]) -> list[di
             found.append(("60 virtual s idle in < 60 wall s", out["wall_s"] / out["repeat"], 60.0))
         elif scenario == "big":
             # Goal 5 of issue 18 (stated for N=10,000): rumor p99 and the idle minute's wall time.
-            found.append(("rumor p99 <= 1.5 s", out["p99_s"], 1.5))
+            found.append(("rumor p99 <= 1.5 s", rumor_p99, 1.5))
             # A minute cut short by the budget missed the goal: the wall time it would have
             # taken at the pace reached is what the report shows.
             idle = out["idle_wall_s"] * IDLE_RUN_S / max(1e-9, out["idle_virtual_s"])
             found.append(("60 virtual s idle <= 300 wall s", idle, 300.0))
     if scenario == "loss":
         found.append(("0 false positives at 1% loss", float(out["false_positives"]), 0.0))
+    missed = f"{out['timeouts']} arrivals missed" if out["timeouts"] else ""
     return [
         {
             "target": name,
             "value": value,
             "limit": limit,
             "met": value is not None and value <= limit,
+            "note": missed if name.startswith("rumor") else "",
         }
         for name, value, limit in found
     ]
