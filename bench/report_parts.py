@@ -12,6 +12,7 @@ from typing import Any
 from bench import frontier_math as fm
 from bench import traffic
 from bench.measure import Result, merge_results
+from bench.scale import verdict as scale_verdict
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -126,9 +127,10 @@ def scale_section(results: Sequence[Result]) -> str:
     for r in rs:
         c = r.meta.get("census") or {}
         census = ", ".join(f"{k} {fmt(v)}" for k, v in c.items()) if c else ""
+        misses = r.meta.get("timeouts") or 0
+        v = scale_verdict(r.metric, r.samples, misses, r.meta["timeout_s"])
         out.append(
-            f"| {r.metric} | {r.meta['verdict']['text']} | {fmt(r.p50)} | {fmt(r.p99)} "
-            f"| {r.meta.get('timeouts', 0)} | {census} |"
+            f"| {r.metric} | {v['text']} | {fmt(r.p50)} | {fmt(r.p99)} | {misses} | {census} |"
         )
     return "\n".join(out) + "\n\n"
 
@@ -143,9 +145,9 @@ def sim_big_section(results: Sequence[Result]) -> str:
         if "skipped" in m:
             out.append(f"N={r.n}: skipped ({m['skipped']}).\n")
             continue
-        virtual = m.get("idle_virtual_s") or 0.0
+        virtual = m.get("idle_virtual_s")  # absent from results of the budget-less harness
         idle = f"60 virtual idle seconds took {fmt(m.get('idle_wall_s'))} s wall"
-        if virtual < 59.999:
+        if virtual is not None and virtual < 59.999:
             pace = (m.get("idle_wall_s") or 0.0) / max(virtual, 1e-9)
             idle = (
                 f"the idle minute was cut at its budget: {virtual:.1f} virtual s in "
@@ -153,7 +155,7 @@ def sim_big_section(results: Sequence[Result]) -> str:
                 f"take ~{pace:.0f} min)"
             )
         out.append(
-            f"N={r.n}: {m.get('rumors')} rumors, p50 {fmt(r.p50)} s, p99 {fmt(r.p99)} s virtual "
+            f"N={r.n}: {m.get('rumors', 5)} rumors, p50 {fmt(r.p50)} s, p99 {fmt(r.p99)} s virtual "
             f"(goal <= 1.5 s; {m.get('timeouts', 0)} arrivals missed); {idle} (goal <= 300 s); "
             f"building the converged ring took {fmt(m.get('build_wall_s'))} s; peak RSS "
             f"{fmt(m.get('peak_rss_mib'))} MiB (estimate {fmt(m.get('estimated_mib'))}); "

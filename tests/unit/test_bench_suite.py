@@ -68,7 +68,8 @@ def test_targets_cover_the_issue_goals_with_verdicts() -> None:
             1000,
             [1.0],
             part="scale",
-            verdict=scale.verdict("bootstrap", [1.0], 3, 60.0),
+            timeouts=3,
+            timeout_s=60.0,
         ),
     ]
     got = {t["target"]: t for t in check_targets(results)}
