@@ -273,7 +273,7 @@ class FileRejected(Payload):
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceState(Payload):
+class ServiceStateChanged(Payload):
     """A service here changed state (``loaded|waiting|initializing|up|stopping|stopped|failed|
     unloaded``)."""
 
@@ -400,7 +400,7 @@ EVENT_TYPES: Final[tuple[type[Payload], ...]] = (
     ConfigRejected,
     FileApplied,
     FileRejected,
-    ServiceState,
+    ServiceStateChanged,
     ServiceHook,
     ServiceExited,
     ServiceRestart,
