@@ -63,6 +63,7 @@ def browser() -> Iterator[Any]:
         options.binary_location = CHROMIUM
         for flag in (*FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900"):
             options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         try:
             yield driver
@@ -130,3 +131,26 @@ def serve() -> Iterator[Callable[..., Served]]:
     yield start
     for served in started:
         served.close()
+
+
+EXPECTED_CONSOLE = ("Failed to load resource", "net::ERR_")
+"""Console errors a test may cause on purpose: a 401 before the token is entered, a stream cut
+off by the test."""
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every browser test fails on a JavaScript error in the page (an exception while
+    rendering an event would otherwise go unnoticed)."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    driver = request.getfixturevalue("browser")
+    driver.get_log("browser")  # discard what earlier tests left
+    yield
+    errors = [
+        e["message"]
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and not any(x in e["message"] for x in EXPECTED_CONSOLE)
+    ]
+    assert not errors, errors

@@ -6,13 +6,17 @@ laptop and on a phone (screenshots in build/screenshots/)."""
 from __future__ import annotations
 
 import base64
+import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pysup.butterfly.member import Health
 from pysup.butterfly.messages import ElectionRumor, ElectionStatus
+from pysup.events.model import BY_NAME, Payload
 from pysup.testing.uiring import ScriptedRing
 from tests.browser.conftest import SCREENSHOTS, Served
 
@@ -179,6 +183,49 @@ def test_asks_for_the_token_and_uses_it(browser: Any, serve: Serve) -> None:
     stored = browser.execute_script("return sessionStorage.getItem('pysup.gateway.token')")
     assert stored == "s3cret"
     assert "s3cret" not in browser.current_url
+
+
+def doc_examples() -> list[Payload]:
+    """One payload of every ring and service event: the examples of docs/events.md."""
+    doc = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    doc = doc[doc.index("### `") :]  # the event sections (the frame's sketch comes before)
+    out = []
+    for line in re.findall(r"^data: (.*)$", doc, re.M):
+        example = json.loads(line)
+        if example["event"].startswith("stream."):
+            continue  # the stream's own events are not published
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in example["data"].items()}
+        out.append(BY_NAME[example["event"]](**data))
+    return out
+
+
+def test_every_event_kind_is_logged_and_filtered(browser: Any, serve: Serve) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    ring = ScriptedRing(3)
+    served = serve(ring)
+    open_page(browser, served)
+    examples = doc_examples()
+    for payload in examples:
+        served.call(ring.publish, payload)
+    wait(browser, "every event", lambda: len(css(browser, "#log li")) == len(examples))
+    logged = {li.find_element(By.CSS_SELECTOR, "code").text: li for li in css(browser, "#log li")}
+    assert set(logged) == {p.NAME for p in examples}
+    for name, li in logged.items():  # a sentence, not the raw JSON fallback
+        summary = li.find_element(By.CSS_SELECTOR, ".summary").text
+        assert summary and not summary.startswith("{"), (name, summary)
+
+    def shown() -> set[str]:
+        return {name for name, li in logged.items() if li.is_displayed()}
+
+    browser.find_element(By.ID, "cat-member").click()  # hide the member events
+    assert shown() == set(logged) - {"member.health", "member.refuted"}
+    browser.find_element(By.ID, "cat-member").click()
+    Select(browser.find_element(By.ID, "filter-group")).select_by_value("redis.default")
+    assert shown() == {
+        n for n in logged if n.split(".")[0] in ("rumor", "election", "config", "file", "service")
+    } - {"rumor.departure"}
 
 
 @pytest.mark.parametrize(
