@@ -9,7 +9,7 @@ built directly from the payload classes in ``model.py``: their sources hold the 
 from __future__ import annotations
 
 from pysup.butterfly.effects import MemberChanged, RumorChanged, SelfChanged
-from pysup.butterfly.member import Health
+from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import (
     DepartureRumor,
     ElectionRumor,
@@ -41,16 +41,8 @@ def member_event(e: MemberChanged, suspected_by: str | None = None) -> MemberHea
     """``member.health`` for a changed member record. `suspected_by`: the member whose suspicion
     this is, when the source knows it (the core knows it where it applies the record)."""
     m = e.member
-    return MemberHealth(
-        member_id=m.id,
-        address=m.address,
-        gossip_port=m.gossip_port,
-        incarnation=m.incarnation,
-        health=m.health.label,
-        previous=e.previous.label if e.previous is not None else None,
-        suspected_by=(suspected_by or None) if m.health is Health.SUSPECT else None,
-        persistent=m.persistent,
-    )
+    by = (suspected_by or None) if m.health is Health.SUSPECT else None
+    return _member_health(m, e.previous, by)
 
 
 def self_event(e: SelfChanged) -> Payload:
@@ -58,14 +50,18 @@ def self_event(e: SelfChanged) -> Payload:
     m = e.member
     if e.reason == "refuted":
         return MemberRefuted(member_id=m.id, incarnation=m.incarnation)
+    return _member_health(m, Health.ALIVE, None)  # a member is Alive to itself until it departs
+
+
+def _member_health(m: Member, previous: Health | None, suspected_by: str | None) -> MemberHealth:
     return MemberHealth(
         member_id=m.id,
         address=m.address,
         gossip_port=m.gossip_port,
         incarnation=m.incarnation,
         health=m.health.label,
-        previous=Health.ALIVE.label,
-        suspected_by=None,
+        previous=previous.label if previous is not None else None,
+        suspected_by=suspected_by,
         persistent=m.persistent,
     )
 
