@@ -11,9 +11,9 @@ helpers that transliterate that Rust code (components/common/src/templating/help
   a new context). Habitat's eachAlive counts ``@index`` from 1 and skips its else branch when no
   member is alive, which ``each`` cannot imitate: generated templates avoid both, unit tests
   cover them.
-* not comparable: toToml and toYaml (Habitat uses the Rust ``toml`` and ``serde_yaml`` crates,
-  which no Python package runs); the oracle side calls pysup's own implementation so templates
-  using them still compare everything around them.
+* toToml and toYaml: the oracle side calls pysup's own implementation, so templates using them
+  compare everything around them; the emitters themselves are compared with the Rust crates
+  Habitat uses in bench/serde_oracle.py.
 
 The oracle's serde_json sorts object keys (Habitat's keeps insertion order, as pysup does), so
 contexts given to ``compare`` should have sorted keys.
@@ -110,7 +110,7 @@ def _hab_to_json(params: list[Any]) -> str:
 
 
 def _pysup_helper(name: str) -> Callable[[list[Any]], str]:
-    """toToml/toYaml: no Rust implementation can run here; use pysup's (engine parts compare)."""
+    """toToml/toYaml: pysup's own (bench/serde_oracle.py compares them with the crates)."""
     tpl = compile_template("{{" + name + " x}}")
 
     def helper(params: list[Any]) -> str:

@@ -14,16 +14,18 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import tomli_w
-
 from pysup.service.pkgpaths import path_for
 
 from .errors import HelperError
 from .render import Call, OutputHelper, ValueHelper
+from .tomlout import TomlError, dump_document, dump_value
 from .values import get, json_equal, plain, to_json, to_str, truthy
 from .yamlout import dump_yaml
 
 HelperFn = Callable[[Sequence[Any], Mapping[str, Any], Any], Any]
+
+_I64_MIN = -(2**63)
+_U64_MAX = 2**64 - 1
 
 # ---- handlebars-rust built-ins -------------------------------------------------------------------
 
@@ -237,29 +239,32 @@ def _to_json(call: Call) -> None:
     call.ctx.out.append(to_json(call.param(0), pretty=True))
 
 
-def _plain_data(value: Any) -> Any:
-    """Plain dicts/lists, non-finite floats as None (serde_json's view of the value)."""
+def _serde_value(value: Any) -> Any:
+    """The value as Habitat's helpers get it (a ``serde_json::Value``): plain dicts and lists,
+    non-finite floats as None, integers outside i64/u64 as floats."""
     if isinstance(value, Mapping):
-        return {str(k): _plain_data(v) for k, v in value.items()}
+        return {str(k): _serde_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain_data(v) for v in value]
-    return plain(value)
+        return [_serde_value(v) for v in value]
+    value = plain(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not _I64_MIN <= value <= _U64_MAX:
+        return float(value)
+    return value
 
 
 def _to_toml(call: Call) -> None:
-    value = plain(call.param(0))
+    """Habitat's toToml: ``toml::to_string`` for an object, the ``ValueSerializer`` otherwise."""
+    value = _serde_value(call.param(0))
     try:
-        if isinstance(value, Mapping):
-            call.ctx.out.append(tomli_w.dumps(_plain_data(value)))
-        else:  # a bare value, as toml's ValueSerializer writes it
-            line = tomli_w.dumps({"v": _plain_data(value)})
-            call.ctx.out.append(line.split("=", 1)[1].strip())
-    except (TypeError, ValueError) as e:
-        raise HelperError(f"cannot encode as TOML: {e}") from e
+        text = dump_document(value) if isinstance(value, Mapping) else dump_value(value)
+    except TomlError as e:
+        raise HelperError(f"Can't serialize parameter to TOML: {e}") from e
+    call.ctx.out.append(text)
 
 
 def _to_yaml(call: Call) -> None:
-    call.ctx.out.append(dump_yaml(_plain_data(call.param(0))))
+    """Habitat's toYaml: ``serde_yaml::to_string``."""
+    call.ctx.out.append(dump_yaml(_serde_value(call.param(0))))
 
 
 def _pkg_path_for(args: Sequence[Any], hash: Mapping[str, Any], root: Any) -> Any:
