@@ -14,12 +14,18 @@ What it proves (each test failed on the code before this change, as noted):
   --json-logging every line of the log is JSON. Before: a plain-text traceback, uncounted.
 - the soft open-files limit is raised to the hard one at start, and both are logged. Before: the
   soft limit stayed.
+- a member really out of descriptors (`RLIMIT_NOFILE` of `EMFILE_FD_LIMIT`, more idle gossip
+  streams than that held open) fails its accepts with EMFILE, counts them, backs off and logs a
+  few lines; it keeps gossiping (its peer never sees it other than Alive) and `/healthz` answers
+  again once the streams are gone. Before: an accept() traceback per attempt, and the UDP
+  receive task died (issue 13, item 6).
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +42,9 @@ from bench.faults import (
 )
 from bench.measure import percentile
 from bench.serf_env import raise_nofile_limit
+from pysup.butterfly.transport import STREAM_TIMEOUT_S
 from pysup.gateway.http_server import HTTP_IDLE_TIMEOUT_S
+from pysup.listener import ACCEPT_BACKOFF_MAX_S
 from pysup.testing.procs import kill_processes_under
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -50,6 +58,14 @@ HEALTHZ_P99_BOUND_S = 0.5
 machine, far below the probe timeout of a kubelet (1 s)."""
 LOG_BOUND_BYTES = 64 * 1024
 """Rate-limited lines: a few per reason per 10 s. Before: 220 MB in 20 s."""
+EMFILE_FD_LIMIT = 96
+"""Below what the listeners' caps add up to (HTTP 128 + ctl 64 + streams 256), so idle streams
+alone exhaust the table: a real EMFILE, not a simulated one. A member starts with ~30 open."""
+EMFILE_STREAMS = 150
+"""Idle gossip streams the attacker holds open: more than the limit leaves room for."""
+RECOVER_BOUND_S = STREAM_TIMEOUT_S + ACCEPT_BACKOFF_MAX_S + 4.0
+"""After the attacker leaves: the streams the member accepted end at their deadline, the next
+accept attempt comes within the longest backoff, and 4 s more for a loaded machine."""
 CLOSE_BOUND_S = HTTP_IDLE_TIMEOUT_S + 3.0
 """The sweep runs every second; 2 s more for a loaded machine."""
 
@@ -186,3 +202,51 @@ def test_the_soft_fd_limit_is_raised_to_the_hard_one(root: Path) -> None:
     assert max_fds == 4096
     log = member.log_path.read_text()
     assert "process.fd_limit" in log and "soft=4096" in log and "soft_before=256" in log, log
+
+
+def test_a_member_out_of_descriptors_keeps_gossiping_and_recovers(root: Path) -> None:
+    victim, observer = ring_of_two(root, "local", EMFILE_FD_LIMIT)
+    held: list[socket.socket] = []
+    views: list[dict[str, str]] = []
+    healthz: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # the observer's view of the victim, and the victim's /healthz
+        while not stop.wait(0.3):
+            views.append(observer.health_of_others())
+            healthz.append(victim.get("/healthz", timeout=1.0)[0])
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        log_before = victim.log_size()
+        watcher.start()
+        for _ in range(EMFILE_STREAMS):
+            # The kernel completes the handshake (backlog 1024) whether or not pysup accepts.
+            held.append(socket.create_connection(("127.0.0.1", victim.gossip), timeout=5))
+        wait_until(lambda: 0 in healthz, 20, "the descriptor table full (/healthz unanswered)")
+        time.sleep(STREAM_TIMEOUT_S)  # held streams are accepted as others end: still full
+        for s in held:
+            s.close()
+        held.clear()
+        left_at = time.monotonic()
+        wait_until(lambda: victim.get("/healthz")[0] == 200, RECOVER_BOUND_S, "/healthz again")
+        recovered_s = time.monotonic() - left_at
+        time.sleep(1.0)  # a few more views after recovery
+        stop.set()
+        watcher.join(10)
+        emfile = metric(victim, "pysup_task_faults_total", task="gossip.stream.accept")
+        assert victim.proc.poll() is None, "the victim died"
+        log_growth = victim.log_size() - log_before
+    finally:
+        stop.set()
+        for s in held:
+            s.close()
+        stop_all(victim, observer)
+    log = victim.log_path.read_text(errors="replace")
+    assert emfile > 0, "no accept failed: the descriptor table was never full"
+    assert "Too many open files" in log or "EMFILE" in log, log[-3000:]
+    suspected = [v for v in views if list(v.values()) != ["Alive"]]
+    assert len(views) >= 5 and not suspected, (len(views), suspected[:3], log[-3000:])
+    assert "Traceback" not in log, log[-3000:]
+    assert log_growth < LOG_BOUND_BYTES, log_growth
+    assert recovered_s < RECOVER_BOUND_S
