@@ -36,7 +36,7 @@ def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:
         stat_line = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: reaped while being read
         return False
     return stat_line[stat_line.rfind(b")") + 2 :].split()[0] != b"Z"
 
