@@ -55,7 +55,6 @@ FORM_BOUND_S = 60.0
 """Containers started -> every /census lists every member Alive (measured: a few seconds)."""
 SERVICE_BOUND_S = 60.0
 """Ring formed -> habsup up with health Ok everywhere (first health check runs at start)."""
-"""With no election status anywhere this long after the ring formed, no election was started."""
 REJOIN_BOUND_S = 30.0
 HABSUP = "habsup.default"
 
