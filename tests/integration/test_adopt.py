@@ -207,6 +207,31 @@ def test_sigkilled_supervisor_adopts_its_service_one_copy_same_pid_health_ok(
     assert (data / "post-stop.log").read_text() == "ran\n"
 
 
+def test_orphans_stop_restarts_the_service_fresh(fleet: Fleet, tmp_path: Path) -> None:
+    """`pysup run --orphans stop`: the restarted supervisor stops what its killed predecessor left
+    running and starts one fresh copy (without the flag it would adopt the old pid)."""
+    port = free_port()
+    plan = write_plan(tmp_path, port)
+    sup = fleet.new("a", extra=[str(plan), "--health-check-interval", "1"])
+    first = start(fleet, sup, plan)
+    sup.signal(signal.SIGKILL)
+    sup.wait_exit(5)
+    assert copies(plan) == [first]
+
+    sup.args += ["--orphans", "stop"]
+    fleet.launch(sup).wait_http()
+    fresh = wait(
+        sup,
+        lambda: (healthy_pid(sup) or first) != first and healthy_pid(sup),
+        UP_TIMEOUT_S,
+        "a fresh copy up and Ok",
+    )
+    wait(sup, lambda: not process_alive(first), 10.0, "the orphan stopped")
+    assert copies(plan) == [fresh]
+    assert ask(port) == fresh
+    assert "service.orphan_stopping" in sup.log_text()
+
+
 @pytest.mark.parametrize("record", ["stale-record", "pid-file-only"])
 def test_pid_file_naming_an_unrelated_process_is_never_signalled(
     fleet: Fleet, tmp_path: Path, record: str
