@@ -1,5 +1,5 @@
-"""Helpers shared by the integration tests: bounded waits that poll for a condition, and
-``free_port`` (collision-proof: see pysup/testing/ports.py)."""
+"""Helpers shared by the integration tests: bounded waits that poll for a condition,
+``free_port`` (collision-proof: see pysup/testing/ports.py) and ``process_alive``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from pysup.testing.ports import free_port
 
-__all__ = ["async_wait_for", "free_port", "wait_for"]
+__all__ = ["async_wait_for", "free_port", "process_alive", "wait_for"]
 
 T = TypeVar("T")
 
@@ -39,3 +39,13 @@ async def async_wait_for(
         await asyncio.sleep(interval)
         last = await cond()
     return last
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (ESRCH while reading means it was just reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :][:1] != b"Z"
