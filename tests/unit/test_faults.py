@@ -1,4 +1,5 @@
-"""The fault policy (pysup/faults.py): guard, rate-limited logging, task deaths, the loop handler.
+"""The fault policy (pysup/faults.py): guard, rate-limited logging, task deaths, the loop handler,
+and one loop that uses it (a service's health checks).
 
 Deterministic: a manual clock drives the rate limiter; tasks die at once, no sleeps.
 """
@@ -6,14 +7,19 @@ Deterministic: a manual clock drives the rate limiter; tasks die at once, no sle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import random
 
 import pytest
 from structlog.testing import capture_logs
 
 from pysup.faults import Faults, RateLimiter, error_label
 from pysup.metrics import Metrics
+from pysup.service.checker import HealthChecker
+from pysup.service.health import HealthSchedule, HealthStatus
 from pysup.testing.clock import ManualClock
+from tests.util import async_wait_for
 
 
 def test_rate_limiter_allows_one_per_interval_and_counts_the_rest() -> None:
@@ -137,3 +143,42 @@ def test_error_label_is_bounded() -> None:
     assert error_label(OSError(errno.EMFILE, "Too many open files")) == "EMFILE"
     assert error_label(OSError("no errno")) == "OSError"
     assert error_label(ValueError("x")) == "ValueError"
+
+
+async def test_a_health_check_that_raises_is_a_fault_and_the_loop_goes_on() -> None:
+    """Before: the exception ended the service's health loop for good (no more checks)."""
+    faults, clock, calls = Faults(), ManualClock(0.0), []
+
+    async def run_check() -> HealthStatus:
+        calls.append(clock())
+        if len(calls) == 1:
+            raise RuntimeError("a bug in one check")
+        return HealthStatus.OK
+
+    checker = HealthChecker(
+        schedule=HealthSchedule(),
+        run_check=run_check,
+        is_up=lambda: True,
+        rng=random.Random(1),
+        service_group="web.default",
+        clock=clock,
+        faults=faults,
+    )
+    task = asyncio.create_task(checker.run())
+    try:
+        checker.process_up()
+        await async_wait_for(lambda: _done(len(calls) == 1), 5.0, what="the first check")
+        await asyncio.sleep(0)
+        assert faults.counts["service.health"] == 1 and not task.done()
+        clock.advance(60.0)
+        checker.process_up()  # the process restarted: check now
+        await async_wait_for(lambda: _done(checker.status is HealthStatus.OK), 5.0, what="OK")
+        assert len(calls) == 2
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _done(value: bool) -> bool:
+    return value
