@@ -76,15 +76,7 @@ from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
 from pysup.metrics import Metrics
 
-CODEC_REASONS = {
-    "malformed",
-    "oversized",
-    "version",
-    "decrypt",
-    "unencrypted",
-    "encrypted",
-    "unknown",
-}
+CODEC_REASONS = codec.REASONS
 CTL_REASONS = {"oversized", "undecodable", "truncated", "bad_request", "unknown_op"}
 TOKEN = "fuzz-token-3f9a"
 KEY = generate_ring_key("fuzz", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final, NamedTuple
 
-from pysup.butterfly.member import Health
+from pysup.butterfly.member import Health, next_incarnation
 from pysup.butterfly.messages import ElectionRumor, ElectionStatus
 
 MAX_SUITABILITY: Final = 2**64 - 1
@@ -164,20 +164,20 @@ def decide(
     term = stored.term
     if stored.status is ElectionStatus.FINISHED:
         if view.gone(stored.member_id):
-            return Decision(candidacy(term + 1), "restart_leader_gone")
+            return Decision(candidacy(next_incarnation(term)), "restart_leader_gone")
         if not q.has_quorum:
-            return Decision(candidacy(term + 1), "restart_no_quorum")
+            return Decision(candidacy(next_incarnation(term)), "restart_no_quorum")
         return Decision(None, "finished")
     if stored.status is ElectionStatus.NO_QUORUM and q.has_quorum:
-        return Decision(candidacy(term + 1), "restart_quorum_back")
+        return Decision(candidacy(next_incarnation(term)), "restart_quorum_back")
     if view.gone(stored.member_id):
-        return Decision(candidacy(term + 1), "restart_candidate_gone")
+        return Decision(candidacy(next_incarnation(term)), "restart_candidate_gone")
     if me not in stored.votes:
         return Decision(candidacy(term), "vote")
     age = None if since is None else now - since
     if stored.member_id != me:
         if q.has_quorum and age is not None and age >= 2 * stuck_after_s:
-            return Decision(candidacy(term + 1), "restart_stuck")
+            return Decision(candidacy(next_incarnation(term)), "restart_stuck")
         return Decision(None, "wait_candidate")
     # This member is the candidate.
     if not q.has_quorum:

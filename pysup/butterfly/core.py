@@ -20,20 +20,22 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from pysup.butterfly.admission import AdmissionBuckets
 from pysup.butterfly.broadcast import BroadcastQueue
-from pysup.butterfly.codec import rumor_size
-from pysup.butterfly.config import GossipConfig
+from pysup.butterfly.codec import rumor_problem, rumor_size
+from pysup.butterfly.config import MAX_INCARNATION, GossipConfig
 from pysup.butterfly.effects import (
     Addr,
     Effect,
     MemberChanged,
     ProbeRtt,
+    Rejected,
     RumorChanged,
     SelfChanged,
     Send,
     StreamSend,
 )
-from pysup.butterfly.member import Health, Member, supersedes
+from pysup.butterfly.member import Health, Member, next_incarnation, supersedes
 from pysup.butterfly.messages import (
     Ack,
     DepartureRumor,
@@ -51,6 +53,8 @@ from pysup.butterfly.messages import (
 )
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.suspicion import LocalHealth, Suspicion, expected_confirmations
+from pysup.butterfly.targets import IndexedSet, ProbeRounds
+from pysup.butterfly.validate import is_ip_literal
 
 PACKET_OVERHEAD = 160
 """Bytes reserved in a datagram for the message header, sender record and encryption."""
@@ -88,16 +92,20 @@ class SwimCore:
         now: float,
         rumors: Iterable[Rumor] = (),
     ) -> None:
+        if not is_ip_literal(me.address):
+            raise ValueError(f"a member's address must be an IP literal, not {me.address!r}")
         self.config = config
-        self._me = me
+        self._me = me._replace(incarnation=min(me.incarnation, MAX_INCARNATION))
         self._rng = rng
         self._members: dict[str, Member] = {}
-        self._live: list[str] = []  # Alive or Suspect, for O(1) random choice
-        self._live_pos: dict[str, int] = {}
+        self._live = IndexedSet()  # Alive or Suspect, for O(1) random choice
+        self._proven: set[str] = set()  # had direct contact with (see targets.py)
+        self._proven_live = IndexedSet()
         self._recent_dead: dict[str, float] = {}  # confirmed at, for gossip to the dead
         self._confirmed: dict[str, None] = {}  # Confirmed, not Departed: reconnect targets
-        self._probe_order: list[str] = []
-        self._probe_idx = 0
+        self._departed: dict[str, None] = {}  # Departed, oldest first: evicted first at the cap
+        self._rounds = ProbeRounds(config.unproven_probe_every)
+        self._admission = AdmissionBuckets(config.admit_burst, config.admit_rate_per_s)
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
@@ -114,12 +122,14 @@ class SwimCore:
         self._gossip_idle = False
         for r in rumors:
             if isinstance(r, MemberRumor):
-                if r.member.id != me.id and supersedes(self._members.get(r.member.id), r.member):
-                    m = r.member
+                m = r.member
+                if m.id == me.id or _beyond_bound(m) or not supersedes(self._members.get(m.id), m):
+                    continue
+                if m.id in self._members or len(self._members) < config.max_members:
                     if m.health in (Health.ALIVE, Health.SUSPECT):
                         # Restored from disk: a fresh start must not trust old liveness.
                         m = m.with_health(Health.SUSPECT)
-                    self._apply_member(m, None, now, "", [], broadcast=False)
+                    self._apply_member(m, self._members.get(m.id), now, "", [], broadcast=False)
             else:
                 self._store.merge(r)
         self._queue.enqueue(MemberRumor(me), rumor_size(MemberRumor(me)))
@@ -153,6 +163,10 @@ class SwimCore:
     def num_members(self) -> int:
         """Our estimate of N: live members including ourselves."""
         return len(self._live) + 1
+
+    def is_proven(self, member_id: str) -> bool:
+        """Had direct contact with this member (an ack to our probe, or a stream from it)."""
+        return member_id in self._proven
 
     def is_alone(self) -> bool:
         return not self._live
@@ -192,27 +206,32 @@ class SwimCore:
         if self.departed:
             return []
         self.departed = True
-        self._me = self._me._replace(incarnation=self._me.incarnation + 1, health=Health.DEPARTED)
+        inc = next_incarnation(self._me.incarnation)
+        self._me = self._me._replace(incarnation=inc, health=Health.DEPARTED)
         rumor = MemberRumor(self._me)
         self._queue.enqueue(rumor, rumor_size(rumor))
-        targets = list(self._live)
-        if len(targets) > 64:
-            targets = self._rng.sample(targets, 64)
+        targets = self._live.sample(self._rng, 64)
         effects: list[Effect] = [SelfChanged(self._me, "left")]
         for mid in targets:
             effects.append(Send(self._members[mid].addr, Gossip(self._me, (rumor,))))
         return effects
 
     def add_known(self, members: Iterable[Member], now: float) -> None:
-        """Learn members quietly (no broadcast): for tests and simulations that start from an
-        already converged ring."""
+        """Learn members quietly (no broadcast), as proven: for tests and simulations that
+        start from an already converged ring."""
         effects: list[Effect] = []
         for m in members:
             if m.id != self._me.id and supersedes(self._members.get(m.id), m):
                 self._apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
+                self._mark_proven(m.id)
 
     def publish(self, rumor: Rumor, now: float) -> list[Effect]:
-        """A rumor made here (a service, a config apply, a departure, an election)."""
+        """A rumor made here (a service, a config apply, a departure, an election). One that
+        the ring would refuse (a cfg value TOML and JSON cannot both hold, a bad name, a number
+        beyond the bound) is refused here too, and reported, rather than gossiped or saved."""
+        problem = rumor_problem(rumor)
+        if problem is not None:
+            return [Rejected("local_rumor", None, f"{problem.reason}: {problem.detail}")]
         effects: list[Effect] = []
         self._merge_rumors((rumor,), now, effects)
         if not self.departed and (self._queue or self._stream_queue):
@@ -237,21 +256,24 @@ class SwimCore:
 
     def _receive(self, src: Addr, msg: Message, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        if self.departed or not self._accept_sender(msg.sender, src, now, effects):
+        stream = isinstance(msg, PushPull | RumorPush)
+        if self.departed or not self._accept_sender(msg.sender, src, now, effects, stream):
             return effects
+        # What a datagram source may introduce is rate-limited by source; a stream's is not.
+        via = None if stream else src
         if isinstance(msg, Ping):
             self._on_ping(src, msg, now, effects)
         elif isinstance(msg, Ack):
-            self._on_ack(msg, now, effects)
+            self._on_ack(src, msg, now, effects)
         elif isinstance(msg, PingReq):
             self._on_ping_req(src, msg, now, effects)
         elif isinstance(msg, Nack):
             if self._probe is not None and self._probe.seq == msg.seq:
                 self._probe.nacks += 1
         elif isinstance(msg, Gossip | RumorPush):
-            self._merge_rumors(msg.rumors, now, effects)
+            self._merge_rumors(msg.rumors, now, effects, via)
         else:
-            self._merge_state(msg, now, effects)
+            self._merge_state(msg, now, effects, via)
         return effects
 
     def receive_stream(
@@ -303,7 +325,7 @@ class SwimCore:
                 self._gossip_idle = True
         elif kind == "pushpull":
             if self._live:
-                target = self._members[self._rng.choice(self._live)]
+                target = self._members[self._pick_live()]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             if self._confirmed:
                 # Reconnect (Serf's): also push-pull with one Confirmed member. Gossip to the
@@ -316,7 +338,7 @@ class SwimCore:
             self._schedule("pushpull", "", now + self._pushpull_delay())
         elif kind == "catchup":
             if self._live:
-                target = self._members[self._rng.choice(self._live)]
+                target = self._members[self._pick_live()]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             self._catchups -= 1
             if self._catchups > 0:
@@ -362,23 +384,23 @@ class SwimCore:
             return True
         return m.persistent and m.health == Health.CONFIRMED
 
+    def _probe_candidates(self, proven: bool) -> list[str]:
+        return [
+            mid
+            for mid, m in self._members.items()
+            if (mid in self._proven) == proven and self._probe_eligible(m)
+        ]
+
+    def _probe_accept(self, member_id: str, proven: bool) -> bool:
+        m = self._members.get(member_id)
+        return m is not None and (member_id in self._proven) == proven and self._probe_eligible(m)
+
     def _start_probe(self, now: float, effects: list[Effect]) -> None:
-        target: Member | None = None
-        for _ in range(2):
-            while self._probe_idx < len(self._probe_order):
-                candidate = self._members.get(self._probe_order[self._probe_idx])
-                self._probe_idx += 1
-                if candidate is not None and self._probe_eligible(candidate):
-                    target = candidate
-                    break
-            if target is not None:
-                break
-            self._probe_order = [mid for mid, m in self._members.items() if self._probe_eligible(m)]
-            self._rng.shuffle(self._probe_order)
-            self._probe_idx = 0
-        if target is None:
+        target_id = self._rounds.next(self._probe_candidates, self._probe_accept, self._rng)
+        if target_id is None:
             self._probe = None
             return
+        target = self._members[target_id]
         seq = self._next_seq()
         self._probe = _Probe(seq, target.id, target.incarnation, now)
         effects.append(Send(target.addr, Ping(seq, self._me, target.id, self._piggyback())))
@@ -392,7 +414,10 @@ class SwimCore:
         target = self._members.get(probe.target_id)
         if target is None:
             return
-        candidates = [mid for mid in self._sample_live(self.config.indirect_checks + 1)]
+        # Proxies are proven members: an invented one never nacks, and Lifeguard would take the
+        # missing nacks for a fault of our own links.
+        pool = self._proven_live if self._proven_live else self._live
+        candidates = pool.sample(self._rng, self.config.indirect_checks + 1)
         proxies = [mid for mid in candidates if mid != target.id][: self.config.indirect_checks]
         for mid in proxies:
             msg = PingReq(probe.seq, self._me, target, self._piggyback())
@@ -427,25 +452,26 @@ class SwimCore:
             return  # meant for a member that used to live at this address
         effects.append(Send(src, Ack(msg.seq, self._me, self._piggyback())))
 
-    def _on_ack(self, msg: Ack, now: float, effects: list[Effect]) -> None:
+    def _on_ack(self, src: Addr, msg: Ack, now: float, effects: list[Effect]) -> None:
         probe = self._probe
         if probe is not None and probe.seq == msg.seq:
             if not probe.acked and msg.sender.id == probe.target_id:
                 effects.append(ProbeRtt(now - probe.sent_at))
+                self._mark_proven(msg.sender.id)
             probe.acked = True
             self._cancel("probe_timeout", "")  # no indirect probe needed: spare the wakeup
         relay = self._relays.pop(msg.seq, None)
         if relay is not None:
             self._cancel("relay", str(msg.seq))
             effects.append(Send(relay.asker, Ack(relay.asker_seq, self._me, self._piggyback())))
-        self._merge_rumors(msg.rumors, now, effects)
+        self._merge_rumors(msg.rumors, now, effects, src)
 
     def _on_ping_req(self, src: Addr, msg: PingReq, now: float, effects: list[Effect]) -> None:
         seq = self._next_seq()
         self._relays[seq] = _Relay(src, msg.seq)
         effects.append(Send(msg.target.addr, Ping(seq, self._me, msg.target.id, self._piggyback())))
         self._schedule("relay", str(seq), now + self.config.probe_timeout_s)
-        self._merge_rumors(msg.rumors, now, effects)
+        self._merge_rumors(msg.rumors, now, effects, src)
 
     # --- dissemination ------------------------------------------------------------------
 
@@ -453,14 +479,29 @@ class SwimCore:
         budget = self.config.udp_budget_bytes - PACKET_OVERHEAD
         return tuple(self._queue.take(budget, self.config.retransmits(self.num_members())))
 
-    def _sample_live(self, k: int) -> list[str]:
-        if len(self._live) <= k:
-            return list(self._live)
-        return self._rng.sample(self._live, k)
+    def _pick_live(self) -> str:
+        """A live member for a push-pull: a proven one when there is one."""
+        return (self._proven_live if self._proven_live else self._live).choice(self._rng)
+
+    def _gossip_targets(self, k: int) -> list[str]:
+        """`k` live members, proven ones first; now and then (one round in
+        `unproven_probe_every`) one unproven member, so a real newcomer hears gossip too."""
+        targets = self._proven_live.sample(self._rng, k)
+        unproven = len(self._live) - len(self._proven_live)
+        if unproven and len(targets) < k:
+            targets += [m for m in self._live.sample(self._rng, k) if m not in self._proven]
+            targets = targets[:k]
+        elif unproven and self._rng.randrange(self.config.unproven_probe_every) == 0:
+            for _ in range(8):  # a few tries: the unproven may be a small share of the live
+                mid = self._live.choice(self._rng)
+                if mid not in self._proven:
+                    targets[-1] = mid
+                    break
+        return targets
 
     def _gossip(self, now: float, effects: list[Effect]) -> None:
         k = self.config.gossip_nodes
-        targets = self._sample_live(k)
+        targets = self._gossip_targets(k)
         for mid, at in list(self._recent_dead.items()):
             if now - at > self.config.gossip_to_dead_s:
                 del self._recent_dead[mid]
@@ -493,8 +534,11 @@ class SwimCore:
 
     # --- merging ------------------------------------------------------------------------
 
-    def _accept_sender(self, sender: Member, src: Addr, now: float, effects: list[Effect]) -> bool:
-        """A message from a member proves it is alive (at the address it came from)."""
+    def _accept_sender(
+        self, sender: Member, src: Addr, now: float, effects: list[Effect], stream: bool
+    ) -> bool:
+        """A message from a member proves it is alive (at the address it came from); one over a
+        stream also proves the address (TCP), which makes the member proven."""
         if sender.id == self._me.id:
             return False  # our own packet, or an impostor
         if self._store.is_departed(sender.id):
@@ -512,6 +556,10 @@ class SwimCore:
             sender.persistent,
         )
         stored = self._members.get(sender.id)
+        if stored is None and not self._admit(sender.id, None if stream else src, now, effects):
+            return False
+        if stream:
+            self._mark_proven(sender.id)  # before it is applied: it joins the proven round
         if supersedes(stored, seen):
             self._apply_member(seen, stored, now, "", effects)
         elif (
@@ -531,18 +579,70 @@ class SwimCore:
             self._members[sender.id] = stored._replace(address=src[0])
         return True
 
-    def _merge_state(self, msg: PushPull, now: float, effects: list[Effect]) -> None:
+    # --- admission ----------------------------------------------------------------------
+
+    def _admit(self, member_id: str, via: Addr | None, now: float, effects: list[Effect]) -> bool:
+        """May a member we do not know enter the table? Refused when its datagram source has
+        introduced too many lately (`admit_burst`, `admit_rate_per_s`), or when the table is at
+        `max_members` and no Departed or unproven Confirmed member can make room."""
+        if via is not None and not self._admission.allow(via, now):
+            effects.append(Rejected("member_rate", via, f"new member {member_id} refused"))
+            return False
+        if len(self._members) >= self.config.max_members and not self._evict_one():
+            detail = (
+                f"member table full ({self.config.max_members} members, max_members): "
+                f"new member {member_id} refused"
+            )
+            effects.append(Rejected("member_cap", via, detail))
+            return False
+        return True
+
+    def _evict_one(self) -> bool:
+        """Make room at the cap: forget the oldest Departed member, else a Confirmed one we never
+        had direct contact with (an invented member, most likely). A member forgotten this way
+        that is in fact alive comes back like a newcomer when it next speaks."""
+        victim = next(iter(self._departed), None)
+        if victim is None:
+            victim = next((mid for mid in self._confirmed if mid not in self._proven), None)
+        if victim is None:
+            return False
+        del self._members[victim]
+        self._proven.discard(victim)
+        self._departed.pop(victim, None)
+        self._confirmed.pop(victim, None)
+        self._recent_dead.pop(victim, None)
+        for kind in ("depart", "gc"):
+            self._cancel(kind, victim)
+        self._store.remove_member_services(victim)
+        return True
+
+    def _mark_proven(self, member_id: str) -> None:
+        if member_id in self._proven or member_id == self._me.id:
+            return
+        self._proven.add(member_id)
+        if member_id in self._live:
+            self._proven_live.add(member_id)
+        self._rounds.changed()
+
+    # --- merging (continued) ------------------------------------------------------------
+
+    def _merge_state(
+        self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None
+    ) -> None:
         for m in msg.members:
             if m.health == Health.CONFIRMED and m.id != self._me.id:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
-            self._merge_member(m, now, msg.sender.id, effects)
-        self._merge_rumors(msg.rumors, now, effects)
+            self._merge_member(m, now, msg.sender.id, effects, via)
+        self._merge_rumors(msg.rumors, now, effects, via)
 
-    def _merge_rumors(self, rumors: Iterable[Rumor], now: float, effects: list[Effect]) -> None:
+    def _merge_rumors(
+        self, rumors: Iterable[Rumor], now: float, effects: list[Effect], via: Addr | None = None
+    ) -> None:
+        """Merge rumors that came from `via` (a datagram source; None: a stream, or made here)."""
         for r in rumors:
             if isinstance(r, MemberRumor):
-                self._merge_member(r.member, now, r.by, effects)
+                self._merge_member(r.member, now, r.by, effects, via)
                 continue
             if isinstance(r, ServiceRumor) and self._collected(r.member_id):
                 continue
@@ -573,7 +673,12 @@ class SwimCore:
         if m is not None and m.health != Health.DEPARTED:
             self._apply_member(m.with_health(Health.DEPARTED), m, now, "", effects)
 
-    def _merge_member(self, m: Member, now: float, by: str, effects: list[Effect]) -> None:
+    def _merge_member(
+        self, m: Member, now: float, by: str, effects: list[Effect], via: Addr | None = None
+    ) -> None:
+        if m.incarnation >= MAX_INCARNATION and _beyond_bound(m):
+            effects.append(Rejected("incarnation", via, f"member {m.id} at {m.incarnation}"))
+            return  # the codec refuses these; a core fed directly must too
         if m.id == self._me.id:
             self._about_me(m, effects)
             return
@@ -598,6 +703,8 @@ class SwimCore:
             if stored is not None:
                 return
             m = m.with_health(Health.DEPARTED)
+        if stored is None and not self._admit(m.id, via, now, effects):
+            return
         if supersedes(stored, m):
             self._apply_member(m, stored, now, by, effects)
 
@@ -609,8 +716,10 @@ class SwimCore:
             return
         if m.incarnation == me.incarnation and m.health == Health.ALIVE:
             return
-        # Refute: someone thinks we are worse off (or knows a later life of ours).
-        self._me = me._replace(incarnation=m.incarnation + 1, health=Health.ALIVE)
+        # Refute: someone thinks we are worse off (or knows a later life of ours). Saturates at
+        # MAX_INCARNATION: a claim at it is an Alive one (the codec refuses the others), which
+        # our record at the bound then equals.
+        self._me = me._replace(incarnation=next_incarnation(m.incarnation), health=Health.ALIVE)
         rumor = MemberRumor(self._me)
         self._queue.enqueue(rumor, rumor_size(rumor))
         effects.append(SelfChanged(self._me, "refuted"))
@@ -625,19 +734,22 @@ class SwimCore:
         broadcast: bool = True,
     ) -> None:
         self._members[m.id] = m
+        proven = m.id in self._proven
         if stored is None:
-            # New members go to a random place in the probe order (memberlist does this too).
-            self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), m.id)
-        live = m.health in (Health.ALIVE, Health.SUSPECT)
-        if live and m.id not in self._live_pos:
-            self._live_pos[m.id] = len(self._live)
-            self._live.append(m.id)
-        elif not live and m.id in self._live_pos:
-            pos = self._live_pos.pop(m.id)
-            last = self._live.pop()
-            if last != m.id:
-                self._live[pos] = last
-                self._live_pos[last] = pos
+            self._rounds.insert(m.id, proven, self._rng)
+        elif self._probe_eligible(m) != self._probe_eligible(stored):
+            self._rounds.changed()
+        if m.health in (Health.ALIVE, Health.SUSPECT):
+            self._live.add(m.id)
+            if proven:
+                self._proven_live.add(m.id)
+        else:
+            self._live.discard(m.id)
+            self._proven_live.discard(m.id)
+        if m.health == Health.DEPARTED:
+            self._departed[m.id] = None
+        else:
+            self._departed.pop(m.id, None)
         if m.health != Health.SUSPECT:
             self._suspicions.pop(m.id, None)
             self._cancel("suspect", m.id)
@@ -681,3 +793,11 @@ class SwimCore:
         if m.incarnation != suspicion.incarnation:
             return
         self._apply_member(m.with_health(Health.CONFIRMED), m, now, self._me.id, effects)
+
+
+def _beyond_bound(m: Member) -> bool:
+    """A record no honest member makes: beyond MAX_INCARNATION, or a claim other than Alive at
+    it (which its subject could not refute)."""
+    return m.incarnation > MAX_INCARNATION or (
+        m.incarnation == MAX_INCARNATION and m.health != Health.ALIVE
+    )
