@@ -132,7 +132,7 @@ class SwimCore:
                     self._apply_member(m, self._members.get(m.id), now, "", [], broadcast=False)
             else:
                 self._store.merge(r)
-        self._queue.enqueue(MemberRumor(me), rumor_size(MemberRumor(me)))
+        self._queue.enqueue(MemberRumor(self._me), rumor_size(MemberRumor(self._me)))
         self._schedule("probe", "", now + self._rng.uniform(0, config.probe_interval_s))
         self._schedule("gossip", "", now + self._rng.uniform(0, config.gossip_interval_s))
         self._schedule("pushpull", "", now + self._pushpull_delay())
