@@ -51,9 +51,7 @@ file_names = st.text(
 ).filter(lambda n: n != "." and ".." not in n and n.isprintable() and len(n.encode()) <= 255)
 
 
-def _member(
-    id: str, inc: int, address: str, port: int, health: Health, persistent: bool
-) -> Member:
+def _member(id: str, inc: int, address: str, port: int, health: Health, persistent: bool) -> Member:
     if inc == MAX_INCARNATION and health != Health.ALIVE:
         inc -= 1  # a claim other than Alive at the bound is refused (config.MAX_INCARNATION)
     return Member(id, inc, address, port, health, persistent)
