@@ -160,10 +160,12 @@ def rand_text(rng: random.Random, n: int = 20) -> str:
 
 
 def rand_member(rng: random.Random) -> Member:
+    # Mostly values a member accepts, so mutations reach the core; the `semantic` target
+    # (bench/fuzz_semantic.py) is the one that aims at the bounds.
     return Member(
         rand_id(rng),
-        rng.choice([0, 1, 2, rng.randrange(2**64)]),
-        rng.choice(["127.0.0.1", "10.0.0.9", rand_text(rng, 10)]),
+        rng.choice([0, 1, 2, rng.randrange(2**63), rng.randrange(2**64)]),
+        rng.choice(["127.0.0.1", "10.0.0.9", "::1", "127.0.0.1", rand_text(rng, 10)]),
         rng.randrange(65536),
         rng.choice(list(Health)),
         rng.random() < 0.2,
@@ -172,17 +174,19 @@ def rand_member(rng: random.Random) -> Member:
 
 def rand_rumor(rng: random.Random) -> Rumor:
     k = rng.randrange(6)
-    inc = rng.randrange(2**64)
-    sg = rng.choice(["redis.default", "a.b", rand_text(rng)])
+    inc = rng.randrange(2**63) if rng.random() < 0.9 else rng.randrange(2**64)
+    sg = rng.choice(["redis.default", "a.b", "a.b", rand_text(rng)])
     if k == 0:
         return MemberRumor(rand_member(rng), rng.choice(["", rand_id(rng)]))
     if k == 1:
         cfg = {"port": rng.randrange(65536), "x": [1, "a", None], "n": {"k": 1.5}}
         return ServiceRumor(rand_id(rng), sg, inc, "core/redis/1/2", rng.random() < 0.5, cfg, {})
     if k == 2:
-        return ServiceConfigRumor(sg, inc, rng.randbytes(rng.randint(0, 200)), rng.random() < 0.1)
+        body = rng.choice([b"port = 6379\n", b'[a]\nb = "c"\n', rng.randbytes(rng.randint(0, 200))])
+        return ServiceConfigRumor(sg, inc, body, rng.random() < 0.1)
     if k == 3:
-        return ServiceFileRumor(sg, rand_text(rng), inc, rng.randbytes(rng.randint(0, 100)))
+        name = rng.choice(["tls.pem", "motd", rand_text(rng)])
+        return ServiceFileRumor(sg, name, inc, rng.randbytes(rng.randint(0, 100)))
     if k == 4:
         return DepartureRumor(rand_id(rng))
     votes = tuple(rand_id(rng) for _ in range(rng.randint(0, 3)))
@@ -630,10 +634,19 @@ def fuzz_http(
     asyncio.run(_fuzz_http(n, rng, counts, sup))
 
 
+def fuzz_semantic(n: int, rng: random.Random, counts: Counts) -> None:
+    """Well-formed messages with extreme values, and the core's state checked after each
+    (`bench/fuzz_semantic.py`, which imports this module's helpers)."""
+    from bench.fuzz_semantic import fuzz_semantic as run
+
+    run(n, rng, counts)
+
+
 TARGETS: dict[str, Callable[[int, random.Random, Counts], None]] = {
     "codec": fuzz_codec,
     "ctl": fuzz_ctl,
     "http": fuzz_http,
+    "semantic": fuzz_semantic,
 }
 
 

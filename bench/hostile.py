@@ -197,8 +197,14 @@ def extreme_message(rng: random.Random) -> bytes:
     directly when the codec's own encoder would refuse a value, e.g. a NaN key)."""
     sender = extreme_member(rng) if rng.random() < 0.3 else attacker()
     rumors = tuple(extreme_rumor(rng) for _ in range(rng.randint(1, 4)))
+    if rng.random() < 0.3:  # an honest-looking flood of new members, to reach the core's limits
+        rumors = tuple(MemberRumor(m) for m in invented_members(25, start=rng.randrange(10**6)))
     if rng.random() < 0.2:
-        members = tuple(extreme_member(rng) for _ in range(rng.choice([1, 50, 2000])))
+        count = rng.choice([1, 50, 2000])
+        members = tuple(
+            extreme_member(rng) if rng.random() < 0.5 / count else m
+            for m in invented_members(count, start=rng.randrange(10**6))
+        )
         msg: Any = PushPull(sender, members, rumors)
     else:
         msg = Gossip(sender, rumors)

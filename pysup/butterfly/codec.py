@@ -52,6 +52,7 @@ from pysup.butterfly.validate import (
     plain_map_problem,
     service_group_problem,
 )
+from pysup.service.cfg import ConfigError, parse_gossip_config
 
 log = structlog.get_logger(__name__)
 
@@ -304,6 +305,18 @@ def _unpack_inc(v: Any, what: str) -> int:
     return int(v)
 
 
+def _check_config(body: bytes) -> None:
+    """A plain `config apply` body: UTF-8 TOML within the API's size limit whose values JSON
+    can hold too (no dates), as the census and `/services/.../config` will read it."""
+    try:
+        parsed = parse_gossip_config(body)
+    except ConfigError as e:
+        raise CodecError("value", f"config: {e}") from None
+    problem = plain_map_problem(parsed)
+    if problem is not None:
+        raise CodecError("value", f"config: {problem}")
+
+
 def _unpack_rumor(v: Any) -> Rumor:
     _expect(isinstance(v, list) and len(v) >= 2, "rumor")
     kind = v[0]
@@ -331,6 +344,8 @@ def _unpack_rumor(v: Any) -> Rumor:
         _, group, inc, config, encrypted = v
         _expect(isinstance(encrypted, bool), "service config")
         _expect(isinstance(config, bytes) and len(config) <= MAX_BLOB, "config body")
+        if not encrypted:
+            _check_config(config)
         return ServiceConfigRumor(
             _unpack_group(group), _unpack_inc(inc, "config version"), config, encrypted
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import tomli_w
 from hypothesis import strategies as st
 
 from pysup.butterfly.config import MAX_INCARNATION
@@ -90,8 +91,11 @@ service_rumors = st.builds(
     cfg=plain_maps,
     sys=plain_maps,
 )
+toml_bodies = plain_maps.map(lambda m: tomli_w.dumps(m).encode())
 config_rumors = st.builds(
-    ServiceConfigRumor, service_groups, INCARNATIONS, st.binary(max_size=200), st.booleans()
+    ServiceConfigRumor, service_groups, INCARNATIONS, toml_bodies, st.just(False)
+) | st.builds(
+    ServiceConfigRumor, service_groups, INCARNATIONS, st.binary(max_size=200), st.just(True)
 )
 file_rumors = st.builds(
     ServiceFileRumor,
