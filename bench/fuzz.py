@@ -1,6 +1,8 @@
 """A bounded, seeded fuzz run over everything that parses input from the network.
 
-    python -m bench.fuzz --inputs 100000 [--seed S] [--targets codec,ctl,http]
+    python -m bench.fuzz --inputs 100000 [--seed S] [--targets codec,ctl,http,semantic]
+    python -m bench.fuzz --live-ring [--members 3] [--attack-s 10] [--attacks a,b]
+                         [--pysup-path DIR]
 
 Targets (the inputs are split evenly between them):
 
@@ -19,6 +21,14 @@ Targets (the inputs are split evenly between them):
   bodies); one in four is a mutated raw HTTP/1.1 request written to the socket. Fails on any 5xx
   or any error the server logs (aiohttp turns a handler's exception into a 500 and a log line).
 
+- ``semantic``: well-formed messages with extreme values (incarnations around 2^63 and 2^64, host
+  names as addresses, ``../`` names, cfg values TOML or JSON cannot hold, deep nesting, member
+  floods), fed to a real core whose state is checked after every input
+  (``bench/fuzz_semantic.py``).
+
+``--live-ring`` runs the stateful attacks of ``bench/fuzz_ring.py`` against real processes
+instead, each on a fresh ring, and prints a table of what each attack cost.
+
 Inputs are generated from ``random.Random(seed)`` (no coverage feedback), so a run is
 reproducible: a failure prints the target, the input index and the input (repr), and the process
 exits 1. Exit 0 means every input was handled with a documented outcome.
@@ -30,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import random
 import sys
@@ -686,7 +697,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", type=int, default=100_000, help="total, split between targets")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset")
+    p.add_argument("--live-ring", action="store_true", help="attack a live ring instead")
+    p.add_argument("--members", type=int, default=3, help="live ring size")
+    p.add_argument("--profile", default="local", help="live ring gossip profile")
+    p.add_argument("--attack-s", type=float, default=10.0, help="seconds each attack runs")
+    p.add_argument("--attacks", default="", help="comma-separated subset of the live attacks")
+    p.add_argument("--pysup-path", default=None, help="run the members from this source tree")
     a = p.parse_args(argv)
+    if a.live_ring:
+        return live_ring(a.members, a.profile, a.attack_s, a.pysup_path, a.attacks)
     targets = [t for t in a.targets.split(",") if t]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
@@ -699,6 +718,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for line in summary(results):
         print(line)
+    return 0
+
+
+def live_ring(members: int, profile: str, seconds: float, path: str | None, attacks: str) -> int:
+    from bench import fuzz_ring
+    from bench.measure import RESULTS_DIR, describe_machine, results_path
+
+    only = [a for a in attacks.split(",") if a]
+    unknown = [a for a in only if a not in fuzz_ring.ATTACKS]
+    if unknown:
+        print(f"unknown attacks {unknown}; expected {list(fuzz_ring.ATTACKS)}", file=sys.stderr)
+        return 2
+    results = fuzz_ring.run(members, profile, seconds, path, only)
+    out = results_path("fuzz-ring", RESULTS_DIR)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"machine": describe_machine(), "pysup_path": path, "members": members,
+           "profile": profile, "attack_s": seconds, "results": results}  # fmt: skip
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(fuzz_ring.markdown(results))
+    print(f"written {out}")
     return 0
 
 

@@ -53,7 +53,7 @@ from pysup.butterfly.messages import (
 )
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.suspicion import LocalHealth, Suspicion, expected_confirmations
-from pysup.butterfly.targets import IndexedSet, ProbeRounds
+from pysup.butterfly.table import MemberTable
 from pysup.butterfly.validate import is_ip_literal
 
 PACKET_OVERHEAD = 160
@@ -97,14 +97,10 @@ class SwimCore:
         self.config = config
         self._me = me._replace(incarnation=min(me.incarnation, MAX_INCARNATION))
         self._rng = rng
-        self._members: dict[str, Member] = {}
-        self._live = IndexedSet()  # Alive or Suspect, for O(1) random choice
-        self._proven: set[str] = set()  # had direct contact with (see targets.py)
-        self._proven_live = IndexedSet()
+        self._table = MemberTable(config.unproven_probe_every)
+        self._members = self._table.by_id  # the same dict: read here, written by the table
+        self._live = self._table.live  # Alive or Suspect, for O(1) random choice
         self._recent_dead: dict[str, float] = {}  # confirmed at, for gossip to the dead
-        self._confirmed: dict[str, None] = {}  # Confirmed, not Departed: reconnect targets
-        self._departed: dict[str, None] = {}  # Departed, oldest first: evicted first at the cap
-        self._rounds = ProbeRounds(config.unproven_probe_every)
         self._admission = AdmissionBuckets(config.admit_burst, config.admit_rate_per_s)
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}
@@ -166,7 +162,7 @@ class SwimCore:
 
     def is_proven(self, member_id: str) -> bool:
         """Had direct contact with this member (an ack to our probe, or a stream from it)."""
-        return member_id in self._proven
+        return member_id in self._table.proven
 
     def is_alone(self) -> bool:
         return not self._live
@@ -223,7 +219,7 @@ class SwimCore:
         for m in members:
             if m.id != self._me.id and supersedes(self._members.get(m.id), m):
                 self._apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
-                self._mark_proven(m.id)
+                self._table.mark_proven(m.id)
 
     def publish(self, rumor: Rumor, now: float) -> list[Effect]:
         """A rumor made here (a service, a config apply, a departure, an election). One that
@@ -325,20 +321,20 @@ class SwimCore:
                 self._gossip_idle = True
         elif kind == "pushpull":
             if self._live:
-                target = self._members[self._pick_live()]
+                target = self._members[self._table.pick_live(self._rng)]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
-            if self._confirmed:
+            if self._table.confirmed:
                 # Reconnect (Serf's): also push-pull with one Confirmed member. Gossip to the
                 # dead stops after `gossip_to_dead_s`, so without this two sides of a partition
                 # that outlasted it never speak again once the network heals. Each side learns
                 # the other's verdict about itself and refutes it. A member that is really gone
                 # costs one failed connection per interval until it becomes Departed.
-                target = self._members[self._rng.choice(list(self._confirmed))]
+                target = self._members[self._rng.choice(list(self._table.confirmed))]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             self._schedule("pushpull", "", now + self._pushpull_delay())
         elif kind == "catchup":
             if self._live:
-                target = self._members[self._pick_live()]
+                target = self._members[self._table.pick_live(self._rng)]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             self._catchups -= 1
             if self._catchups > 0:
@@ -379,24 +375,8 @@ class SwimCore:
         self._seq = (self._seq + 1) % _SEQ_MOD
         return self._seq
 
-    def _probe_eligible(self, m: Member) -> bool:
-        if m.health in (Health.ALIVE, Health.SUSPECT):
-            return True
-        return m.persistent and m.health == Health.CONFIRMED
-
-    def _probe_candidates(self, proven: bool) -> list[str]:
-        return [
-            mid
-            for mid, m in self._members.items()
-            if (mid in self._proven) == proven and self._probe_eligible(m)
-        ]
-
-    def _probe_accept(self, member_id: str, proven: bool) -> bool:
-        m = self._members.get(member_id)
-        return m is not None and (member_id in self._proven) == proven and self._probe_eligible(m)
-
     def _start_probe(self, now: float, effects: list[Effect]) -> None:
-        target_id = self._rounds.next(self._probe_candidates, self._probe_accept, self._rng)
+        target_id = self._table.next_probe(self._rng)
         if target_id is None:
             self._probe = None
             return
@@ -414,11 +394,7 @@ class SwimCore:
         target = self._members.get(probe.target_id)
         if target is None:
             return
-        # Proxies are proven members: an invented one never nacks, and Lifeguard would take the
-        # missing nacks for a fault of our own links.
-        pool = self._proven_live if self._proven_live else self._live
-        candidates = pool.sample(self._rng, self.config.indirect_checks + 1)
-        proxies = [mid for mid in candidates if mid != target.id][: self.config.indirect_checks]
+        proxies = self._table.proxies(self.config.indirect_checks, target.id, self._rng)
         for mid in proxies:
             msg = PingReq(probe.seq, self._me, target, self._piggyback())
             effects.append(Send(self._members[mid].addr, msg))
@@ -457,7 +433,7 @@ class SwimCore:
         if probe is not None and probe.seq == msg.seq:
             if not probe.acked and msg.sender.id == probe.target_id:
                 effects.append(ProbeRtt(now - probe.sent_at))
-                self._mark_proven(msg.sender.id)
+                self._table.mark_proven(msg.sender.id)
             probe.acked = True
             self._cancel("probe_timeout", "")  # no indirect probe needed: spare the wakeup
         relay = self._relays.pop(msg.seq, None)
@@ -479,29 +455,9 @@ class SwimCore:
         budget = self.config.udp_budget_bytes - PACKET_OVERHEAD
         return tuple(self._queue.take(budget, self.config.retransmits(self.num_members())))
 
-    def _pick_live(self) -> str:
-        """A live member for a push-pull: a proven one when there is one."""
-        return (self._proven_live if self._proven_live else self._live).choice(self._rng)
-
-    def _gossip_targets(self, k: int) -> list[str]:
-        """`k` live members, proven ones first; now and then (one round in
-        `unproven_probe_every`) one unproven member, so a real newcomer hears gossip too."""
-        targets = self._proven_live.sample(self._rng, k)
-        unproven = len(self._live) - len(self._proven_live)
-        if unproven and len(targets) < k:
-            targets += [m for m in self._live.sample(self._rng, k) if m not in self._proven]
-            targets = targets[:k]
-        elif unproven and self._rng.randrange(self.config.unproven_probe_every) == 0:
-            for _ in range(8):  # a few tries: the unproven may be a small share of the live
-                mid = self._live.choice(self._rng)
-                if mid not in self._proven:
-                    targets[-1] = mid
-                    break
-        return targets
-
     def _gossip(self, now: float, effects: list[Effect]) -> None:
         k = self.config.gossip_nodes
-        targets = self._gossip_targets(k)
+        targets = self._table.gossip_targets(k, self._rng)
         for mid, at in list(self._recent_dead.items()):
             if now - at > self.config.gossip_to_dead_s:
                 del self._recent_dead[mid]
@@ -559,7 +515,7 @@ class SwimCore:
         if stored is None and not self._admit(sender.id, None if stream else src, now, effects):
             return False
         if stream:
-            self._mark_proven(sender.id)  # before it is applied: it joins the proven round
+            self._table.mark_proven(sender.id)  # before it is applied: it joins the proven round
         if supersedes(stored, seen):
             self._apply_member(seen, stored, now, "", effects)
         elif (
@@ -598,31 +554,17 @@ class SwimCore:
         return True
 
     def _evict_one(self) -> bool:
-        """Make room at the cap: forget the oldest Departed member, else a Confirmed one we never
-        had direct contact with (an invented member, most likely). A member forgotten this way
+        """Make room at the cap (`MemberTable.eviction_candidate`). A member forgotten this way
         that is in fact alive comes back like a newcomer when it next speaks."""
-        victim = next(iter(self._departed), None)
-        if victim is None:
-            victim = next((mid for mid in self._confirmed if mid not in self._proven), None)
+        victim = self._table.eviction_candidate()
         if victim is None:
             return False
-        del self._members[victim]
-        self._proven.discard(victim)
-        self._departed.pop(victim, None)
-        self._confirmed.pop(victim, None)
+        self._table.remove(victim)
         self._recent_dead.pop(victim, None)
         for kind in ("depart", "gc"):
             self._cancel(kind, victim)
         self._store.remove_member_services(victim)
         return True
-
-    def _mark_proven(self, member_id: str) -> None:
-        if member_id in self._proven or member_id == self._me.id:
-            return
-        self._proven.add(member_id)
-        if member_id in self._live:
-            self._proven_live.add(member_id)
-        self._rounds.changed()
 
     # --- merging (continued) ------------------------------------------------------------
 
@@ -733,35 +675,17 @@ class SwimCore:
         effects: list[Effect],
         broadcast: bool = True,
     ) -> None:
-        self._members[m.id] = m
-        proven = m.id in self._proven
-        if stored is None:
-            self._rounds.insert(m.id, proven, self._rng)
-        elif self._probe_eligible(m) != self._probe_eligible(stored):
-            self._rounds.changed()
-        if m.health in (Health.ALIVE, Health.SUSPECT):
-            self._live.add(m.id)
-            if proven:
-                self._proven_live.add(m.id)
-        else:
-            self._live.discard(m.id)
-            self._proven_live.discard(m.id)
-        if m.health == Health.DEPARTED:
-            self._departed[m.id] = None
-        else:
-            self._departed.pop(m.id, None)
+        self._table.put(m, stored, self._rng)
         if m.health != Health.SUSPECT:
             self._suspicions.pop(m.id, None)
             self._cancel("suspect", m.id)
         if m.health != Health.CONFIRMED:
             self._recent_dead.pop(m.id, None)
-            self._confirmed.pop(m.id, None)
             self._cancel("depart", m.id)
         if m.health == Health.SUSPECT:
             self._start_suspicion(m, now, by)
         elif m.health == Health.CONFIRMED:
             self._recent_dead[m.id] = now
-            self._confirmed[m.id] = None
             self._schedule("depart", m.id, now + self.config.departure_timeout_s)
         elif m.health == Health.DEPARTED:
             self._schedule("gc", m.id, now + self.config.departure_timeout_s)
