@@ -321,7 +321,7 @@ class SwimCore:
                 self._gossip_idle = True
         elif kind == "pushpull":
             if self._live:
-                target = self._members[self._table.pick_live(self._rng)]
+                target = self._members[self._live.choice(self._rng)]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             if self._table.confirmed:
                 # Reconnect (Serf's): also push-pull with one Confirmed member. Gossip to the
@@ -334,7 +334,7 @@ class SwimCore:
             self._schedule("pushpull", "", now + self._pushpull_delay())
         elif kind == "catchup":
             if self._live:
-                target = self._members[self._table.pick_live(self._rng)]
+                target = self._members[self._live.choice(self._rng)]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             self._catchups -= 1
             if self._catchups > 0:
@@ -514,8 +514,11 @@ class SwimCore:
         stored = self._members.get(sender.id)
         if stored is None and not self._admit(sender.id, None if stream else src, now, effects):
             return False
+        # Before it is applied, so a new member joins the right probe round.
         if stream:
-            self._table.mark_proven(sender.id)  # before it is applied: it joins the proven round
+            self._table.mark_proven(sender.id)
+        else:
+            self._table.mark_heard(sender.id)
         if supersedes(stored, seen):
             self._apply_member(seen, stored, now, "", effects)
         elif (
@@ -576,6 +579,10 @@ class SwimCore:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
             self._merge_member(m, now, msg.sender.id, effects, via)
+            if via is None and m.id in self._members:
+                # A push-pull over TCP vouches for its members enough for gossip (not probing):
+                # a joiner then gossips across the ring it was given, not only to its seed.
+                self._table.mark_heard(m.id)
         self._merge_rumors(msg.rumors, now, effects, via)
 
     def _merge_rumors(

@@ -251,3 +251,19 @@ def test_member_changes_are_still_reported_for_admitted_members() -> None:
                              h.now)  # fmt: skip
     assert {e.member.id for e in effects if isinstance(e, MemberChanged)} == {"e" * 32, m.id}
     assert all(isinstance(s, Send) for s in effects if not isinstance(s, MemberChanged))
+
+
+def test_gossip_goes_to_members_heard_first_hand_not_to_invented_ones() -> None:
+    real = ring(8)
+    h = Harness(real)
+    fakes = invented(400)
+    for i in range(0, 400, 25):
+        flood(h, fakes[i : i + 25], (f"192.0.2.{i // 25 + 1}", 9638))
+    fake_addrs = {m.addr for m in fakes}
+    to: Counter[str] = Counter()
+    end = h.now + 60.0
+    while h.now < end:
+        h.core.publish(ServiceRumor(ME.id, "redis.default", int(h.now * 1000) + 1, "p"), h.now)
+        for s in sends(h.advance(h.now + CFG.gossip_interval_s), Gossip):
+            to["fake" if s.addr in fake_addrs else "real"] += 1
+    assert to["fake"] / (to["fake"] + to["real"]) <= 1 / CFG.unproven_probe_every, to
