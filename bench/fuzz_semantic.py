@@ -29,7 +29,7 @@ from pysup.butterfly.config import LAN, MAX_INCARNATION
 from pysup.butterfly.core import SwimCore
 from pysup.butterfly.effects import Effect, Rejected
 from pysup.butterfly.member import Member
-from pysup.butterfly.messages import PushPull, RumorPush
+from pysup.butterfly.messages import MemberRumor, PushPull, RumorPush
 from pysup.butterfly.validate import is_ip_literal
 from pysup.census import build_census, census_json
 from pysup.gateway.http import butterfly_json
@@ -68,8 +68,9 @@ def check_state(core: SwimCore) -> str | None:
     bad = [m.address for m in members if not is_ip_literal(m.address)]
     if bad:
         return f"member addresses that are not IP literals: {bad[:3]}"
+    sent = [r.member for r in core.all_rumors() if isinstance(r, MemberRumor)]  # as push-pull
     try:
-        state = codec.encode(PushPull(me, (me, *members), tuple(core.store)))
+        state = codec.encode(PushPull(me, (me, *sent), tuple(core.store)))
         again = codec.decode(state, None, codec.MAX_FRAME)
         saved = codec.decode_rumors(codec.encode_rumors(core.all_rumors()))
     except Exception as e:

@@ -179,10 +179,16 @@ class SwimCore:
         return float("inf")
 
     def all_rumors(self) -> list[Rumor]:
-        """State for the on-disk snapshot and push-pull: members and the rumor store."""
-        out: list[Rumor] = [MemberRumor(m) for m in self._members.values()]
+        """State for the on-disk snapshot: members (those a receiver would take) and the store."""
+        out: list[Rumor] = [MemberRumor(m) for m in self._gossipable()]
         out.extend(self._store)
         return out
+
+    def _gossipable(self) -> Iterator[Member]:
+        """Members whose records others accept: all but a local verdict (Suspect, Confirmed) on
+        a member at MAX_INCARNATION, which every receiver refuses, with the whole message it
+        comes in. Such a member is judged by each member's own probes only."""
+        return (m for m in self._members.values() if not _beyond_bound(m))
 
     # --- commands from the shell --------------------------------------------------------
 
@@ -205,10 +211,11 @@ class SwimCore:
         inc = next_incarnation(self._me.incarnation)
         self._me = self._me._replace(incarnation=inc, health=Health.DEPARTED)
         rumor = MemberRumor(self._me)
-        self._queue.enqueue(rumor, rumor_size(rumor))
-        targets = self._live.sample(self._rng, 64)
         effects: list[Effect] = [SelfChanged(self._me, "left")]
-        for mid in targets:
+        if _beyond_bound(self._me):
+            return effects  # Departed at the bound is refused by all: our silence tells them
+        self._queue.enqueue(rumor, rumor_size(rumor))
+        for mid in self._live.sample(self._rng, 64):
             effects.append(Send(self._members[mid].addr, Gossip(self._me, (rumor,))))
         return effects
 
@@ -418,7 +425,7 @@ class SwimCore:
             self._apply_member(
                 target.with_health(Health.SUSPECT), target, now, self._me.id, effects
             )
-        elif target.health == Health.SUSPECT:
+        elif target.health == Health.SUSPECT and target.incarnation < MAX_INCARNATION:
             # Our own failed probe of a member already suspected by others is an independent
             # confirmation: count it and gossip it so the others' timeouts shrink too.
             self._merge_member(target, now, self._me.id, effects)
@@ -485,7 +492,7 @@ class SwimCore:
             self._queue.enqueue(rumor, size)
 
     def _push_pull(self, join: bool, reply: bool) -> PushPull:
-        members = (self._me, *self._members.values())
+        members = (self._me, *self._gossipable())
         return PushPull(self._me, members, tuple(self._store), join, reply)
 
     # --- merging ------------------------------------------------------------------------
@@ -696,7 +703,7 @@ class SwimCore:
             self._schedule("depart", m.id, now + self.config.departure_timeout_s)
         elif m.health == Health.DEPARTED:
             self._schedule("gc", m.id, now + self.config.departure_timeout_s)
-        if broadcast:
+        if broadcast and not _beyond_bound(m):
             rumor = MemberRumor(m, by if m.health == Health.SUSPECT else "")
             self._queue.enqueue(rumor, rumor_size(rumor))
         effects.append(MemberChanged(m, None if stored is None else stored.health))

@@ -267,3 +267,20 @@ def test_gossip_goes_to_members_heard_first_hand_not_to_invented_ones() -> None:
         for s in sends(h.advance(h.now + CFG.gossip_interval_s), Gossip):
             to["fake" if s.addr in fake_addrs else "real"] += 1
     assert to["fake"] / (to["fake"] + to["real"]) <= 1 / CFG.unproven_probe_every, to
+
+
+def test_a_member_at_the_bound_suspected_here_never_spoils_what_we_send() -> None:
+    """Found by `bench.fuzz --targets semantic` (seed 1, input #17125): a member at
+    MAX_INCARNATION that failed our probe became Suspect at the bound here, a record every
+    receiver refuses, and with it every push-pull and piggyback that carried it."""
+    a, top = mk(1), mk(2, inc=MAX_INCARNATION)
+    h = Harness([a, top])
+    h.answer = {a.id}
+    h.advance(h.now + 60.0)
+    assert h.core.member(top.id).health in (Health.SUSPECT, Health.CONFIRMED)  # type: ignore[union-attr]
+    reply, effects = h.core.receive_stream(a.addr, PushPull(a, (a,), ()), h.now)
+    assert reply is not None
+    codec.decode(codec.encode(reply), None, codec.MAX_FRAME)  # nothing in it is refused
+    for s in sends(h.advance(h.now + 5.0), Ping) + sends(effects, Gossip):
+        codec.decode(codec.encode(s.msg), None, codec.MAX_DATAGRAM)
+    assert codec.decode_rumors(codec.encode_rumors(h.core.all_rumors())) == h.core.all_rumors()
