@@ -44,6 +44,14 @@ FROM ${BASE}
 # hab gets its own group with HAB_GID. Kubernetes manifests: runAsUser 42, fsGroup = HAB_GID.
 ARG HAB_UID=42
 ARG HAB_GID=1042
+# curl: real Habitat plans' health checks call {{pkgPathFor "core/curl"}}/bin/curl, which pysup
+# resolves to /usr when core/curl is a dependency and /usr/bin/curl exists (pysup/service/pkgpaths.py;
+# plans/habsuper is such a plan). The lists are removed again: the image never runs apt later.
+RUN set -eu; \
+    apt-get update -q >/dev/null; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl >/dev/null; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*; \
+    curl --version | head -n1
 RUN set -eu; \
     old="$(getent passwd "${HAB_UID}" | cut -d: -f1)"; \
     if [ -n "$old" ]; then userdel "$old"; fi; \

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pysup import __version__
+from pysup.key_cli import add_user_commands
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -166,6 +167,50 @@ def _ring_key_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_plan(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("plan", help="`plan check PLAN_DIR...`: find problems in plans")
+    plan_sub = p.add_subparsers(dest="plan_command", metavar="check", required=True)
+    c = plan_sub.add_parser(
+        "check",
+        help="load each plan, render its templates and hooks with a sample context, and print "
+        "each problem with FILE:LINE and a fix; exit 1 if there is an error",
+    )
+    c.add_argument("plan_dirs", nargs="+", metavar="PLAN_DIR", help="plan directories")
+    c.add_argument(
+        "--config", dest="config_file", help="pysup settings file (pkg_paths, pkg_path_fallback)"
+    )
+    c.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
+    c.add_argument("-v", "--verbose", action="store_true", help="also show the loader's log")
+    c.set_defaults(func=_cmd_plan_check)
+
+
+def _cmd_plan_check(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    import structlog
+
+    from pysup.logs import configure_logging
+    from pysup.service.doctor import run
+    from pysup.service.pkgpaths import PkgPaths
+    from pysup.settings import SettingsError, load_settings
+
+    try:
+        s = load_settings({}, config_file=args.config_file)
+    except SettingsError as e:
+        print(f"pysup: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    missing = [d for d in args.plan_dirs if not Path(d).is_dir()]
+    if missing:
+        print(f"pysup: not a directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(verbose=args.verbose)
+    if not args.verbose:  # the report says it all; the loader's own lines would repeat it
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    paths = PkgPaths.from_settings(s.pkg_paths, s.pkg_path_fallback, os.environ.get("PATH"))
+    return run([Path(d) for d in args.plan_dirs], paths, sys.stdout, strict=args.strict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pysup", description="A Habitat-style Supervisor in Python"
@@ -174,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
     _add_ring(sub)
+    _add_plan(sub)
+    add_user_commands(sub)
     for add in COMMANDS.values():
         add(sub)
     return parser

@@ -37,6 +37,7 @@ from pysup.gateway.ctl_proto import (
     check_filename,
     check_version,
 )
+from pysup.key_cli import add_sup_secret_commands, add_svc_key_commands
 
 EXIT_ERROR: Final = 1
 DEFAULT_CTL: Final = "127.0.0.1:9632"
@@ -185,6 +186,8 @@ def _add_svc(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p.set_defaults(func=_run(_svc_status))
 
+    add_svc_key_commands(ssub)
+
 
 def _svc_load(args: argparse.Namespace) -> int:
     # A directory that exists here is sent as an absolute path; anything else is sent as given
@@ -309,6 +312,8 @@ def _add_sup(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_run(_sup_depart))
     p = ssub.add_parser("term", parents=[_common()], help="stop the supervisor gracefully")
     p.set_defaults(func=_run(_sup_term))
+
+    add_sup_secret_commands(ssub)
 
 
 def _sup_depart(args: argparse.Namespace) -> int:

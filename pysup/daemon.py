@@ -38,6 +38,7 @@ from pysup.native import NativeConfigError, NativeCore, NativeRuntime, loaded_gr
 from pysup.peers import PeerWatchFile, resolve
 from pysup.service.health import HealthStatus
 from pysup.service.manager import ServiceManager
+from pysup.service.pkgpaths import PkgPaths
 from pysup.service.process import ProcessState
 from pysup.service.reaper import Reaper
 from pysup.service.render import ServiceLoadError
@@ -205,6 +206,9 @@ class Supervisor:
             hook_timeout_s=s.hook_timeout_s,
             env=self.env,
             external_leader=s.mode == "kubernetes",  # the Lease decides (pysup/native.py)
+            pkg_paths=PkgPaths.from_settings(
+                s.pkg_paths, s.pkg_path_fallback, self.env.get("PATH")
+            ),
         )
         services = self.services
         self.extra_routes.append(lambda app: add_service_routes(app, services, self.census))

@@ -11,6 +11,17 @@ Habitat's "highlander" election, kept where users rely on it and fixed where the
 - Quorum (Habitat's ``check_quorum``): the *population* is the group's members that are Alive,
   Suspect or Confirmed; the *electorate* those that are Alive; quorum iff
   ``alive > population // 2``.
+- A minimum of three (``MIN_QUORUM``; Habitat's docs: "the first Supervisor will block until it
+  has quorum", and its original leader topology's ``MIN_QUORUM = 3``): a group's *first* election
+  waits until its population is at least three, so a member that is alone, or has found only one
+  peer, never elects itself (two members started apart would each lead until they met). While it
+  waits, each member stands at term 0 with status NoQuorum (what Habitat's ``start_election``
+  publishes without quorum), so ``/census`` and ``/services`` show ``ElectionNoQuorum``
+  everywhere. The minimum guards only that first election (``bootstrapping``: no rumor yet, or
+  term 0 NoQuorum): once it ran, elections follow the quorum rule alone, so a group that shrinks
+  below three keeps its leader while a majority is alive, and re-elects by majority (as Habitat
+  does once its first election ran). The update election has no minimum (a rolling update of a
+  two-member standalone group works, as in Habitat).
 - The candidate finishes the election when it has quorum and every member of the electorate voted.
 - An election restarts with ``term + 1`` when the leader is Confirmed, Departed or unknown, or when
   this member lost quorum (not only when the leader did: Habitat's #2315, a minority side kept a
@@ -47,6 +58,12 @@ MAX_SUITABILITY: Final = 2**64 - 1
 INCUMBENT: Final = 2**63
 """An incumbent (the last leader a member saw) stands with ``INCUMBENT + the term it led``: above
 any suitability a hook reports (they are below 2**63), and the more recent leader of two wins."""
+
+MIN_QUORUM: Final = 3
+"""Members (the quorum population) a leader group needs before its first election. Three is the
+smallest group in which a majority survives the loss of one member and a tie cannot happen, and
+the number Habitat documents and once enforced; more would make small deployments wait for
+members they will never have."""
 
 DEFAULT_STUCK_AFTER_S: Final = 30.0
 
@@ -108,11 +125,63 @@ def reachable_quorum(members: Mapping[str, Health | None]) -> Quorum:
     return Quorum(live, population)
 
 
+def bootstrapping(stored: ElectionRumor | None) -> bool:
+    """Has the group not run its first election yet? No rumor, or the term-0 NoQuorum standing
+    of members waiting for ``MIN_QUORUM`` (a term-0 election that started and then lost quorum
+    looks the same and waits for the minimum again, which is the safe reading)."""
+    return stored is None or (stored.term == 0 and stored.status is ElectionStatus.NO_QUORUM)
+
+
+def members_needed(
+    members: Mapping[str, Health | None], stored: ElectionRumor | None, *, update: bool = False
+) -> int:
+    """How many more members the group needs before its election may run (0: none)."""
+    if update or not bootstrapping(stored):
+        return 0
+    return max(0, MIN_QUORUM - quorum(members).population)
+
+
+class GroupSize(NamedTuple):
+    """What the shell reports about a leader group's size, logged when it changes."""
+
+    population: int
+    """Members counting toward quorum (Alive, Suspect, Confirmed)."""
+    needed: int
+    """More members needed before the first election (``members_needed``)."""
+
+    @property
+    def even(self) -> bool:
+        """An even group that is electing or elected: Habitat warns that half of it failing
+        leaves no quorum on either side (and no leader)."""
+        return self.needed == 0 and self.population > 0 and self.population % 2 == 0
+
+
+def group_size(members: Mapping[str, Health | None], stored: ElectionRumor | None) -> GroupSize:
+    return GroupSize(quorum(members).population, members_needed(members, stored))
+
+
+def size_notices(previous: GroupSize | None, current: GroupSize) -> tuple[str, ...]:
+    """Events to log for a change of a leader group's size (none when nothing changed):
+    ``election.waiting_for_members`` while below the minimum, ``election.enough_members`` when
+    it is reached, ``election.even_population`` when the group is even."""
+    if current == previous:
+        return ()
+    events: list[str] = []
+    if current.needed > 0:
+        events.append("election.waiting_for_members")
+    elif previous is not None and previous.needed > 0:
+        events.append("election.enough_members")
+    if current.even:  # the size changed, or the group just started electing at this size
+        events.append("election.even_population")
+    return tuple(events)
+
+
 class Decision(NamedTuple):
     publish: ElectionRumor | None
     """The rumor to publish, or None: nothing to do."""
     why: str
-    """A stable word for logs: start, vote, finish, finish_timeout, no_quorum, restart_*, wait_*."""
+    """A stable word for logs: start, vote, finish, finish_timeout, no_quorum, restart_*, wait_*
+    (wait_members: the group is below ``MIN_QUORUM`` for its first election)."""
 
 
 def running_since(
@@ -150,7 +219,10 @@ def decide(
     if view.members[me] in _GONE:
         return Decision(None, "wait_departed")  # leaving the ring: stand for nothing
     q = quorum(view.members)
-    status = ElectionStatus.RUNNING if q.has_quorum else ElectionStatus.NO_QUORUM
+    # May an election run (start, restart, finish)? Quorum, and the minimum for the first one.
+    waiting = members_needed(view.members, stored, update=update) > 0
+    can_elect = q.has_quorum and not waiting
+    status = ElectionStatus.RUNNING if can_elect else ElectionStatus.NO_QUORUM
     if incumbent_term is not None:
         suit = INCUMBENT + max(0, min(incumbent_term, INCUMBENT - 1))
     else:
@@ -168,19 +240,23 @@ def decide(
         if not q.has_quorum:
             return Decision(candidacy(next_incarnation(term)), "restart_no_quorum")
         return Decision(None, "finished")
-    if stored.status is ElectionStatus.NO_QUORUM and q.has_quorum:
+    if stored.status is ElectionStatus.NO_QUORUM and can_elect:
         return Decision(candidacy(next_incarnation(term)), "restart_quorum_back")
-    if view.gone(stored.member_id):
+    # Below the minimum nobody restarts the waiting standing, even if its candidate left: a
+    # restart would be a later term, which no longer waits for the minimum.
+    if view.gone(stored.member_id) and not waiting:
         return Decision(candidacy(next_incarnation(term)), "restart_candidate_gone")
     if me not in stored.votes:
         return Decision(candidacy(term), "vote")
+    if waiting:
+        return Decision(None, "wait_members")
     age = None if since is None else now - since
     if stored.member_id != me:
-        if q.has_quorum and age is not None and age >= 2 * stuck_after_s:
+        if can_elect and age is not None and age >= 2 * stuck_after_s:
             return Decision(candidacy(next_incarnation(term)), "restart_stuck")
         return Decision(None, "wait_candidate")
     # This member is the candidate.
-    if not q.has_quorum:
+    if not can_elect:
         if stored.status is not ElectionStatus.NO_QUORUM:
             return Decision(replace(stored, status=ElectionStatus.NO_QUORUM), "no_quorum")
         return Decision(None, "wait_no_quorum")
@@ -238,13 +314,19 @@ __all__ = [
     "DEFAULT_STUCK_AFTER_S",
     "INCUMBENT",
     "MAX_SUITABILITY",
+    "MIN_QUORUM",
     "Decision",
+    "GroupSize",
     "GroupView",
     "Participant",
     "Quorum",
+    "bootstrapping",
     "decide",
+    "group_size",
     "leader_of",
+    "members_needed",
     "quorum",
     "reachable_quorum",
     "running_since",
+    "size_notices",
 ]

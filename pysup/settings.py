@@ -16,6 +16,7 @@ from typing import Any
 
 from pysup.butterfly.config import PRESETS
 from pysup.butterfly.validate import is_ip_literal
+from pysup.service.pkgpaths import PkgPathError, parse_mapping
 
 
 class SettingsError(Exception):
@@ -83,6 +84,15 @@ class Settings:
     """Label selector for pods when EndpointSlices cannot be read."""
     mode: str = "gossip"
     """`gossip` (a SWIM ring) or `kubernetes` (census, config and leader from the API)."""
+    pkg_paths: Mapping[str, str] = field(default_factory=dict)
+    """Where plans' dependencies live on this host: ORIGIN/NAME -> prefix, what
+    ``{{pkgPathFor "ORIGIN/NAME"}}`` renders (``PYSUP_PKG_PATHS="core/curl=/usr ..."`` or a
+    ``[pkg_paths]`` table). Beats every other way of finding a package (service/pkgpaths.py)."""
+    pkg_path_fallback: bool = True
+    """Resolve a dependency that is neither mapped nor installed under /hab/pkgs from a namesake
+    program on PATH (``core/curl`` -> ``/usr`` when ``/usr/bin/curl`` exists). On: real plans'
+    hooks call ``{{pkgPathFor "core/curl"}}/bin/curl``, which this makes work on ordinary hosts;
+    off gives Habitat's ``/hab/pkgs/...`` paths exactly."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def gossip_addr(self) -> tuple[str, int]:
@@ -182,13 +192,24 @@ ENV: dict[str, str] = {
     "kubernetes_selector": "PYSUP_KUBERNETES_SELECTOR",
     "mode": "PYSUP_MODE",
     "departure_timeout_s": "PYSUP_DEPARTURE_TIMEOUT",
+    "pkg_paths": "PYSUP_PKG_PATHS",
 }
-_BOOL_ENV: dict[str, str] = {"json_logging": "PYSUP_JSON_LOGGING"}
+_BOOL_ENV: dict[str, str] = {
+    "json_logging": "PYSUP_JSON_LOGGING",
+    "pkg_path_fallback": "PYSUP_PKG_PATH_FALLBACK",
+}
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     kind = str(kinds[name])
+    if "Mapping" in kind:
+        if not isinstance(value, str | dict):
+            raise SettingsError(f"{source}: {name} must be a table")
+        try:
+            return parse_mapping(value)
+        except PkgPathError as e:
+            raise SettingsError(f"{source}: {e}") from None
     if "tuple" in kind:
         if isinstance(value, str):
             return tuple(v for v in (x.strip() for x in value.replace(",", " ").split()) if v)

@@ -25,20 +25,28 @@ A key can also be given as its whole file text (``--ring-key`` / ``HAB_RING_KEY`
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import nacl.exceptions
 import nacl.secret
 import nacl.utils
 
-from pysup.statedir import atomic_write
+from pysup.crypto.keyfiles import (
+    REVISION_RE,
+    KeyFileError,
+    NamedRevision,
+    ensure_cache_dir,
+    list_revisions,
+    parse_key_text,
+    read_key_file,
+    render_key_text,
+    revision_at,
+    write_key_file,
+)
 
 SYM_KEY_VERSION = "SYM-SEC-1"
 SYM_KEY_SUFFIX = ".sym.key"
@@ -46,9 +54,6 @@ KEY_BYTES = 32
 NONCE_BYTES = 24
 MAC_BYTES = 16
 KEY_FILE_MODE = 0o600
-
-_REVISION_RE = re.compile(r"\d{14}")
-_NAME_WITH_REV_RE = re.compile(r"(?P<name>.+)-(?P<rev>\d{14})")
 
 
 class RingKeyError(Exception):
@@ -66,7 +71,7 @@ class RingKey:
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\\n\r\x00"):
             raise RingKeyError(f"invalid ring key name {self.name!r}")
-        if not _REVISION_RE.fullmatch(self.revision):
+        if not REVISION_RE.fullmatch(self.revision):
             raise RingKeyError(f"invalid ring key revision {self.revision!r} (want YYYYMMDDhhmmss)")
         if len(self.secret) != KEY_BYTES:
             raise RingKeyError(f"ring key must be {KEY_BYTES} bytes, got {len(self.secret)}")
@@ -83,8 +88,8 @@ class RingKey:
 
     def to_key_text(self) -> str:
         """The key file content, byte-for-byte as Habitat writes it (no trailing newline)."""
-        b64 = base64.b64encode(self.secret).decode("ascii")
-        return f"{SYM_KEY_VERSION}\n{self.name_with_rev}\n\n{b64}"
+        named = NamedRevision(self.name, self.revision)
+        return render_key_text(SYM_KEY_VERSION, named, self.secret)
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Seal ``plaintext``; returns ``nonce (24 bytes) + ciphertext (len + 16 bytes MAC)``."""
@@ -112,52 +117,26 @@ class RingKey:
             ) from e
 
 
-def _revision(now: datetime) -> str:
-    """UTC ``YYYYMMDDhhmmss``; a naive ``now`` is taken to be UTC already."""
-    utc = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-    return utc.strftime("%Y%m%d%H%M%S")
-
-
 def generate_ring_key(name: str, now: datetime) -> RingKey:
     """A new random key for ring ``name`` with revision ``now`` (UTC). Writes nothing."""
-    return RingKey(name=name, revision=_revision(now), secret=nacl.utils.random(KEY_BYTES))
+    return RingKey(name=name, revision=revision_at(now), secret=nacl.utils.random(KEY_BYTES))
 
 
 def parse_ring_key(text: str, source: str = "<ring key>") -> RingKey:
     """Parse key file content; errors name ``source`` (a path, or e.g. ``HAB_RING_KEY``)."""
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise RingKeyError(f"{source}: empty ring key (want a {SYM_KEY_VERSION} key file)")
-    header = lines[0].strip()
-    if header != SYM_KEY_VERSION:
-        raise RingKeyError(
-            f"{source}: unsupported key header {header[:40]!r} (want {SYM_KEY_VERSION!r})"
-        )
-    if len(lines) < 2 or not lines[1].strip():
-        raise RingKeyError(f"{source}: missing <name>-<revision> line")
-    m = _NAME_WITH_REV_RE.fullmatch(lines[1].strip())
-    if m is None:
-        raise RingKeyError(
-            f"{source}: cannot parse name and revision from {lines[1].strip()[:80]!r} "
-            "(want <name>-<YYYYMMDDhhmmss>)"
-        )
-    if len(lines) < 4 or not lines[3].strip():
-        raise RingKeyError(f"{source}: missing key material (4th line)")
     try:
-        secret = base64.b64decode(lines[3].strip(), validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise RingKeyError(f"{source}: key material is not valid base64") from e
-    if len(secret) != KEY_BYTES:
-        raise RingKeyError(f"{source}: key is {len(secret)} bytes, want {KEY_BYTES}")
-    return RingKey(name=m.group("name"), revision=m.group("rev"), secret=secret)
+        parsed = parse_key_text(text, source, (SYM_KEY_VERSION,), KEY_BYTES)
+    except KeyFileError as e:
+        raise RingKeyError(str(e)) from None
+    return RingKey(name=parsed.named.name, revision=parsed.named.revision, secret=parsed.material)
 
 
 def read_ring_key_file(path: Path) -> RingKey:
     """Read and parse one ``.sym.key`` file."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise RingKeyError(f"{path}: cannot read ring key: {e}") from e
+        text = read_key_file(Path(path))
+    except KeyFileError as e:
+        raise RingKeyError(str(e)) from None
     return parse_ring_key(text, source=str(path))
 
 
@@ -167,34 +146,21 @@ def write_ring_key(key: RingKey, cache_dir: Path) -> Path:
     Like Habitat: writing the same key again is a no-op, but a different key under an existing
     name and revision is refused rather than overwritten.
     """
-    cache_dir = Path(cache_dir)
+    path = Path(cache_dir) / key.filename
     try:
-        if not cache_dir.is_dir():
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(cache_dir, 0o700)
-        path = cache_dir / key.filename
-        if path.exists():
-            existing = read_ring_key_file(path)
-            if existing.secret != key.secret:
-                raise RingKeyError(
-                    f"{path}: a different key with this name and revision already exists"
-                )
-            return path
-        atomic_write(path, key.to_key_text().encode("ascii"), KEY_FILE_MODE)
-    except OSError as e:
-        raise RingKeyError(f"cannot write ring key to {cache_dir}: {e}") from e
+        ensure_cache_dir(Path(cache_dir))
+        write_key_file(path, key.to_key_text(), KEY_FILE_MODE)
+    except KeyFileError as e:
+        raise RingKeyError(str(e)) from None
     return path
 
 
 def list_ring_key_revisions(name: str, cache_dir: Path) -> list[str]:
     """Revisions of ring ``name`` in ``cache_dir``, newest first (``acme`` ignores ``acme-you``)."""
-    pattern = re.compile(re.escape(name) + r"-(\d{14})" + re.escape(SYM_KEY_SUFFIX))
     try:
-        entries = list(Path(cache_dir).iterdir())
-    except OSError as e:
-        raise RingKeyError(f"cannot read key cache {cache_dir}: {e}") from e
-    revs = {m.group(1) for p in entries if (m := pattern.fullmatch(p.name)) and p.is_file()}
-    return sorted(revs, reverse=True)
+        return list_revisions(name, SYM_KEY_SUFFIX, cache_dir)
+    except KeyFileError as e:
+        raise RingKeyError(str(e)) from None
 
 
 def load_latest_ring_key(name: str, cache_dir: Path) -> RingKey:

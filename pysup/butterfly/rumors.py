@@ -78,8 +78,11 @@ def merge_election(stored: ElectionRumor, new: ElectionRumor) -> ElectionRumor:
     )
     votes = tuple(sorted(set(stored.votes) | set(new.votes)))
     status = winner.status
-    if new.member_id == stored.member_id and stored.status != new.status:
-        # Running vs NoQuorum for the same candidate and term: NoQuorum is the later news.
+    same_candidate = (new.suitability, new.member_id) == (stored.suitability, stored.member_id)
+    if same_candidate and stored.status != new.status:
+        # Running vs NoQuorum for the same candidate and term: NoQuorum is the later news. The
+        # candidate is its id *and* suitability, as in the winner rule above; by id alone the
+        # merge is not associative (a re-ranked candidate would pick up a stale NoQuorum).
         status = ElectionStatus.NO_QUORUM
     return ElectionRumor(
         winner.service_group,

@@ -86,11 +86,17 @@ def resolved_exposes(plan: Plan, cfg: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def dep_json(ident: str) -> dict[str, Any]:
+def dep_json(ident: str, path: str | None = None) -> dict[str, Any]:
+    """A ``pkg.deps`` entry; ``path`` is where the dependency was found on this host (what
+    ``pkgPathFor`` renders; without it, Habitat's ``/hab/pkgs/...`` path)."""
     parsed = PkgIdent.parse(ident)
     if parsed is None:
-        return {"ident": ident, "origin": None, "name": None, "version": None, "release": None}
-    return {"ident": str(parsed), **parsed.to_json()}
+        out = {"ident": ident, "origin": None, "name": None, "version": None, "release": None}
+    else:
+        out = {"ident": str(parsed), **parsed.to_json()}
+    if path is not None:
+        out["path"] = path
+    return out
 
 
 def pkg_context(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,7 +121,7 @@ def pkg_context(plan: Plan, cfg: Mapping[str, Any]) -> dict[str, Any]:
         "svc_group": plan.svc_group,
         "exports": dict(plan.exports),
         "exposes": resolved_exposes(plan, cfg),
-        "deps": [dep_json(d) for d in plan.deps],
+        "deps": [dep_json(d, plan.dep_paths.get(d)) for d in plan.deps],
     }
 
 

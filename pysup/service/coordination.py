@@ -6,8 +6,11 @@ service's task set. On every census change (woken by ``Service.census_changed``)
 (topology leader) and the update election (strategy rolling), and publishes what it returns
 through the manager's ``publish``. The suitability hook runs once per term this member stands in.
 ``gate`` tells the service whether hooks may run: Habitat's "Waiting to execute hooks; election in
-progress", and, the split-brain fix, "no quorum": a member that sees a majority of its group gone
-stops its running service until quorum returns (``ElectionTuning.stop_without_quorum``).
+progress" (saying how many members a group below ``election.MIN_QUORUM`` still waits for), and,
+the split-brain fix, "no quorum": a member that sees a majority of its group gone stops its
+running service until quorum returns (``ElectionTuning.stop_without_quorum``). The leader group's
+size is logged when it changes: ``election.waiting_for_members`` (members, needed, waiting_for),
+``election.enough_members``, and Habitat's warning for an even group, ``election.even_population``.
 
 ``PlanWatcher`` (one per manager) polls the plan directories of services whose update strategy is
 not ``none`` and asks ``updates.plan_turn`` when to restart them with the changed plan.
@@ -30,9 +33,14 @@ from pysup.census import Census, CensusGroup, ElectionState, ServiceGroup
 from pysup.election import (
     DEFAULT_STUCK_AFTER_S,
     INCUMBENT,
+    MIN_QUORUM,
+    GroupSize,
     GroupView,
     Participant,
+    group_size,
+    members_needed,
     reachable_quorum,
+    size_notices,
 )
 from pysup.service.plan import plan_fingerprint
 from pysup.service.spec import Topology, UpdateStrategy
@@ -42,6 +50,14 @@ if TYPE_CHECKING:
     from pysup.service.service import Service
 
 log = structlog.get_logger(__name__)
+
+
+EVEN_POPULATION = (
+    "This census has an even population. If half the membership fails, quorum will never be "
+    "met, and no leader will be elected. Add another instance to the service group!"
+)
+"""Habitat's warning for a leader group with an even number of members, word for word (users
+search their logs for it)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,16 @@ def leader_gate(group: CensusGroup | None, census: Census, tuning: ElectionTunin
     if status is ElectionState.IN_PROGRESS:
         return Gate("Waiting to execute hooks; election in progress")
     if status is ElectionState.NO_QUORUM:
-        return Gate("Waiting to execute hooks; election in progress, and we have no quorum")
+        reason = "Waiting to execute hooks; election in progress, and we have no quorum"
+        members = group_view(census, group).members
+        needed = members_needed(members, group.election)
+        if needed and not tuning.external_leader:
+            have = MIN_QUORUM - needed
+            reason += (
+                f": {have} of the {MIN_QUORUM} members a leader group needs for its first "
+                f"election; waiting for {needed} more"
+            )
+        return Gate(reason)
     if group.leader_id is None:
         return Gate("Waiting to execute hooks; the elected leader is not in the census yet")
     return Gate(None)
@@ -137,6 +162,8 @@ class Coordinator:
         }
         self._suit: tuple[int, int] | None = None
         """(term, suitability) of the last suitability hook run."""
+        self._size: GroupSize | None = None
+        """The leader group's size last reported (``election.size_notices``)."""
         self._log = log.bind(service_group=str(sg))
 
     @property
@@ -176,9 +203,27 @@ class Coordinator:
         if self._closed or not self.active:
             return
         if self.topology is Topology.LEADER:
+            self._report_size()
             await self._elect(update=False)
         if self.strategy is UpdateStrategy.ROLLING:
             await self._elect(update=True)
+
+    def _report_size(self) -> None:
+        """Log the leader group's size when it changes: how many members the first election
+        still waits for, and Habitat's warning for an even group."""
+        census = self._census()
+        group = census.group(self.sg)
+        if group is None or group.me is None:
+            return
+        size = group_size(group_view(census, group).members, group.election)
+        for event in size_notices(self._size, size):
+            if event == "election.even_population":
+                self._log.warning(event, members=size.population, message=EVEN_POPULATION)
+            else:
+                self._log.info(
+                    event, members=size.population, needed=MIN_QUORUM, waiting_for=size.needed
+                )
+        self._size = size
 
     async def _elect(self, *, update: bool) -> None:
         census = self._census()
@@ -324,6 +369,7 @@ class PlanWatcher:
 
 
 __all__ = [
+    "EVEN_POPULATION",
     "Coordinator",
     "ElectionTuning",
     "Gate",

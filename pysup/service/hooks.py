@@ -33,7 +33,7 @@ from typing import IO, Any, Final
 
 import structlog
 
-from pysup.service.plan import HOOK_NAMES  # Habitat's hook file names
+from pysup.service.hooknames import HOOK_NAMES  # Habitat's hook file names
 from pysup.service.reaper import CHILDREN, spawn_registered
 
 log = structlog.get_logger(__name__)
@@ -153,14 +153,57 @@ def ensure_executable(path: Path) -> None:
         log.debug("hook.chmod_failed", path=str(path), error=str(e))
 
 
+_SHEBANG_MAX: Final = 256
+"""Bytes of a hook's first line read for its shebang (Linux reads at most 256)."""
+
+
+def shebang(head: bytes) -> tuple[str, str | None] | None:
+    """(interpreter, optional argument) of a ``#!`` line, as the kernel splits it; None without
+    one. The interpreter keeps a trailing ``\r`` (a file saved with Windows line endings), since
+    that is what the kernel tries to execute."""
+    if not head.startswith(b"#!"):
+        return None
+    line = head[2:].split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+    interp, _, arg = line.strip(" \t").partition(" ")
+    if not interp:
+        return None
+    arg = arg.strip(" \t")
+    return interp, arg or None
+
+
+def missing_interpreter(path: Path, head: bytes) -> str | None:
+    """Why the shebang interpreter of hook `path` cannot run, or None when it can (or there is
+    none). Names the interpreter: ``exec`` itself would only say that the *hook* is missing."""
+    parsed = shebang(head)
+    if parsed is None:
+        return None
+    interp = parsed[0]
+    if interp.endswith("\r"):
+        return (
+            f"{path}: the interpreter {interp!r} of its #! line does not exist: the file has "
+            "Windows line endings (CRLF); convert it to LF"
+        )
+    target = Path(interp) if interp.startswith("/") else path.parent / interp
+    if not target.exists():
+        return f"{path}: the interpreter {interp} named by its #! line does not exist"
+    if target.is_dir() or not os.access(target, os.X_OK):
+        return f"{path}: the interpreter {interp} named by its #! line is not executable"
+    return None
+
+
 def hook_argv(path: Path) -> list[str]:
-    """How to execute a hook file: directly when it has a shebang (and is executable), else sh."""
+    """How to execute a hook file: directly when it has a shebang (and is executable), else sh.
+
+    Raises `HookError` naming the interpreter when its shebang's interpreter does not exist."""
     try:
         with path.open("rb") as f:
-            head = f.read(2)
+            head = f.read(_SHEBANG_MAX)
     except OSError as e:
         raise HookError(f"cannot read hook {path}: {e}") from e
-    if head == b"#!" and os.access(path, os.X_OK):
+    if head.startswith(b"#!") and os.access(path, os.X_OK):
+        problem = missing_interpreter(path, head)
+        if problem is not None:
+            raise HookError(problem)
         return [str(path)]
     return [_SHELL, str(path)]
 

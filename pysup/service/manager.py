@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import signal
@@ -37,6 +38,7 @@ from pysup.butterfly.messages import (
 from pysup.census import Census
 from pysup.service.coordination import PlanWatcher
 from pysup.service.hooks import kill_group
+from pysup.service.pkgpaths import PkgPaths
 from pysup.service.plan import PlanError, load_plan
 from pysup.service.reaper import CHILDREN
 from pysup.service.service import Service, ServiceLoadError, ServiceTuning, compile_templates
@@ -67,13 +69,16 @@ class ServiceManager:
         census_debounce_s: float = 0.1,
         plan_poll_s: float = 1.0,
         external_leader: bool = False,
+        pkg_paths: PkgPaths | None = None,
     ) -> None:
         """`hook_timeout_s` overrides ``tuning.hook_timeout_s``. `env` is the environment of hooks
         and run processes (and where ``HAB_<PKG>`` is read); default: ours. `user_toml_poll_s`:
         seconds between mtime checks of the user.toml files; `census_debounce_s`: how long a burst
         of census changes is collected before services re-render; `plan_poll_s`: seconds between
         fingerprint checks of the plans of services with an update strategy; `external_leader`:
-        leaders come from outside the ring (``ElectionTuning.external_leader``, native mode)."""
+        leaders come from outside the ring (``ElectionTuning.external_leader``, native mode);
+        `pkg_paths`: how plans' dependencies are found on this host (default: the PATH fallback
+        over `env`'s PATH, ``pysup.service.pkgpaths``)."""
         self.state = state
         self.sys_info = dict(sys_info)
         self.member_id = member_id
@@ -85,6 +90,7 @@ class ServiceManager:
             self.tuning = replace(self.tuning, election=election)
         self._rng = rng if rng is not None else random.Random()
         self._env = dict(os.environ if env is None else env)
+        self.pkg_paths = pkg_paths or PkgPaths.from_settings({}, True, self._env.get("PATH"))
         self.user_toml_poll_s = user_toml_poll_s
         self.census_debounce_s = census_debounce_s
         self._services: dict[str, Service] = {}
@@ -139,7 +145,11 @@ class ServiceManager:
     async def _load_plan(self, plan_dir: Path) -> Any:
         # plan.sh is sourced by a bash child: keep the reaper off our children meanwhile.
         with CHILDREN.spawning():
-            return await asyncio.to_thread(load_plan, plan_dir, self.state.svc_root)
+            return await asyncio.to_thread(
+                functools.partial(load_plan, pkg_paths=self.pkg_paths),
+                plan_dir,
+                self.state.svc_root,
+            )
 
     def _require(self, name: str) -> Service:
         svc = self._services.get(name)

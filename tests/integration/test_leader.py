@@ -18,7 +18,11 @@ from typing import Any
 
 import pytest
 
-from pysup.butterfly.messages import ElectionStatus, Rumor, ServiceRumor
+from pysup.butterfly.member import Member
+from pysup.butterfly.messages import ElectionRumor, ElectionStatus, Rumor, RumorKind, ServiceRumor
+from pysup.census import Census, build_census
+from pysup.election import Participant
+from pysup.service.coordination import group_view
 from pysup.service.manager import ServiceManager
 from pysup.service.spec import ServiceSpec, Topology
 from pysup.statedir import StateDir
@@ -221,6 +225,63 @@ def test_one_leader_everywhere_and_kill_9_of_the_leader_elects_another(
     wait(lambda: everyone_up_with_leader(survivors, successor), 20.0, "re-rendered", fleet)
 
 
+def waiting_for(sup: Sup, missing: int) -> bool:
+    """`sup` shows the wait for the first election: /census ElectionNoQuorum without a leader and
+    3 - missing members; /services ElectionNoQuorum, the service down and waiting, saying so."""
+    g, svc = census_group(sup), service(sup)
+    return (
+        g is not None
+        and svc is not None
+        and g["election_status"] == "ElectionNoQuorum"
+        and g["leader_id"] is None
+        and len(g["population"]) == 3 - missing
+        and svc["last_election_status"] == "ElectionNoQuorum"
+        and svc["process"]["state"] == "down"
+        and svc["pysup"]["state"] == "waiting"
+        and (svc["pysup"]["reason"] or "").endswith(f"waiting for {missing} more")
+    )
+
+
+def test_members_started_one_by_one_elect_once_the_third_is_there(fleet: Fleet) -> None:
+    """The blog's compose flow: `super` starts alone, the clients join it later. Alone, then with
+    one client, no leader is elected and no service starts (checked once each member has reported
+    its wait, so the election logic has run on what it knows); the third member's arrival elects
+    exactly one leader and every service starts under it. The first member's log says how many
+    members it waits for, once per change. On the old code the lone member elected itself."""
+    sups: list[Sup] = []
+    for i in range(3):
+        host = f"127.0.0.{20 + i}"
+        sup = fleet.new(
+            f"m{i}",
+            host=host,
+            peers=[sups[0].gossip_addr] if sups else [],
+            extra=[str(BACKEND), "--health-check-interval", "0.5", "--topology", "leader"],
+            env=backend_env(host, free_port(host)),
+        )
+        fleet.launch(sup)
+        sup.wait_http()
+        sups.append(sup)
+        if len(sups) == 3:
+            break
+        missing = 3 - len(sups)
+        wait(
+            lambda missing=missing: all(waiting_for(s, missing) for s in sups),
+            30.0,
+            f"{len(sups)} member(s) waiting for {missing} more",
+            fleet,
+        )
+        for s in sups:
+            assert not (s.state_dir / "svc" / "backend" / "data" / "starts.log").exists()
+    t0 = time.monotonic()
+    leader = wait(lambda: agreed_leader(sups, 3), 30.0, "one leader on all 3", fleet)
+    report("third member started -> one leader everywhere", time.monotonic() - t0)
+    wait(lambda: everyone_up_with_leader(sups, leader), 20.0, "services up, templates", fleet)
+    lines = [ln for ln in sups[0].log_text().splitlines() if "election.waiting_for_members" in ln]
+    assert len(lines) == 2, lines
+    assert "members=1" in lines[0] and "waiting_for=2" in lines[0], lines
+    assert "members=2" in lines[1] and "waiting_for=1" in lines[1], lines
+
+
 def test_member_without_quorum_stops_its_service_and_says_why(fleet: Fleet) -> None:
     sups = start_group(fleet, 3, ["--topology", "leader"])
     leader = wait(lambda: agreed_leader(sups, 3), 30.0, "one leader", fleet)
@@ -250,22 +311,70 @@ def test_member_without_quorum_stops_its_service_and_says_why(fleet: Fleet) -> N
 
 
 class ElectingRing(Ring):
-    """tests/integration/test_service.py's in-memory ring, also carrying election rumors."""
+    """tests/integration/test_service.py's in-memory ring, also carrying election rumors, with
+    peers that exist only as members of the ring: each loads the same service (a Service rumor)
+    and takes part in its election through the real pure logic (``election.Participant``), as
+    their supervisors would; gossip is instant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: dict[str, Participant] = {}
+        self._stepping = False
+
+    def members(self) -> list[Member]:
+        return [self.local, *(Member(p, 0, "127.0.0.1", 9638) for p in self.peers)]
+
+    def census(self) -> Census:
+        return build_census(self.local, self.members(), self.store)
 
     def publish(self, rumor: Rumor) -> None:
         if isinstance(rumor, ServiceRumor):
             self.published.append(rumor)
         self.gossip(rumor)
 
+    def add_peer(self, member_id: str, sg: str) -> None:
+        self.peers[member_id] = Participant()
+        self.gossip(ServiceRumor(member_id, sg, 1, "test/peer/1/1", True))
 
-async def test_a_lone_member_elects_itself_and_only_then_runs_hooks(tmp_path: Path) -> None:
-    """In process (manager, service, coordinator, real hooks): the suitability hook is rendered
-    and run while the service waits; init runs only once this member's election is Finished."""
+    def gossip(self, rumor: Rumor) -> None:
+        super().gossip(rumor)
+        if self._stepping:
+            return
+        self._stepping = True
+        try:
+            self._peers_vote()
+        finally:
+            self._stepping = False
+
+    def _peers_vote(self) -> None:
+        """Let every peer step until none has anything to publish (a fixed point)."""
+        for _ in range(50):
+            quiet = True
+            for peer, part in self.peers.items():
+                census = build_census(
+                    Member(peer, 0, "127.0.0.1", 9638), self.members(), self.store
+                )
+                for group in census.groups.values():
+                    d = part.step(group_view(census, group), group.election, suitability=0, now=0)
+                    if d.publish is not None:
+                        quiet = False
+                        super().gossip(d.publish)
+            if quiet:
+                return
+
+
+async def test_hooks_wait_until_three_members_elected_a_leader(tmp_path: Path) -> None:
+    """In process (manager, service, coordinator, real hooks): alone, and with one peer, the
+    member does not elect itself (NoQuorum, no init, the reason counts the missing members) while
+    its suitability hook is rendered and run; the third member's arrival finishes the election,
+    this member (suitability 42) leads, and only then does init run, seeing it."""
+    sg = "leaderly.default"
     plan = write_plan(
         tmp_path,
         "leaderly",
         {
-            "init": "#!/bin/sh\ntouch {{pkg.svc_data_path}}/init-ran\n",
+            "init": "#!/bin/sh\necho '{{svc.election_is_finished}} {{svc.me.leader}}'"
+            " > {{pkg.svc_data_path}}/init-ran\n",
             "run": "#!/bin/sh\nexec sleep 100\n",
             "suitability": "#!/bin/sh\necho 42\n",
         },
@@ -283,14 +392,32 @@ async def test_a_lone_member_elects_itself_and_only_then_runs_hooks(tmp_path: Pa
         census_debounce_s=0.02,
     )
     ring.manager = manager
+    init_ran = tmp_path / "state" / "svc" / "leaderly" / "data" / "init-ran"
+
+    def stored() -> ElectionRumor | None:
+        rumor = ring.store.get(RumorKind.ELECTION, sg, "election")
+        return rumor if isinstance(rumor, ElectionRumor) else None
+
     try:
         svc = await manager.load(ServiceSpec(plan, topology=Topology.LEADER))
+        for peers, missing in ((0, 2), (1, 1)):
+            if peers:
+                ring.add_peer(f"{peers:032x}", sg)
+            said = f"waiting for {missing} more"
+            await until(lambda said=said: said in (svc.reason or ""), what=said)
+            election = stored()
+            assert election is not None and election.status is ElectionStatus.NO_QUORUM
+            assert election.suitability == 42  # the suitability hook ran while waiting
+            assert svc.election_status.value == "ElectionNoQuorum"
+            assert svc.process.pid is None and not init_ran.exists()
+        ring.add_peer(f"{2:032x}", sg)
         await until(lambda: svc.process.pid is not None, what="started after the election")
-        group = ring.census().group("leaderly.default")
+        group = ring.census().group(sg)
         assert group is not None and group.leader_id == MEMBER_ID
-        assert group.election is not None and group.election.suitability == 42
-        assert group.election.status is ElectionStatus.FINISHED
-        assert (svc.svc_path / "data" / "init-ran").exists()
+        election = stored()
+        assert election is not None and election.status is ElectionStatus.FINISHED
+        assert election.term == 1 and len(election.votes) == 3
+        assert init_ran.read_text().split() == ["true", "true"]
         assert svc.election_status.value == "ElectionFinished"
     finally:
         await manager.stop_all(10.0)

@@ -7,7 +7,10 @@ derived from the gossip configuration:
 - crash the leader: one new leader everywhere within the failure-detection bound plus a few gossip
   rounds, at a higher term;
 - a 2|3 partition: the minority shows NoQuorum and no leader; the majority keeps its leader or
-  elects one; after the heal every member agrees on one leader.
+  elects one; after the heal every member agrees on one leader;
+- members joining one at a time (the blog's compose file starts `super` alone): no leader while
+  the group has one or two members (NoQuorum everywhere), one leader once the third has joined;
+  when that leader then leaves the ring, the two left re-elect by majority.
 """
 
 from __future__ import annotations
@@ -44,11 +47,21 @@ class Group:
         self.net = SimNetwork(seed, CFG, profile or NetProfile())
         self.nodes = [self.net.add_member() for _ in range(n)]
         self.net.converge_instantly()
-        rng = random.Random(seed)
-        self.suit = {node.id: rng.randrange(3) for node in self.nodes}
+        self.rng = random.Random(seed)
+        self.suit = {node.id: self.rng.randrange(3) for node in self.nodes}
         self.parts = {node.id: Participant(stuck_after_s=30.0) for node in self.nodes}
         for node in self.nodes:
             self.net.publish(node, ServiceRumor(node.id, SG, 1, "core/redis/1/1", True))
+
+    def add(self) -> SimNode:
+        """A new member joins the ring through the first one and loads the service."""
+        node = self.net.add_member()
+        self.nodes.append(node)
+        self.suit[node.id] = self.rng.randrange(3)
+        self.parts[node.id] = Participant(stuck_after_s=30.0)
+        self.net.join(node, [self.nodes[0]])
+        self.net.publish(node, ServiceRumor(node.id, SG, 1, "core/redis/1/1", True))
+        return node
 
     def census(self, node: SimNode) -> Census:
         return build_census(node.core.me, node.core.members(), node.core.store)
@@ -188,3 +201,41 @@ def test_partition_minority_has_no_leader_and_heal_restores_one(leader_side: str
     assert all(g.status(n) is ElectionState.FINISHED for n in g.nodes)
     g.run(30.0)
     assert g.one_leader(g.nodes) == final  # and it is stable
+
+
+def test_members_joining_one_at_a_time_elect_only_once_the_third_is_there() -> None:
+    g = Group(1, 8)
+
+    def waiting(nodes: list[SimNode]) -> bool:
+        return all(g.status(n) is ElectionState.NO_QUORUM for n in nodes)
+
+    def any_leader() -> bool:
+        return g.leaders(g.nodes) != {None}
+
+    for size in (1, 2):
+        if size == 2:
+            g.add()
+        # Everyone shows the wait, and keeps waiting: no leader ever, however long it runs.
+        assert g.run(ROUNDS_S, lambda: waiting(g.nodes)) is not None, size
+        assert g.run(60.0, any_leader) is None, (size, g.leaders(g.nodes))
+        assert waiting(g.nodes)
+    g.add()
+    took = g.run(ROUNDS_S, lambda: g.one_leader(g.nodes) is not None)
+    assert took is not None, g.leaders(g.nodes)
+    leader = g.one_leader(g.nodes)
+    assert all(g.status(n) is ElectionState.FINISHED for n in g.nodes)
+    print(f"\nTIMING sim: third member joined -> one leader everywhere in {took:.1f}s")
+    # The leader leaves the ring (Departed): the two left are below three, but their group has
+    # had its first election, so they re-elect by majority, as Habitat does.
+    old = g.node(leader or "")
+    g.net.leave(old)
+    g.net.run_for(1.0)
+    g.net.crash(old)
+    rest = g.live()
+    took = g.run(ROUNDS_S * 2, lambda: g.one_leader(rest) not in (None, leader))
+    assert took is not None, g.leaders(rest)
+    assert g.one_leader(rest) in {n.id for n in rest}
+    for n in rest:  # ... it was a departure (population 2), not a crash (which still counts)
+        group = g.census(n).group(SG)
+        gone = group.member(old.id) if group is not None else None
+        assert gone is not None and gone.departed

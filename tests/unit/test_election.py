@@ -17,6 +17,7 @@ from pysup.butterfly.rumors import merge_election
 from pysup.census import Census, CensusGroup, CensusMember, ElectionState, ServiceGroup
 from pysup.election import (
     INCUMBENT,
+    MIN_QUORUM,
     GroupView,
     Participant,
     decide,
@@ -251,13 +252,15 @@ def run_group(
 def test_a_group_reaches_one_outcome_the_most_suitable_live_member_leads_iff_quorum(
     n: int, healths: list[Health], suits: list[int], seed: int
 ) -> None:
+    """From nothing: a leader iff quorum and at least MIN_QUORUM members count toward it."""
     health: dict[str, Health | None] = {k: healths[i] for i, k in enumerate("abcdefg"[:n])}
     health["a"] = ALIVE
     members = {IDS["abcdefg".index(k)]: h for k, h in health.items()}
     suit = {IDS[i]: suits[i] for i in range(7)}
     final, _ = run_group(health, suit, random.Random(seed))
     assert final is not None
-    if quorum(members).has_quorum:
+    q = quorum(members)
+    if q.has_quorum and q.population >= MIN_QUORUM:
         alive = [m for m, h in members.items() if h is ALIVE]
         best = max(alive, key=lambda m: (suit[m], m))
         assert final.status is F and final.member_id == best

@@ -81,11 +81,11 @@ def nginx_context(*, backends: list[dict[str, Any]] | None) -> dict[str, Any]:
 
 
 def run_hook_context() -> dict[str, Any]:
-    members = {
-        "a1": member(1) | {"leader": False},
-        "b2": member(2, alive=False),
-        "c3": member(3, leader=True),
-    }
+    members = [  # a list, as Habitat's census gives it
+        member(1) | {"leader": False},
+        member(2, alive=False),
+        member(3, leader=True),
+    ]
     return {
         "sys": {"ip": "10.0.0.1"},
         "pkg": {
@@ -136,9 +136,13 @@ def test_fixture_renders_to_expected_file(
     assert render_fixture(template, ctx) == (FIXTURES / expected).read_text()
 
 
-def test_nginx_upstream_falls_back_when_no_backend_is_alive() -> None:
-    out = render_fixture("nginx.conf.hbs", nginx_context(backends=[member(6, alive=False)]))
+def test_nginx_upstream_falls_back_only_when_the_backend_list_is_empty() -> None:
+    """Habitat's eachAlive renders its else branch for an empty list, and nothing at all when
+    every member is dead."""
+    out = render_fixture("nginx.conf.hbs", nginx_context(backends=[]))
     assert "    upstream backend {\n        server 127.0.0.1:65535 down;\n    }\n" in out
+    out = render_fixture("nginx.conf.hbs", nginx_context(backends=[member(6, alive=False)]))
+    assert "    upstream backend {\n    }\n" in out
 
 
 def test_nginx_without_bind_has_no_upstream_and_no_leftover_lines() -> None:
@@ -185,7 +189,12 @@ def test_tildes_strip_all_surrounding_whitespace(left: str, right: str, value: s
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    # serde_json's domain: i64/u64 integers, finite floats (others become floats / null)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )

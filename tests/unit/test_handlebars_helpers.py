@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from typing import Any
 
 import pytest
@@ -21,38 +20,43 @@ def render(source: str, ctx: dict[str, Any] | None = None, **kw: Any) -> str:
         ("s", "s"),
         (511, "511"),
         (-7, "-7"),
-        (2**70, "1180591620717411303424"),
+        (2**70, "1.1805916207174113e21"),  # beyond u64: a float, as serde_json has it
         (1.5, "1.5"),
         (0.1, "0.1"),
         (3.0, "3.0"),
-        (1e20, "1e+20"),
+        (1e20, "1e20"),
+        (1e15, "1000000000000000.0"),
+        (1e21, "1e21"),
+        (1e-7, "1e-7"),
+        (float("nan"), ""),  # serde_json turns NaN into null
         (True, "true"),
         (False, "false"),
         (None, ""),
-        ([1, "a", True, None, 2.5], '[1, "a", true, null, 2.5]'),
-        ({"a": 1, "b": [2, {"c": "d"}]}, '{"a": 1, "b": [2, {"c": "d"}]}'),
+        ([8080], "[8080]"),  # issue 14 item 5: handlebars-rust's rendering of collections
+        ([1, "a", True, None, 2.5], "[1, a, true, , 2.5]"),
+        ([[1, [2]], {"k": 1}], "[[1, [2]], [object]]"),
+        ({"a": 1, "b": [2, {"c": "d"}]}, "[object]"),
         ((), "[]"),
-        ({}, "{}"),
+        ({}, "[object]"),
     ],
     ids=repr,
 )
-def test_values_render_like_json_scalars_and_compact_json_collections(
-    value: Any, expected: str
-) -> None:
+def test_values_render_like_handlebars_rust(value: Any, expected: str) -> None:
     assert render("{{v}}", {"v": value}) == expected
 
 
 def test_str_concat_renders_each_argument() -> None:
     ctx = {"cfg": {"host": "db", "port": 5432, "ssl": False}}
     assert render('{{strConcat cfg.host ":" cfg.port "?ssl=" cfg.ssl}}', ctx) == "db:5432?ssl=false"
-    assert render("{{strConcat cfg.nope}}", ctx) == ""
+    assert render("{{strConcat cfg.nope}}", ctx) == "null"  # Habitat prints null's JSON
 
 
 def test_str_join() -> None:
     ctx = {"l": ["a", 1, True], "empty": []}
     assert render('{{strJoin l ", "}}', ctx) == "a, 1, true"
     assert render('{{strJoin empty ","}}', ctx) == ""
-    assert render('{{strJoin nope ","}}', ctx) == ""
+    with pytest.raises(TemplateError, match="must be a list"):
+        render('{{strJoin nope ","}}', ctx)
 
 
 def test_str_replace() -> None:
@@ -80,84 +84,6 @@ def test_to_json_is_pretty_two_space_json() -> None:
     )
     assert render("{{toJson cfg}}", ctx) == expected
     assert render("{{toJson cfg.name}}|{{toJson cfg.nil}}|{{toJson cfg.tls}}", ctx) == '"x"|null|{}'
-
-
-def test_to_toml_renders_a_table() -> None:
-    ctx = {"cfg": {"port": 80, "name": "web", "server": {"hosts": ["a", "b"], "ratio": 0.5}}}
-    out = render("{{toToml cfg}}", ctx)
-    assert out == (
-        'port = 80\nname = "web"\n\n[server]\nhosts = [\n    "a",\n    "b",\n]\nratio = 0.5\n'
-    )
-    assert tomllib.loads(out) == ctx["cfg"]
-
-
-def test_to_yaml_block_style() -> None:
-    ctx = {
-        "cfg": {
-            "name": "web",
-            "port": 80,
-            "ratio": 0.5,
-            "debug": False,
-            "nothing": None,
-            "tags": ["a", "b c"],
-            "server": {"host": "0.0.0.0", "paths": []},
-            "users": [{"name": "u1", "roles": ["r"]}, {"name": "u2", "roles": {}}],
-            "matrix": [[1, 2], [3]],
-            "empty": {},
-        }
-    }
-    expected = (
-        "name: web\n"
-        "port: 80\n"
-        "ratio: 0.5\n"
-        "debug: false\n"
-        "nothing: null\n"
-        "tags:\n"
-        "- a\n"
-        "- b c\n"
-        "server:\n"
-        '  host: "0.0.0.0"\n'
-        "  paths: []\n"
-        "users:\n"
-        "- name: u1\n"
-        "  roles:\n"
-        "  - r\n"
-        "- name: u2\n"
-        "  roles: {}\n"
-        "matrix:\n"
-        "- - 1\n"
-        "  - 2\n"
-        "- - 3\n"
-        "empty: {}\n"
-    )
-    assert render("{{toYaml cfg}}", ctx) == expected
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("plain", "plain"),
-        ("/var/lib/x-1.2", "/var/lib/x-1.2"),
-        ("true", '"true"'),
-        ("No", '"No"'),
-        ("null", '"null"'),
-        ("1.0", '"1.0"'),
-        ("0x1F", '"0x1F"'),
-        ("", '""'),
-        ("a: b", '"a: b"'),
-        ("# not a comment", '"# not a comment"'),
-        ("two\nlines", '"two\\nlines"'),
-        (" padded", '" padded"'),
-        ("-dash", '"-dash"'),
-        (7, "7"),
-        (float("inf"), ".inf"),
-        (None, "null"),
-    ],
-    ids=repr,
-)
-def test_to_yaml_quotes_strings_that_would_change_type(value: Any, expected: str) -> None:
-    assert render("{{toYaml v}}", {"v": value}) == expected + "\n"
-    assert render("{{toYaml m}}", {"m": {"k": value}}) == f"k: {expected}\n"
 
 
 DEPS = {
@@ -218,13 +144,10 @@ def test_comparison_and_logic_helpers(source: str, expected: str) -> None:
 def test_helpers_report_misuse_at_the_tag() -> None:
     with pytest.raises(TemplateError) as info:
         render("line one\n  {{strJoin cfg.s ','}}", {"cfg": {"s": "not-a-list"}})
-    assert str(info.value) == "t.hbs:2:5: strJoin: first argument must be a list, got str"
-    with pytest.raises(TemplateError, match=r"toToml: needs a table \(mapping\), got list"):
-        render("{{toToml l}}", {"l": [1]})
-    with pytest.raises(TemplateError, match="toToml: cannot encode as TOML"):
+    assert str(info.value) == "t.hbs:2:3: strJoin: first argument must be a list"
+    with pytest.raises(TemplateError, match="toToml: Can't serialize parameter to TOML"):
         render("{{toToml m}}", {"m": {"a": None}})
-    with pytest.raises(TemplateError, match="gt: cannot compare"):
-        render("{{gt 1 'a'}}")
+    assert render("{{gt 1 'a'}} {{gt 2 '1'}}") == "false true"  # no order: false, no error
 
 
 def test_to_json_round_trips_nested_values() -> None:

@@ -50,8 +50,8 @@ def sh_plan(tmp_path: Path, body: str, name: str = "p") -> Path:
 # --- the example plans ----------------------------------------------------------------------------
 
 
-def test_the_three_example_plans_exist() -> None:
-    assert {"habsup", "greeter", "kvstore"} <= set(EXAMPLES)
+def test_the_example_plans_exist() -> None:
+    assert {"habsup", "greeter", "kvstore", "habsuper"} <= set(EXAMPLES)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -65,7 +65,8 @@ def test_every_example_plan_loads(name: str, tmp_path: Path) -> None:
     assert set(plan.hooks) <= HOOK_NAMES
     assert all(p.is_file() and os.access(p, os.X_OK) for p in plan.hooks.values())
     assert plan.default_cfg, "every example ships a default.toml"
-    assert plan.config_dir is not None and any(plan.config_dir.iterdir())
+    if name != "habsuper":  # the blog's shape: its program takes flags, no config file
+        assert plan.config_dir is not None and any(plan.config_dir.iterdir())
     assert re.fullmatch(r"[0-9a-f]{64}", plan.fingerprint)
 
 
@@ -74,8 +75,8 @@ def test_example_templates_and_exports_only_use_keys_default_toml_defines(
     name: str, tmp_path: Path
 ) -> None:
     plan = load_plan(PLANS / name, tmp_path)
-    assert plan.config_dir is not None
-    templates = [*plan.config_dir.iterdir(), *plan.hooks.values()]
+    configs = list(plan.config_dir.iterdir()) if plan.config_dir is not None else []
+    templates = [*configs, *plan.hooks.values()]
     used = {
         m.group(1)
         for t in templates
@@ -98,6 +99,26 @@ def test_habsup_plan(tmp_path: Path) -> None:
     }
     assert set(plan.hooks) == {"run", "health-check"}
     assert plan.svc_run is None
+
+
+def test_habsuper_plan_has_the_blogs_shape(tmp_path: Path) -> None:
+    """habitat/plan.sh with pkg_deps=( core/curl ... ), hooks/run exec'ing bin/habsuper, and the
+    underscore hooks/health_check, which is the health-check hook."""
+    plan = load_plan(PLANS / "habsuper", tmp_path)
+    hooks_dir = PLANS / "habsuper" / "habitat" / "hooks"
+    assert plan.plan_file == PLANS / "habsuper" / "habitat" / "plan.sh"
+    assert dict(plan.hooks) == {
+        "run": hooks_dir / "run",
+        "health-check": hooks_dir / "health_check",
+    }
+    assert plan.deps[0] == "core/curl"
+    assert "exec {{pkg.path}}/bin/habsuper" in (hooks_dir / "run").read_text()
+    health = (hooks_dir / "health_check").read_text()
+    assert '{{pkgPathFor "core/curl"}}/bin/curl -sS --head --fail --max-time 1' in health
+    assert "exit 2" in health
+    program = PLANS / "habsuper" / "bin" / "habsuper"
+    assert os.access(program, os.X_OK) and program.read_bytes().startswith(b"#!/usr/bin/env ")
+    assert plan.default_cfg["http"]["port"] != 8080, "must not collide with habsup"
 
 
 def test_greeter_plan_has_lifecycle_hooks(tmp_path: Path) -> None:
@@ -262,9 +283,10 @@ def test_missing_pkg_name_is_an_error(tmp_path: Path, body: str) -> None:
     assert info.value.path == tmp_path / "p" / "plan.sh"
 
 
-def test_top_level_exit_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match="exited while being sourced"):
+def test_top_level_exit_is_reported_with_its_status_and_line(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="exited with status 3 while being sourced") as info:
         load_plan(sh_plan(tmp_path, "pkg_name=p\npkg_svc_run=x\nexit 3\n"), tmp_path)
+    assert info.value.line == 3
 
 
 def test_a_plan_that_hangs_is_killed_after_the_timeout(tmp_path: Path) -> None:
@@ -587,10 +609,14 @@ def test_greeter_reloads_its_config_on_sighup(
 
 
 @pytest.mark.parametrize(
-    "hook", [f"{p.parent.parent.name}/{p.name}" for p in sorted(PLANS.glob("*/hooks/*"))]
+    "hook",
+    [
+        str(p.relative_to(PLANS))
+        for p in sorted([*PLANS.glob("*/hooks/*"), *PLANS.glob("*/habitat/hooks/*")])
+    ],
 )
 def test_example_hooks_are_valid_posix_sh(hook: str) -> None:
-    result = subprocess.run(["sh", "-n", str(PLANS / hook.replace("/", "/hooks/"))], timeout=10)
+    result = subprocess.run(["sh", "-n", str(PLANS / hook)], timeout=10)
     assert result.returncode == 0
 
 

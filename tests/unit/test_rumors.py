@@ -155,6 +155,17 @@ def test_merge_is_associative(triple: list[StoredRumor]) -> None:
     assert join(join(a, b), c) == join(a, join(b, c))
 
 
+def test_election_merge_is_associative_when_a_candidate_is_re_ranked() -> None:
+    # Found by hypothesis: the same member, once NoQuorum at suitability 0 and once Running at
+    # suitability 1, must not pick up the stale NoQuorum depending on the order of merges.
+    g, m1, m2 = "redis.default", "1" * 32, "2" * 32
+    a = ElectionRumor(g, m1, 1, 0, ElectionStatus.NO_QUORUM, ())
+    b = ElectionRumor(g, m2, 1, 0, ElectionStatus.RUNNING, ())
+    c = ElectionRumor(g, m1, 1, 1, ElectionStatus.RUNNING, ())
+    assert join(join(a, b), c) == join(a, join(b, c))
+    assert join(a, join(b, c)).status is ElectionStatus.RUNNING
+
+
 @LAWS
 @given(same_identity_pairs(2))
 def test_merge_reports_change_exactly_when_content_changes(pair: list[StoredRumor]) -> None:

@@ -1,31 +1,23 @@
-"""Handlebars templates for Habitat plans (hooks and config files), written from scratch.
+"""Handlebars templates for Habitat plans (hooks and config files), written from scratch to
+render exactly what Habitat's engine, handlebars-rust 6.3, renders.
 
 Usage::
 
     tpl = compile_template(source, name="config/redis.config")  # parse once
     text = tpl.render({"cfg": cfg, "sys": sys, ...})  # render many times
 
-Habitat semantics: no HTML escaping anywhere (``{{x}}`` == ``{{{x}}}`` == ``{{&x}}``),
-handlebars-rust truthiness (null, false, 0, "", [] and {} are falsy) and Habitat's helpers
-(eachAlive, pkgPathFor, strConcat, strJoin, strReplace, toUppercase, toLowercase, toJson, toToml,
-toYaml). A missing value renders as "" unless ``render(..., strict=True)``.
+What that means in practice (docs/templates.md has the full list and the few deviations):
 
-Deliberate choices (where Handlebars.js and handlebars-rust differ, or neither decides):
-
-* Truthiness is handlebars-rust's: null, false, 0, 0.0, "", [] and {} are falsy
-  (``{{#if x includeZero=true}}`` makes 0 truthy).
-* ``{{x}}`` renders numbers and bools like JSON (``511``, ``1.5``, ``true``), null as "", and a
-  list or mapping as one-line JSON (``[1, "a"]``, ``{"k": 1}``): unambiguous, and valid TOML for
-  arrays of scalars. ``toJson`` is 2-space pretty JSON (serde_json's to_string_pretty), keys in
-  insertion order. ``toToml`` uses tomli_w and needs a mapping without nulls. ``toYaml`` is our
-  own block-style emitter (no ``---`` header; strings that would read as another type are quoted).
-* Unknown helpers, wrong argument counts and block helpers used inline are reported when the
-  template is compiled, not when the branch is first taken: a typo fails at load time.
-* ``../`` follows Handlebars.js: each/with/eachAlive (and ``{{#path}}`` sections) push a context,
-  if/unless do not. ``@key`` of a list item is its index.
-* Double-quoted literals decode JSON escapes (``"\t"`` is a tab), as handlebars-rust reads them.
-* handlebars-rust's eq/ne/gt/gte/lt/lte/and/or/not/len are available; partials and decorators are
-  not (TemplateError); ``{{{{raw}}}}...{{{{/raw}}}}`` emits its content verbatim.
+* Syntax is handlebars-rust's grammar: whitespace is allowed inside tags (``{{ #if x }}``,
+  ``{{~ /if }}``, ``{{ else }}``), ``{{^}}`` is an else but ``{{^x}}`` sections do not exist,
+  partials and decorators are not supported.
+* Whitespace control (``~`` and standalone lines) follows handlebars-rust, not Handlebars.js.
+* No HTML escaping anywhere (Habitat registers a no-op escape function).
+* ``{{x}}`` prints a list as ``[a, b]`` and a mapping as ``[object]``; numbers like serde_json.
+* Truthiness: null, false, 0, "", [] and {} are falsy.
+* Errors (unknown helper, a helper refusing its arguments, a list indexed by a name) are raised
+  when the offending tag is rendered, as in handlebars-rust; a missing value renders as "" unless
+  ``render(..., strict=True)``.
 """
 
 from __future__ import annotations
@@ -34,9 +26,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import SourceMap, TemplateError
-from .lexer import Lexer
-from .parser import Parser
-from .render import Compiler, Frame, RenderFn
+from .helpers import OUTPUT_HELPERS, VALUE_HELPERS
+from .parser import Builder, Node
+from .render import Ctx, Renderer
+from .syntax import Scanner
 
 __all__ = ["Template", "TemplateError", "compile_template"]
 
@@ -44,20 +37,20 @@ __all__ = ["Template", "TemplateError", "compile_template"]
 class Template:
     """A compiled template; immutable and safe to render concurrently."""
 
-    __slots__ = ("_fn", "name", "source")
+    __slots__ = ("_nodes", "_renderer", "name", "source")
 
-    def __init__(self, source: str, name: str, fn: RenderFn) -> None:
+    def __init__(self, source: str, name: str, nodes: list[Node], renderer: Renderer) -> None:
         self.source = source
         self.name = name
-        self._fn = fn
+        self._nodes = nodes
+        self._renderer = renderer
 
     def render(self, context: Mapping[str, Any], *, strict: bool = False) -> str:
-        """Render with ``context`` as the root. ``strict=True`` makes a path that does not exist
-        (as opposed to one holding null) raise TemplateError, except in an ``#if``/``#unless``
-        condition, which exists to test presence."""
-        out: list[str] = []
-        self._fn(Frame(context, None, {}, None, context, strict), out)
-        return "".join(out)
+        """Render with ``context`` as the root. ``strict=True`` makes a ``{{path}}`` that does
+        not exist (as opposed to one holding null) raise TemplateError."""
+        ctx = Ctx(context, strict)
+        self._renderer.nodes(self._nodes, ctx)
+        return "".join(ctx.out)
 
     def __repr__(self) -> str:
         return f"Template({self.name!r})"
@@ -65,8 +58,8 @@ class Template:
 
 def compile_template(source: str, name: str = "<template>") -> Template:
     """Parse ``source`` into a Template; raises TemplateError (with ``name``, line and column)
-    on a syntax error, an unknown helper or a helper called with the wrong number of arguments."""
+    where handlebars-rust refuses the template."""
     smap = SourceMap(source, name)
-    tokens = Lexer(source, smap).run()
-    nodes = Parser(tokens, smap).parse()
-    return Template(source, name, Compiler(smap).program(nodes))
+    tokens = Scanner(source, smap).run()
+    nodes = Builder(source, smap).build(tokens)
+    return Template(source, name, nodes, Renderer(smap, VALUE_HELPERS, OUTPUT_HELPERS))
