@@ -310,6 +310,12 @@ def test_well_formed_hostile_gossip_is_refused_and_the_ring_stays_whole(fleet: F
         assert "evil" not in str(data), f"{s.name} stored the ../ file rumor"
     assert incarnation <= int((x.state_dir / "INCARNATION").read_text()) < MAX_INCARNATION
 
+    # What the ring would refuse is refused at `config apply` too, with the reason.
+    secret = (x.state_dir / "CTL_SECRET").read_text().strip()
+    dated = ConfigApply("redis.default", 1, b"at = 1979-05-27T07:32:00Z\n")
+    with pytest.raises(CtlClientError, match="the ring would refuse it"):
+        asyncio.run(send("127.0.0.1", x.ctl_port, secret, dated))
+
     # Nothing hostile was saved: a restarted member comes back whole.
     x.signal(15)
     assert x.wait_exit(20) == 0
