@@ -271,7 +271,7 @@ def attack_flood(ring: LiveRing, seconds: float) -> dict[str, Any]:
     detect = None
     while time.monotonic() - t0 < max(seconds, 120.0):
         if all(n.members().get(victim.member_id) == "Confirmed" for n in others):
-            detect = time.monotonic() - t0
+            detect = round(time.monotonic() - t0, 1)
             break
         time.sleep(0.2)
     seen = max(len(n.members()) for n in others)
@@ -352,7 +352,8 @@ class Window:
         t1 = time.monotonic()
         cpu1 = cpu_seconds(self.pids.values())
         cpu = max((cpu1[p] - self.cpu[p]) / (t1 - self.t0) for p in cpu1 if p in self.cpu)
-        window = [v for n in ring.nodes for v in latencies(n, self.t0, t1)]
+        watched = [n for n in ring.nodes if n.member_id not in exclude]  # not the killed one
+        window = [v for n in watched for v in latencies(n, self.t0, t1)]
         ok = [v for v in window if v is not None]
         return {
             "cpu_pct": round(100 * cpu, 1),
