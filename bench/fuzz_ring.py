@@ -305,18 +305,20 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def false_suspicions(ring: LiveRing, offsets: dict[int, int], exclude: set[str]) -> int:
+def false_suspicions(ring: LiveRing, offsets: dict[int, int], exclude: set[str]) -> list[str]:
+    """`observer: event subject` for every suspicion of a live real member since `offsets`."""
     real = {n.member_id for n in ring.nodes} - exclude
-    count = 0
+    out = []
     for node in ring.nodes:
         with open(node.log, "rb") as f:
             f.seek(offsets[node.index])
             for line in f:
                 if any(e in line for e in GONE_EVENTS):
                     with contextlib.suppress(ValueError):
-                        if json.loads(line).get("member_id") in real:
-                            count += 1
-    return count
+                        rec = json.loads(line)
+                        if rec.get("member_id") in real:
+                            out.append(f"m{node.index}: {rec['event']} {rec['member_id'][:8]}")
+    return out
 
 
 def latencies(node: Node, start: float, end: float) -> list[float | None]:
@@ -363,7 +365,8 @@ class Window:
             "healthz_failed": len(window) - len(ok),
             "recover_s": recovery(ring, self.base, t1),
             # Counted after the recovery: a suspicion the attack caused may come late.
-            "false_suspicions": false_suspicions(ring, self.offsets, exclude),
+            "false_suspicions": len(wrong := false_suspicions(ring, self.offsets, exclude)),
+            "false_suspicion_events": wrong,
             "refused": self.refused(ring),
         }
 
