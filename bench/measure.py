@@ -177,16 +177,64 @@ def parse_vmrss_mib(status_text: str) -> float:
     return math.nan
 
 
-def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
-    """Current utime+stime (s) per pid; pids that vanished are omitted."""
+def parse_proc_stat_children_cpu(stat_line: str, clk_tck: int = _CLK_TCK) -> float:
+    """cutime + cstime in seconds (fields 16 and 17): CPU of reaped children, such as the hooks
+    a supervisor ran and waited for."""
+    rest = stat_line[stat_line.rindex(")") + 2 :].split()
+    return (int(rest[16 - 3]) + int(rest[17 - 3])) / clk_tck
+
+
+def cpu_seconds(pids: Iterable[int], children: bool = False) -> dict[int, float]:
+    """Current utime+stime (s) per pid (plus its reaped children's with `children`); pids that
+    vanished are omitted."""
     out: dict[int, float] = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
-                out[pid] = parse_proc_stat_cpu(f.read())
+                line = f.read()
+            out[pid] = parse_proc_stat_cpu(line) + (
+                parse_proc_stat_children_cpu(line) if children else 0.0
+            )
         except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
             continue
     return out
+
+
+def parse_smaps_rollup(text: str) -> dict[str, float]:
+    """Every ``Name: N kB`` line of ``/proc/<pid>/smaps_rollup`` in MiB (Rss, Pss, Pss_Anon,
+    Pss_File, Shared_Clean, Private_Dirty, Swap...). PSS charges each shared page to the
+    processes mapping it in equal parts, so N copies of one interpreter sum to what they
+    really use; RSS counts shared libraries in full in every process."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        cols = rest.split()
+        if sep and len(cols) == 2 and cols[1] == "kB" and cols[0].isdigit():
+            out[name.strip()] = int(cols[0]) / 1024.0
+    return out
+
+
+def memory_mib(pids: Iterable[int]) -> dict[int, dict[str, float]]:
+    """``parse_smaps_rollup`` per pid (kernel >= 4.14); pids that vanished are omitted."""
+    out: dict[int, dict[str, float]] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                got = parse_smaps_rollup(f.read())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if "Rss" in got:
+            out[pid] = got
+    return out
+
+
+def parse_proc_stat_busy(text: str) -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs from the first line of ``/proc/stat``; busy excludes
+    idle and iowait. Two readings give the machine's busy fraction in between."""
+    cols = [int(x) for x in text.splitlines()[0].split()[1:]]
+    idle = cols[3] + (cols[4] if len(cols) > 4 else 0)
+    total = sum(cols[:8])
+    return float(total - idle), float(total)
 
 
 def cpu_rates(before: Mapping[int, float], after: Mapping[int, float], wall: float) -> list[float]:
@@ -338,7 +386,12 @@ class SampleAccumulator:
         self.all_s.append(max(samples) if samples and not misses else math.nan)
 
 
-def spawn_logged(cmd: Sequence[str], log_path: Path, pgid: int | None) -> subprocess.Popen[bytes]:
+def spawn_logged(
+    cmd: Sequence[str],
+    log_path: Path,
+    pgid: int | None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start one agent with its output in `log_path`, in process group `pgid` (a new group led
     by this process when None), so a whole cluster can be killed with one killpg."""
     with open(log_path, "wb") as log:
@@ -347,5 +400,21 @@ def spawn_logged(cmd: Sequence[str], log_path: Path, pgid: int | None) -> subpro
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
             process_group=0 if pgid is None else pgid,
         )
+
+
+def summary_json(r: Result) -> str:
+    """One line of JSON with a Result's headline numbers (the command-line harnesses' output)."""
+    return json.dumps(
+        {
+            "system": r.system,
+            "metric": r.metric,
+            "n": r.n,
+            "p50": r.p50,
+            "p99": r.p99,
+            "unit": r.unit,
+            "timeouts": r.meta.get("timeouts", 0),
+        }
+    )

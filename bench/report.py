@@ -231,6 +231,12 @@ def plot_metric(
     unit = rs[0].unit
     ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
     ax.set_title(metric.replace("_", " "))
+    return _save(fig, ax, path)
+
+
+def _save(fig: Any, ax: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -294,3 +300,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def plot_frontier(points: Sequence[Any], path: Path) -> Path | None:
+    """Detection time (to Confirmed everywhere, median over kills) against false Confirmed per
+    member-hour, one line per system through its loss levels (labelled), with the 95% upper
+    bound of each rate as an error bar: down and left is better."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [p for p in points if not math.isnan(p.detect_p50_s)]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, system in enumerate(sorted({p.system for p in pts})):
+        mine = sorted((p for p in pts if p.system == system), key=lambda p: p.loss)
+        xs = [p.fp_rate for p in mine]
+        ys = [p.detect_p50_s for p in mine]
+        err = [[0.0] * len(mine), [max(0.0, p.fp_upper - p.fp_rate) for p in mine]]
+        color = colors[i % len(colors)]
+        ax.errorbar(xs, ys, xerr=err, fmt="o-", color=color, label=system, capsize=3, alpha=0.9)
+        for p in mine:
+            ax.annotate(
+                f"{p.loss:.0%}",
+                (p.fp_rate, p.detect_p50_s),
+                fontsize=8,
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
+    ax.set_xlabel("false Confirmed per member-hour (bar: 95% upper bound)")
+    ax.set_ylabel("kill -9 to Confirmed everywhere (s, median over kills)")
+    ax.set_title("failure detection vs false positives, by packet loss")
+    return _save(fig, ax, path)

@@ -46,6 +46,7 @@ from bench.measure import (
     SampleAccumulator,
     cpu_rates,
     cpu_seconds,
+    memory_mib,
     rss_mib,
     spawn_logged,
 )
@@ -122,6 +123,8 @@ class SerfCluster:
         self._pgid: int | None = None
         self.agents: list[Agent] = []
         self.spawn_seconds = 0.0
+        self.pss: list[float] = []
+        self.startup: dict[str, Any] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -267,13 +270,15 @@ class SerfCluster:
                 raise ClusterError(f"{agent.name} stats said converged but lists {len(alive)}")
 
     async def idle_usage(self, window: float = 10.0) -> tuple[list[float], list[float]]:
-        """(CPU s per s, RSS MiB) per agent over ``window`` seconds with no polling."""
+        """(CPU s per s, RSS MiB) per agent over ``window`` seconds with no polling; PSS per
+        agent is left in ``self.pss``."""
         pids = self.pids
         before = cpu_seconds(pids)
         t_before = time.monotonic()
         await asyncio.sleep(window)
         after = cpu_seconds(pids)
         wall = time.monotonic() - t_before
+        self.pss = [m["Pss"] for m in memory_mib(pids).values() if "Pss" in m]
         return cpu_rates(before, after, wall), list(rss_mib(pids).values())
 
     async def join_one(self, wait_s: float = 30.0) -> tuple[list[float], int]:
@@ -287,9 +292,32 @@ class SerfCluster:
         async def sees_it(rpc: SerfRPC) -> bool:
             return bool(await rpc.members_filtered(name=name, status="alive"))
 
+        probe = asyncio.ensure_future(self._startup_probe(extra, t0, t0 + wait_s))
         result = await self._observe(observers, sees_it, t0, wait_s)
-        await self._connect(extra, time.monotonic() + 10.0)
+        self.startup = await probe
         return result
+
+    async def _startup_probe(self, agent: Agent, t0: float, deadline: float) -> dict[str, Any]:
+        """Start-up of a new agent, from just before its spawn: its RPC answers (`healthz`,
+        the counterpart of pysup's /healthz 200) and it lists another member (`joined`)."""
+        out: dict[str, Any] = {"healthz": None, "joined": None}
+        while agent.rpc is None and time.monotonic() < deadline:
+            self._check_running(agent)
+            try:
+                agent.rpc = await SerfRPC.open(HOST, agent.rpc_port, wait_s=1.0)
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.01)
+        if agent.rpc is None:
+            return out
+        out["healthz"] = time.monotonic() - t0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(SerfRPCError):
+                s = (await agent.rpc.stats())["serf"]
+                if int(s["members"]) - int(s["failed"]) - int(s["left"]) >= 2:
+                    out["joined"] = time.monotonic() - t0
+                    break
+            await asyncio.sleep(0.02)
+        return out
 
     async def open_streams(self) -> None:
         """Subscribe every live agent to the benchmark's user event."""
@@ -374,6 +402,8 @@ async def run_serf_bench(
     acc = {m: SampleAccumulator() for m in ("bootstrap", "join", "event", "failure_detection")}
     cpu: list[float] = []
     rss: list[float] = []
+    pss: list[float] = []
+    startup: dict[str, list[float]] = {"healthz": [], "joined": []}
     spawn: list[float] = []
     health: list[int] = []
     used_poll = poll_interval or default_poll_interval(n)
@@ -387,8 +417,12 @@ async def run_serf_bench(
             c_cpu, c_rss = await c.idle_usage(idle_window)
             cpu.extend(c_cpu)
             rss.extend(c_rss)
+            pss.extend(c.pss)
             say(f"serf n={n} repeat {r + 1}/{repeat}: join")
             acc["join"].add(await c.join_one())
+            for k in ("healthz", "joined"):
+                if c.startup.get(k) is not None:
+                    startup[k].append(c.startup[k])
             await c.open_streams()
             for k in range(events):
                 say(f"serf n={n} repeat {r + 1}/{repeat}: event {k + 1}/{events}")
@@ -422,6 +456,14 @@ async def run_serf_bench(
     ]
     results.append(Result.from_samples(SYSTEM, "cpu", n, cpu, window_s=idle_window, **meta))
     results.append(Result.from_samples(SYSTEM, "rss", n, rss, **meta))
+    results.append(Result.from_samples(SYSTEM, "pss", n, pss, "MiB", **meta))
+    healthz = "an RPC handshake answers (the counterpart of /healthz 200)"
+    for k, what in (("healthz", healthz), ("joined", "it lists another member")):
+        results.append(
+            Result.from_samples(
+                SYSTEM, f"startup_{k}", n, startup[k], "s", t0="just before spawning", until=what
+            )
+        )
     return results
 
 

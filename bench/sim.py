@@ -14,6 +14,10 @@ effects each core emits, never by scanning the nodes):
 - ``loss``: 1% datagram loss for 10 virtual minutes; ``false_positives`` counts distinct live
   members that anyone ever marked Confirmed.
 - ``idle``: a converged ring idles 60 virtual seconds: what a big ring costs in wall time.
+- ``big`` (goal 5 of issue 18, N=10,000): one converged ring, built once and timed apart
+  (``build_wall_s``), idles 60 virtual seconds (``idle_wall_s``: the wall time of that minute),
+  then carries 5 rumors (samples: arrival times). A converged ring holds N^2 member records
+  (~100 B each: ~10 GiB at N=10,000), so `memory_problem` refuses sizes that do not fit.
 
 ``msgs_per_member_s`` and ``bytes_per_member_s`` are datagrams (and datagram + stream bytes) sent
 per member per virtual second over the measured window. ``floor_s`` is the dissemination lower
@@ -38,7 +42,7 @@ from pysup.butterfly.member import Health
 from pysup.butterfly.messages import ServiceRumor
 from pysup.testing.simnet import NetProfile, SimNetwork, SimNode
 
-SCENARIOS = ("bootstrap", "rumor", "failure", "loss", "idle")
+SCENARIOS = ("bootstrap", "rumor", "failure", "loss", "idle", "big")
 
 NET_PROFILES: dict[str, NetProfile] = {
     "lan": NetProfile(latency_s=0.0005, jitter_s=0.0005),
@@ -54,6 +58,16 @@ RUMORS_PER_REPEAT = 5
 LOSS_RUN_S = 600.0
 LOSS_RATE = 0.01
 IDLE_RUN_S = 60.0
+BYTES_PER_RECORD = 110.0
+"""Memory of one member record in one core of a converged simulated ring (measured 86-101 B at
+N = 500-2000, CPython 3.11; padded): a converged ring holds N^2 of them."""
+BIG_IDLE_BUDGET_S = 300.0
+"""Wall seconds `big` lets its idle minute take (goal 5's own limit); past it the minute is cut
+short and reported as the virtual seconds reached."""
+BIG_RUMOR_BUDGET_S = 300.0
+"""Wall seconds after which `big` sends no further rumor."""
+MEMORY_SLACK_MIB = 1024.0
+"""Left free for everything else on the machine when deciding whether a ring fits."""
 
 
 def floor_s(config: GossipConfig, n: int) -> float:
@@ -75,6 +89,9 @@ class Run:
     total_bytes: int = 0
     member_seconds: float = 0.0
     virtual_s: float = 0.0
+    idle_wall_s: float = math.nan
+    idle_virtual_s: float = math.nan
+    rumors: int = 0
 
 
 def _traffic(net: SimNetwork) -> tuple[int, int]:
@@ -89,6 +106,35 @@ def _account(run: Run, net: SimNetwork, start: tuple[int, int], t0: float, live:
     run.virtual_s += net.now - t0
 
 
+def estimate_mib(n: int) -> float:
+    """Resident memory a converged ring of n members needs (member records dominate)."""
+    return 100.0 + BYTES_PER_RECORD * n * n / 2**20
+
+
+def memory_problem(n: int, available_mib: float | None = None) -> str | None:
+    """Why a converged ring of n cannot be built here (None: it fits)."""
+    if available_mib is None:
+        try:
+            with open("/proc/meminfo") as f:
+                available_mib = next(
+                    int(x.split()[1]) / 1024 for x in f if x.startswith("MemAvailable:")
+                )
+        except (OSError, StopIteration):
+            return None
+    need = estimate_mib(n)
+    if need + MEMORY_SLACK_MIB > available_mib:
+        return (
+            f"needs ~{need:.0f} MiB (+{MEMORY_SLACK_MIB:.0f} slack), {available_mib:.0f} available"
+        )
+    return None
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _ring(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
     sim = SimNetwork(seed, config, net)
     for _ in range(n):
@@ -100,6 +146,19 @@ def _converged(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimN
     sim = _ring(seed, n, config, net)
     sim.converge_instantly()
     sim.run_for(IDLE_BEFORE_S)
+    return sim
+
+
+BUILD_WALL: list[float] = [0.0]
+"""Wall seconds the last scenario spent building its converged ring (reported apart from the
+scenario itself: at N=10,000 building is 10^8 member records)."""
+
+
+def _timed_converged(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
+    t = time.perf_counter()
+    sim = _ring(seed, n, config, net)
+    sim.converge_instantly()
+    BUILD_WALL[0] = time.perf_counter() - t
     return sim
 
 
@@ -131,8 +190,11 @@ def run_bootstrap(seed: int, n: int, config: GossipConfig, net: NetProfile, limi
     return run
 
 
-def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
-    sim = _converged(seed, n, config, net)
+def _rumors(
+    sim: SimNetwork, n: int, limit: float, run: Run, wall_budget_s: float = math.inf
+) -> None:
+    """RUMORS_PER_REPEAT ServiceRumors, one at a time, each from a random member; no new rumor
+    once `wall_budget_s` wall seconds have gone (`run.rumors` counts those sent)."""
     nodes = list(sim.nodes.values())
     arrived: dict[str, float] = {}
     wanted: list[str] = [""]  # the service group of the rumor in flight
@@ -147,9 +209,16 @@ def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: f
             arrived[node.id] = now
 
     sim.observers.append(observe)
-    run = Run()
     worst: list[float] = []
+    deadline = time.perf_counter() + wall_budget_s
+
+    def over() -> bool:
+        return time.perf_counter() > deadline
+
     for i in range(RUMORS_PER_REPEAT):
+        if over():
+            break
+        run.rumors += 1
         origin = nodes[sim.rng.randrange(n)]
         wanted[0] = f"bench{i}.default"
         arrived.clear()
@@ -157,14 +226,54 @@ def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: f
         t0 = sim.now
         start = _traffic(sim)
         sim.publish(origin, rumor)
-        sim.run_for(limit, lambda: len(arrived) == n)
+        sim.run_for(limit, lambda: len(arrived) == n or over())  # a cut rumor: timeouts
         _account(run, sim, start, t0, n)
         times = [t - t0 for nid, t in arrived.items() if nid != origin.id]
         run.samples.extend(times)
         run.timeouts += n - len(arrived)
         worst.append(max(times) if len(arrived) == n else math.nan)
-        sim.run_for(1.0)  # let the retransmissions of this rumor drain
-    run.all_s = max(worst)
+        sim.run_for(1.0, over)  # let the retransmissions of this rumor drain
+    sim.observers.remove(observe)
+    run.all_s = max(worst, default=math.nan)
+
+
+def run_rumor(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    sim = _converged(seed, n, config, net)
+    run = Run()
+    _rumors(sim, n, limit, run)
+    return run
+
+
+def _progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] bench.sim: {msg}", file=sys.stderr, flush=True)
+
+
+def run_big(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
+    """One converged ring (built once: the expensive part at N=10,000) idles IDLE_BEFORE_S,
+    carries RUMORS_PER_REPEAT rumors (samples), then idles IDLE_RUN_S virtual seconds timed on
+    their own (`idle_wall_s`). The rumors stop at BIG_RUMOR_BUDGET_S wall seconds and the idle
+    minute at BIG_IDLE_BUDGET_S, so a ring too slow for the goal still ends with what it
+    reached (`rumors`, `idle_virtual_s`). Rumors come first: the members' first push-pulls all
+    fall in one window of the minute (their first interval was drawn while they were alone),
+    and a rumor cut short there would measure the budget, not dissemination."""
+    sim = _timed_converged(seed, n, config, net)
+    _progress(f"N={n} converged ring built in {BUILD_WALL[0]:.0f} s; rumors")
+    sim.run_for(IDLE_BEFORE_S)
+    run = Run()
+    _rumors(sim, n, limit, run, BIG_RUMOR_BUDGET_S)
+    _progress(f"{run.rumors} rumors, {len(run.samples)} arrivals; idling {IDLE_RUN_S:g} s")
+    start = _traffic(sim)
+    t0, t = sim.now, time.perf_counter()
+
+    def over() -> bool:  # checked after every simulated event
+        return time.perf_counter() - t > BIG_IDLE_BUDGET_S
+
+    while sim.now < t0 + IDLE_RUN_S - 1e-9 and not over():
+        sim.run_until(min(t0 + IDLE_RUN_S, math.floor(sim.now / 10.0 + 1) * 10.0), over)
+        _progress(f"idle {sim.now - t0:.1f} virtual s after {time.perf_counter() - t:.0f} s wall")
+    run.idle_wall_s = time.perf_counter() - t
+    run.idle_virtual_s = sim.now - t0
+    _account(run, sim, start, t0, n)
     return run
 
 
@@ -228,6 +337,7 @@ RUNNERS: dict[str, Callable[[int, int, GossipConfig, NetProfile, float], Run]] =
     "failure": run_failure,
     "loss": run_loss,
     "idle": run_idle,
+    "big": run_big,
 }
 
 
@@ -239,6 +349,7 @@ def time_limit(scenario: str, config: GossipConfig, n: int) -> float:
     return {
         "bootstrap": 120.0 + floor_s(config, n) * 10,
         "rumor": 30.0 + floor_s(config, n) * 10,
+        "big": 30.0 + floor_s(config, n) * 10,
         "failure": lifeguard + 60.0,
     }.get(scenario, 0.0)
 
@@ -246,20 +357,37 @@ def time_limit(scenario: str, config: GossipConfig, n: int) -> float:
 def targets(scenario: str, profile: str, n: int, out: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets that apply to this run (LAN numbers are stated for N=1000; smaller
     rings must meet them too)."""
-    found: list[tuple[str, float, float]] = []
+    found: list[tuple[str, float | None, float]] = []
     if profile == "lan":
+        # A percentile of the arrivals that came would flatter a rumor some members never got:
+        # with missed arrivals there is no value, and the target is missed.
+        rumor_p99 = None if out["timeouts"] else out["p99_s"]
         if scenario == "rumor":
-            found.append(("rumor p99 <= 1.5 s", out["p99_s"], 1.5))
+            found.append(("rumor p99 <= 1.5 s", rumor_p99, 1.5))
         elif scenario == "failure":
             found.append(("failure median <= 15 s", out["p50_s"], 15.0))
         elif scenario == "bootstrap":
             found.append(("bootstrap p99 <= 30 s", out["p99_s"], 30.0))
         elif scenario == "idle" and n >= 1000:
             found.append(("60 virtual s idle in < 60 wall s", out["wall_s"] / out["repeat"], 60.0))
+        elif scenario == "big":
+            # Goal 5 of issue 18 (stated for N=10,000): rumor p99 and the idle minute's wall time.
+            found.append(("rumor p99 <= 1.5 s", rumor_p99, 1.5))
+            # A minute cut short by the budget missed the goal: the wall time it would have
+            # taken at the pace reached is what the report shows.
+            idle = out["idle_wall_s"] * IDLE_RUN_S / max(1e-9, out["idle_virtual_s"])
+            found.append(("60 virtual s idle <= 300 wall s", idle, 300.0))
     if scenario == "loss":
         found.append(("0 false positives at 1% loss", float(out["false_positives"]), 0.0))
+    missed = f"{out['timeouts']} arrivals missed" if out["timeouts"] else ""
     return [
-        {"target": name, "value": value, "limit": limit, "met": bool(value <= limit)}
+        {
+            "target": name,
+            "value": value,
+            "limit": limit,
+            "met": value is not None and value <= limit,
+            "note": missed if name.startswith("rumor") else "",
+        }
         for name, value, limit in found
     ]
 
@@ -270,6 +398,7 @@ METRIC_OF = {
     "failure": "failure_detection",
     "loss": "false_positives",
     "idle": "idle_wall",
+    "big": "event",
 }
 
 
@@ -301,11 +430,20 @@ def run(
         "msgs_per_member_s": sum(r.datagrams for r in runs) / member_s if member_s else 0.0,
         "bytes_per_member_s": sum(r.total_bytes for r in runs) / member_s if member_s else 0.0,
         "wall_s": round(wall, 3),
+        "build_wall_s": round(BUILD_WALL[0], 3),
+        "idle_wall_s": max((r.idle_wall_s for r in runs), default=math.nan),
+        "idle_virtual_s": max((r.idle_virtual_s for r in runs), default=math.nan),
+        "rumors": sum(r.rumors for r in runs),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "estimated_mib": round(estimate_mib(n)),
         "floor_s": floor_s(config, n),
         "virtual_s": sum(r.virtual_s for r in runs),
     }
     if out["all_s"] is not None and math.isnan(out["all_s"]):
         out["all_s"] = None  # some member never saw it: see `timeouts`
+    for key in ("idle_wall_s", "idle_virtual_s"):
+        if math.isnan(out[key]):
+            out[key] = None  # only `big` times its idle minute apart
     out["targets"] = targets(scenario, profile, n, out)
     result = Result.from_samples(
         "pysup-sim",
@@ -331,7 +469,9 @@ def _human(out: dict[str, Any]) -> str:
         f"false positives {out['false_positives']}",
         f"  {out['msgs_per_member_s']:.2f} msgs/member/s  "
         f"{out['bytes_per_member_s']:.0f} B/member/s  "
-        f"virtual {out['virtual_s']:.1f} s  wall {out['wall_s']:.1f} s",
+        f"virtual {out['virtual_s']:.1f} s  wall {out['wall_s']:.1f} s "
+        f"(building the ring {out['build_wall_s']:.1f} s, idle minute {f(out['idle_wall_s'])} s)"
+        f"  peak RSS {out['peak_rss_mib']:.0f} MiB (estimated {out['estimated_mib']} MiB)",
     ]
     for t in out["targets"]:
         lines.append(
@@ -349,9 +489,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs with seeds seed..seed+R-1")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save", action="store_true", help="also write bench/results/sim-*.json")
+    p.add_argument("--force", action="store_true", help="skip the memory check")
     args = p.parse_args(argv)
     if args.members < 2:
         p.error("--members must be at least 2")
+    problem = None if args.force else memory_problem(args.members)
+    if problem:
+        print(json.dumps({"skipped": problem}) if args.json else f"skipped: {problem}")
+        return 3
     out, result = run(args.members, args.scenario, args.seed, args.profile, max(1, args.repeat))
     if args.save:
         path = write_results([result], f"sim-{args.scenario}-{args.members}", machine=None)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import random
@@ -43,7 +42,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from bench.measure import Result, SampleAccumulator, cpu_seconds, rss_mib
+from bench.measure import Result, SampleAccumulator, cpu_seconds, rss_mib, summary_json
 from pysup.butterfly.config import PRESETS
 from pysup.butterfly.core import SwimCore
 from pysup.butterfly.effects import MemberChanged, RumorChanged, SelfChanged
@@ -815,18 +814,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=lambda m: print(m, file=sys.stderr),
     )
     for r in results:
-        print(
-            json.dumps(
-                {
-                    "metric": r.metric,
-                    "n": r.n,
-                    "p50": r.p50,
-                    "p99": r.p99,
-                    "unit": r.unit,
-                    "timeouts": r.meta.get("timeouts", 0),
-                }
-            )
-        )
+        print(summary_json(r))
     return 0
 
 

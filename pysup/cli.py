@@ -23,68 +23,10 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {}
 
 
 def _add_run(sub: argparse._SubParsersAction[Any]) -> None:
+    from pysup.run_flags import add_run_flags
+
     p = sub.add_parser("run", help="run the supervisor (like `hab sup run`)")
-    p.add_argument("plans", nargs="*", metavar="PLAN_DIR", help="plan directories to load")
-    p.add_argument("--listen-gossip", help="IP:PORT for gossip (UDP+TCP) [0.0.0.0:9638]")
-    p.add_argument("--listen-http", help="IP:PORT for the HTTP gateway [0.0.0.0:9631]")
-    p.add_argument("--listen-ctl", help="IP:PORT for the control gateway [127.0.0.1:9632]")
-    p.add_argument(
-        "--peer", action="append", dest="peers", metavar="HOST[:PORT]", help="a seed (repeatable)"
-    )
-    p.add_argument("--peer-watch-file", help="file of IP[:PORT] lines, watched for changes")
-    p.add_argument("-I", "--permanent-peer", action="store_true", default=None)
-    p.add_argument("-r", "--ring", help="ring key name (newest in the key cache)")
-    p.add_argument("--ring-key", help="ring key file contents")
-    p.add_argument("-D", "--http-disable", action="store_true", default=None)
-    p.add_argument("--sys-ip-address", help="IP advertised to templates as sys.ip")
-    p.add_argument("--state-dir", help="state directory [$PYSUP_STATE_DIR or /hab/sup/default]")
-    p.add_argument("--gossip-profile", choices=["lan", "wan", "local", "habitat"])
-    p.add_argument("--udp-backend", choices=["asyncio-dgram", "asyncio"], help="datagram I/O")
-    p.add_argument(
-        "--readiness", choices=["api", "ring", "services"], help="what /readyz waits for"
-    )
-    p.add_argument("--config", dest="config_file", help="TOML file with the same settings")
-    p.add_argument("--group", help="service group for the plans given [default]")
-    p.add_argument("-t", "--topology", choices=["standalone", "leader"])
-    p.add_argument("-s", "--strategy", choices=["none", "at-once", "rolling"])
-    p.add_argument("--bind", action="append", dest="binds", metavar="NAME:SVC.GROUP[@ORG]")
-    p.add_argument("--binding-mode", choices=["strict", "relaxed"])
-    p.add_argument("-i", "--health-check-interval", type=float, dest="health_check_interval_s")
-    p.add_argument("--shutdown-timeout", type=float, dest="shutdown_timeout_s")
-    p.add_argument("--hook-timeout", type=float, dest="hook_timeout_s")
-    p.add_argument(
-        "--departure-timeout",
-        type=float,
-        dest="departure_timeout_s",
-        metavar="SECONDS",
-        help="Confirmed -> Departed, and Departed members' rumors kept, this long [3 days]",
-    )
-    p.add_argument("--peer-discovery", metavar="kubernetes|dns:NAME", help="find peers")
-    p.add_argument("--kubernetes-service", help="Service whose EndpointSlices list the peers")
-    p.add_argument("--kubernetes-selector", help="pod label selector (fallback)")
-    p.add_argument("--mode", choices=["gossip", "kubernetes"], help="gossip ring or k8s-native")
-    p.add_argument("--json-logging", action="store_true", default=None)
-    p.add_argument("-v", "--verbose", action="store_true", default=None)
-    # Habitat flags with no meaning here, accepted so existing manifests keep working.
-    for flag in (
-        "--channel",
-        "--url",
-        "-u",
-        "--org",
-        "--config-from",
-        "--update-condition",
-        "--cache-key-path",
-    ):
-        p.add_argument(
-            flag, dest=f"ignored_{flag.lstrip('-').replace('-', '_')}", help=argparse.SUPPRESS
-        )
-    for flag in ("--auto-update", "-A", "--no-color"):
-        p.add_argument(
-            flag,
-            action="store_true",
-            dest=f"ignored_{flag.lstrip('-').replace('-', '_')}",
-            help=argparse.SUPPRESS,
-        )
+    add_run_flags(p)
     p.set_defaults(func=_cmd_run)
 
 
@@ -113,17 +55,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_ring(sub: argparse._SubParsersAction[Any]) -> None:
+    from pysup.ringinfo import DEFAULT_BASE_PORT, DEFAULT_RING_ROOT
+
     p = sub.add_parser(
         "ring",
         help="a local ring (`ring --members N PLAN_DIR...`), or `ring key generate NAME`",
     )
     p.add_argument("args", nargs="*", metavar="PLAN_DIR | key generate NAME")
-    p.add_argument("--members", type=int, default=3, help="supervisors to start [3]")
+    p.add_argument("--members", type=int, default=3, help="supervisors to start [default: 3]")
     p.add_argument(
-        "--state-root", default="state/ring", help="where members keep state [state/ring]"
+        "--state-root",
+        default=DEFAULT_RING_ROOT,
+        metavar="DIR",
+        help="member i keeps its state in DIR/member-i; DIR/ring.json says how to reach each "
+        f"[default: {DEFAULT_RING_ROOT}]",
     )
-    p.add_argument("--base-port", type=int, default=9631, help="HTTP port of member 0 [9631]")
-    p.add_argument("--key-cache", help="ring key cache directory")
+    p.add_argument(
+        "--base-port",
+        type=int,
+        default=DEFAULT_BASE_PORT,
+        metavar="PORT",
+        help="member 0's HTTP port; every port of the ring, the plans' too, moves with it "
+        f"[default: {DEFAULT_BASE_PORT}]",
+    )
+    p.add_argument("--key-cache", metavar="DIR", help="ring key cache directory (key generate)")
     p.set_defaults(func=_cmd_ring)
 
 

@@ -3,6 +3,8 @@
 Each command builds one request (``pysup.gateway.ctl_proto``), sends it to the control gateway of
 ``--remote-sup`` (default ``$HAB_LISTEN_CTL`` or 127.0.0.1:9632) with the secret from
 ``HAB_CTL_SECRET``/``PYSUP_CTL_SECRET`` or ``<state dir>/CTL_SECRET``, and prints the result.
+``--member N`` takes both from the ring file of a ``pysup ring`` run in this directory; with
+nothing named at all, member 0 of such a ring is used (``pysup.ctl_target``).
 ``census`` reads the HTTP gateway instead. Every error is one line on stderr and exit status 1.
 """
 
@@ -20,7 +22,15 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from pysup.ctl_client import CtlClientError, send
-from pysup.gateway.ctl_auth import CtlSecretError, resolve_client_secret
+from pysup.ctl_target import (
+    DEFAULT_CTL,
+    DEFAULT_STATE_DIR,
+    UserError,
+    control_target,
+    parse_addr,
+    ring_member,
+    ring_root,
+)
 from pysup.gateway.ctl_proto import (
     MAX_BODY,
     ConfigApply,
@@ -38,61 +48,35 @@ from pysup.gateway.ctl_proto import (
     check_version,
 )
 from pysup.key_cli import add_sup_secret_commands, add_svc_key_commands
+from pysup.ringinfo import DEFAULT_RING_ROOT, RING_ROOT_ENV
 
 EXIT_ERROR: Final = 1
-DEFAULT_CTL: Final = "127.0.0.1:9632"
 DEFAULT_HTTP: Final = "127.0.0.1:9631"
-DEFAULT_STATE_DIR: Final = "/hab/sup/default"
 STATUS_COLUMNS: Final = ("package", "type", "desired", "state", "elapsed (s)", "pid", "group")
 HTTP_TIMEOUT_S: Final = 10.0
 
 AddCommand = Callable[["argparse._SubParsersAction[Any]"], None]
 
 
-class UserError(Exception):
-    """Something the operator must fix; printed as one line."""
-
-
 # --- plumbing -----------------------------------------------------------------------------------
-
-
-def parse_addr(value: str, default_port: int, what: str) -> tuple[str, int]:
-    """``HOST[:PORT]`` (``[v6]:PORT`` too); a wildcard host means this machine."""
-    text = value.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        raise UserError(f"{what} {value!r}: port must be a number") from None
-    if not 0 < port <= 65535:
-        raise UserError(f"{what} {value!r}: port out of range")
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return host, port
 
 
 def _env() -> Mapping[str, str]:
     return os.environ
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
-    return Path(args.state_dir or _env().get("PYSUP_STATE_DIR") or DEFAULT_STATE_DIR)
-
-
 def _request(args: argparse.Namespace, req: Request) -> dict[str, Any]:
-    remote = args.remote_sup or _env().get("HAB_LISTEN_CTL") or DEFAULT_CTL
-    host, port = parse_addr(remote, 9632, "--remote-sup")
+    target = control_target(
+        remote=args.remote_sup,
+        state_dir=args.state_dir,
+        member=args.member,
+        ring_root_flag=args.ring_root,
+        env=_env(),
+    )
+    if target.note:
+        print(target.note, file=sys.stderr)
     try:
-        secret = resolve_client_secret(_state_dir(args), _env())
-    except CtlSecretError as e:
-        raise UserError(str(e)) from None
-    try:
-        return asyncio.run(send(host, port, secret, req))
+        return asyncio.run(send(target.host, target.port, target.secret, req))
     except CtlClientError as e:
         raise UserError(str(e)) from None
 
@@ -110,17 +94,33 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     return wrapper
 
 
+def _ring_flags(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--member",
+        type=int,
+        metavar="N",
+        help=f"member N of the `pysup ring` run in this directory: its {what}",
+    )
+    p.add_argument(
+        "--ring-root",
+        metavar="DIR",
+        help=f"that ring's --state-root [default: ${RING_ROOT_ENV} or {DEFAULT_RING_ROOT}]",
+    )
+
+
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--remote-sup",
         metavar="HOST:PORT",
-        help=f"control gateway to talk to [$HAB_LISTEN_CTL or {DEFAULT_CTL}]",
+        help=f"control gateway to talk to [default: $HAB_LISTEN_CTL or {DEFAULT_CTL}]",
     )
     p.add_argument(
         "--state-dir",
-        help=f"where CTL_SECRET is [$PYSUP_STATE_DIR or {DEFAULT_STATE_DIR}]",
+        metavar="DIR",
+        help=f"where CTL_SECRET is [default: $PYSUP_STATE_DIR or {DEFAULT_STATE_DIR}]",
     )
+    _ring_flags(p, "control gateway and secret")
     return p
 
 
@@ -339,6 +339,7 @@ def _add_census(sub: argparse._SubParsersAction[Any]) -> None:
         help=f"HTTP gateway [$HAB_LISTEN_HTTP or {DEFAULT_HTTP}]",
     )
     p.add_argument("--json", action="store_true", help="the gateway's JSON, for scripts")
+    _ring_flags(p, "HTTP gateway")
     p.set_defaults(func=_run(_census))
 
 
@@ -413,7 +414,10 @@ def census_tables(census: Mapping[str, Any]) -> str:
 
 
 def _census(args: argparse.Namespace) -> int:
-    addr = args.http or _env().get("HAB_LISTEN_HTTP") or DEFAULT_HTTP
+    if args.member is not None and not args.http:
+        addr = ring_member(ring_root(args.ring_root, _env()), args.member).http
+    else:
+        addr = args.http or _env().get("HAB_LISTEN_HTTP") or DEFAULT_HTTP
     host, port = parse_addr(addr, 9631, "--http")
     census = fetch_census(host, port, _env().get("HAB_SUP_GATEWAY_AUTH_TOKEN") or None)
     if args.json:

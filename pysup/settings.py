@@ -200,6 +200,11 @@ _BOOL_ENV: dict[str, str] = {
 }
 
 
+def env_var(name: str) -> str | None:
+    """The environment variable that sets setting `name`, if there is one (for `--help`)."""
+    return ENV.get(name) or _BOOL_ENV.get(name)
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     kind = str(kinds[name])

@@ -52,7 +52,12 @@ def make_handler(cfg):
 
 
 def serve(cfg):
-    server = ThreadingHTTPServer((cfg["listen"], cfg["port"]), make_handler(cfg))
+    try:
+        server = ThreadingHTTPServer((cfg["listen"], cfg["port"]), make_handler(cfg))
+    except OSError as exc:
+        # One line, not a traceback: the supervisor restarts us and logs every line we write.
+        print(f"habsup: cannot listen on {cfg['listen']}:{cfg['port']}: {exc.strerror}", flush=True)
+        return 1
     server.daemon_threads = True
 
     def stop(signum, frame):
@@ -64,6 +69,7 @@ def serve(cfg):
         server.serve_forever()
     finally:
         server.server_close()
+    return 0
 
 
 def check(cfg):
@@ -85,7 +91,7 @@ def main(argv):
         return check(load(argv[2]))
     if len(argv) == 2:
         with contextlib.suppress(KeyboardInterrupt):
-            serve(load(argv[1]))
+            return serve(load(argv[1]))
         return 0
     print(__doc__, file=sys.stderr)
     return 64

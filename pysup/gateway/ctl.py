@@ -57,6 +57,7 @@ from pysup.gateway.ctl_proto import (
     parse_request,
 )
 from pysup.metrics import Metrics
+from pysup.service.api_json import process_json
 from pysup.service.cfg import ConfigError, parse_gossip_config
 from pysup.service.manager import ServiceManager
 from pysup.service.service import Service, ServiceLoadError
@@ -505,17 +506,18 @@ def _with_desired(spec: ServiceSpec, desired: DesiredState) -> ServiceSpec:
 
 
 def status_row(svc: Service, now: float) -> dict[str, Any]:
-    """One line of ``svc status``: Habitat's columns (``type`` is the topology here); elapsed is
-    the time since the run process last changed state (started, exited, stopped)."""
-    process = svc.process
+    """One line of ``svc status``: Habitat's columns (``type`` is the topology here). state,
+    pid and elapsed are the run process's, read as ``/services`` reads them (`process_json`);
+    elapsed is the time since it last changed state (started, exited, stopped)."""
+    process = process_json(svc)
     return {
         "name": svc.name,
         "package": svc.plan.ident,
         "type": svc.spec.topology.value,
         "desired": svc.desired_state.value.lower(),
-        "state": svc.state.value,
-        "elapsed_s": max(0, int(now - process.state_entered)),
-        "pid": process.pid,
+        "state": process["state"],
+        "elapsed_s": max(0, int(now) - process["state_entered"]),
+        "pid": process["pid"],
         "group": str(svc.service_group),
     }
 

@@ -55,6 +55,17 @@ def hooks_json(svc: Service) -> dict[str, Any]:
     return out
 
 
+def process_json(svc: Service) -> dict[str, Any]:
+    """The run process as `/services` shows it, and `svc status` too: one source for both, so
+    they never disagree (a crash-looping service is `down`, with no pid, in each)."""
+    process = svc.process
+    return {
+        "pid": process.pid,
+        "state": process.state.value,
+        "state_entered": int(process.state_entered),
+    }
+
+
 def service_json(svc: Service) -> dict[str, Any]:
     """One ``/services`` entry."""
     plan = svc.plan
@@ -77,11 +88,7 @@ def service_json(svc: Service) -> dict[str, Any]:
         "initialized": svc.initialized,
         "last_election_status": svc.election_status.value,
         "pkg": pkg,
-        "process": {
-            "pid": process.pid,
-            "state": process.state.value,
-            "state_entered": int(process.state_entered),
-        },
+        "process": process_json(svc),
         "restart_count": process.restart_count,
         "service_group": str(svc.sg),
         "spec_ident": {"origin": plan.origin, "name": plan.name, "version": None, "release": None},

@@ -26,9 +26,18 @@ class ServiceState(enum.Enum):
     UNLOADED = "unloaded"
 
 
+class OrphanPolicy(enum.Enum):
+    """What a supervisor does at start with a run process its killed predecessor left running."""
+
+    ADOPT = "adopt"
+    """Supervise it from now on: no downtime (as Habitat's launcher keeps services)."""
+    STOP = "stop"
+    """Stop it (shutdown signal, timeout, KILL) and start a fresh one: a restart."""
+
+
 _S = ServiceState
 TRANSITIONS: Final[Mapping[ServiceState, frozenset[ServiceState]]] = {
-    _S.LOADED: frozenset({_S.WAITING, _S.INITIALIZING, _S.STOPPED, _S.FAILED, _S.UNLOADED}),
+    _S.LOADED: frozenset({_S.WAITING, _S.INITIALIZING, _S.UP, _S.STOPPED, _S.FAILED, _S.UNLOADED}),
     _S.WAITING: frozenset({_S.INITIALIZING, _S.STOPPED, _S.FAILED, _S.UNLOADED}),
     _S.INITIALIZING: frozenset({_S.UP, _S.WAITING, _S.FAILED, _S.STOPPED, _S.UNLOADED}),
     _S.UP: frozenset({_S.STOPPING}),
@@ -38,7 +47,8 @@ TRANSITIONS: Final[Mapping[ServiceState, frozenset[ServiceState]]] = {
     _S.UNLOADED: frozenset(),
 }
 """Allowed transitions (staying in a state is always allowed). UP only leaves through STOPPING:
-a running service keeps running when its config breaks or its election restarts (as Habitat)."""
+a running service keeps running when its config breaks or its election restarts (as Habitat).
+LOADED -> UP: the run process of a killed supervisor was adopted (it was initialized then)."""
 
 
 class IllegalTransition(RuntimeError):
@@ -65,5 +75,9 @@ class ServiceTuning:
     """Factory of the run process's restart backoff (base 1 s, cap 60 s, cooldown 300 s)."""
     failure_recheck_s: float = 30.0
     """Upper bound of the delay before re-running a health check after a non-OK result."""
+    orphans: OrphanPolicy = OrphanPolicy.ADOPT
+    """A run process left by a supervisor that was killed (``pidfile`` proves it is that process):
+    ADOPT keeps it serving through the supervisor's restart, which is why a supervisor restarts;
+    STOP trades a restart of the service for a fresh process (environment, binary, log pipes)."""
     election: ElectionTuning = field(default_factory=ElectionTuning)
     """Timing and policy of leader and update elections (``coordination.ElectionTuning``)."""

@@ -4,9 +4,14 @@
 plan's `pkg_svc_run` command (`/bin/sh -c 'exec <cmd>'`), in its own session and process group, with
 the service's cwd, environment and user. Its stdout/stderr are streamed (never buffered) to
 `<log_dir>/run.stdout.log` / `run.stderr.log` and to the supervisor log as `hook.output` events with
-the `svc.group(run)` prefix. While it runs, `<svc_dir>/PID` holds its pid. When the leader exits,
-whatever it left in its process group is SIGKILLed (a restart must not find the old instance's
-children holding its ports).
+the `svc.group(run)` prefix. While it runs, `<svc_dir>/PID` holds its pid and `<svc_dir>/PID.json`
+what identifies it (`pidfile.RunRecord`). When the leader exits, whatever it left in its process
+group is SIGKILLed (a restart must not find the old instance's children holding its ports).
+
+Its own session means it outlives a supervisor killed with SIGKILL. The next supervisor `adopt`s it
+(`pidfile.verify` first: a reused pid is never touched) and supervises it as if it had started it:
+exit noticed through a pidfd (the exit code is then unknown), output pumped again (`adopt`), stop
+by signal as usual.
 
 `ProcessSupervisor` keeps it up while `desired_up`: an unexpected exit is logged (`service.exited`)
 and followed, after `RestartBackoff.next_delay`, by a restart (`service.restart`). The service layer
@@ -20,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import os
 import random
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 import structlog
 
+from pysup.service.adopt import find_orphan, pipe_inode, reopen_output, spare_readers
 from pysup.service.backoff import RestartBackoff
 from pysup.service.hooks import (
     HookError,
@@ -42,6 +49,14 @@ from pysup.service.hooks import (
     signal_number,
     spawn_credentials,
 )
+from pysup.service.pidfile import (
+    PID_FILE_NAME,
+    RunRecord,
+    Verification,
+    forget,
+    observe,
+    write_record,
+)
 from pysup.service.reaper import spawn_registered
 
 log = structlog.get_logger(__name__)
@@ -49,7 +64,6 @@ log = structlog.get_logger(__name__)
 #: Habitat's `pkg_shutdown_timeout_sec` default.
 DEFAULT_SHUTDOWN_TIMEOUT_S = 8.0
 _SHELL = "/bin/sh"
-PID_FILE_NAME = "PID"
 
 
 class ProcessState(enum.Enum):
@@ -101,19 +115,23 @@ class SupervisedProcess:
         self.log_dir = log_dir if log_dir is not None else svc_dir / "logs"
         self.on_state_change = on_state_change
         self._wall_clock = wall_clock
-        self._proc: asyncio.subprocess.Process | None = None
-        self._exited: asyncio.Future[int] | None = None
+        self._pid: int | None = None
+        self._exited: asyncio.Future[int | None] | None = None
+        self._notify = True
+        self.adopted = False
+        """The current (or last) incarnation was adopted from a previous supervisor."""
         self._state = ProcessState.DOWN
         self._state_entered = wall_clock()
         self.restart_count = 0
         """Restarts after unexpected exits (Habitat's `restart_count`). Maintained by the owner
         (`ProcessSupervisor` counts backoff restarts and zeroes it on an immediate restart)."""
         self.last_exit_code: int | None = None
-        """The exit code of the last incarnation; negative = killed by that signal."""
+        """The exit code of the last incarnation; negative = killed by that signal; None when
+        unknown (an adopted process is not our child: its status goes to its parent)."""
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._state is ProcessState.UP else None
+        return self._pid if self._state is ProcessState.UP else None
 
     @property
     def state(self) -> ProcessState:
@@ -155,14 +173,18 @@ class SupervisedProcess:
             err_file = open_log(self.log_dir, "run", "stderr")
         except OSError as e:
             raise ProcessError(f"{what}: cannot open logs in {self.log_dir}: {e}") from e
+        files = (out_file, err_file)
         out = OutputPipe(self._sink("stdout", out_file))
         err = OutputPipe(self._sink("stderr", err_file))
+        pipes = {"stdout": pipe_inode(out.write_fd), "stderr": pipe_inode(err.write_fd)}
+        spares = spare_readers(out.write_fd, err.write_fd, service_group=self.service_group)
         try:
             proc = await spawn_registered(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out.write_fd,
                 stderr=err.write_fd,
+                pass_fds=spares,
                 cwd=self.cwd,
                 env=self.env,
                 start_new_session=True,
@@ -174,42 +196,91 @@ class SupervisedProcess:
             out_file.close()
             err_file.close()
             raise ProcessError(f"{what}: cannot start {argv[0]}: {e}") from e
+        finally:
+            for fd in spares:
+                os.close(fd)
         out.child_started()
         err.child_started()
-        self._proc = proc
-        self._exited = asyncio.get_running_loop().create_future()
-        try:
-            self.pid_file.write_text(f"{proc.pid}\n")
-        except OSError as e:
-            log.warning("service.pid_file_failed", service_group=self.service_group, error=str(e))
-        self._set_state(ProcessState.UP)
+        self._write_record(proc.pid, pipes)
+        self._begin(proc.pid, adopted=False, notify=True)
         log.info("service.started", service_group=self.service_group, pid=proc.pid)
+        self._follow(proc.pid, proc.wait(), lambda: release_when_reaped(proc), (out, err), files)
+        return proc.pid
+
+    def adopt(self, *, notify: bool = True) -> Verification | None:
+        """Take over the run process a previous supervisor left running, if its record verifies.
+
+        Returns the verification (`.ours`: it is now UP and watched) or None when there was no
+        record to verify (`adopt.find_orphan`: nothing that does not verify is signalled).
+        `notify=False` keeps `on_state_change` quiet for this incarnation (it is about to be
+        stopped, not served).
+        """
+        if self.running:
+            raise ProcessError(f"{self.service_group}: run process already running")
+        sg = self.service_group
+        watch, checked = find_orphan(self.svc_dir, sg)
+        if watch is None or checked is None:
+            return checked
+        record = watch.record
+        pipes, files, lost = reopen_output(record, self.log_dir, self._sink)
+        if lost:  # it runs on; what it writes there waits in the pipe (or it has no pipe left)
+            log.warning("service.adopt_output_lost", service_group=sg, streams=lost)
+        self._begin(record.pid, adopted=True, notify=notify, since=record.started_at or None)
+        log.info("service.adopted", service_group=sg, pid=record.pid, drift=list(checked.drift))
+        self._follow(record.pid, watch.exited(), watch.close, pipes, files)
+        return checked
+
+    def _sink(self, stream: str, file: IO[bytes] | None) -> LineSink:
+        return LineSink(service_group=self.service_group, hook="run", stream=stream, file=file)
+
+    def _write_record(self, pid: int, pipes: Mapping[str, int]) -> None:
+        try:
+            view = observe(pid)  # our child, not reaped yet: the entry cannot be another's
+            if view is None:
+                raise OSError(f"no /proc entry for pid {pid}")
+            write_record(self.svc_dir, RunRecord.of(view, pipes, self._wall_clock()))
+        except OSError as e:  # it runs, but a supervisor killed now could not adopt it
+            log.warning("service.pid_file_failed", service_group=self.service_group, error=str(e))
+
+    def _begin(self, pid: int, *, adopted: bool, notify: bool, since: float | None = None) -> None:
+        self._pid = pid
+        self.adopted = adopted
+        self._notify = notify
+        self._exited = asyncio.get_running_loop().create_future()
+        self._set_state(ProcessState.UP, since)
+
+    def _follow(
+        self,
+        pid: int,
+        exit_code: Awaitable[int | None],
+        release: Callable[[], None],
+        pipes: Sequence[OutputPipe],
+        files: Sequence[IO[bytes]],
+    ) -> None:
+        assert self._exited is not None
         task = asyncio.get_running_loop().create_task(
-            self._watch(proc, self._exited, (out, err), (out_file, err_file))
+            self._watch(pid, exit_code, release, self._exited, pipes, files)
         )
         _watchers.add(task)
         task.add_done_callback(_watchers.discard)
-        return proc.pid
-
-    def _sink(self, stream: str, file: IO[bytes]) -> LineSink:
-        return LineSink(service_group=self.service_group, hook="run", stream=stream, file=file)
 
     async def _watch(
         self,
-        proc: asyncio.subprocess.Process,
-        exited: asyncio.Future[int],
-        pipes: tuple[OutputPipe, OutputPipe],
-        files: tuple[IO[bytes], IO[bytes]],
+        pid: int,
+        exit_code: Awaitable[int | None],
+        release: Callable[[], None],
+        exited: asyncio.Future[int | None],
+        pipes: Sequence[OutputPipe],
+        files: Sequence[IO[bytes]],
     ) -> None:
-        code = -1
+        code: int | None = None
         try:
-            code = await proc.wait()
+            code = await exit_code
         finally:
-            release_when_reaped(proc)
-            if kill_group(proc.pid, signal.SIGKILL):
+            release()
+            if kill_group(pid, signal.SIGKILL):
                 log.debug("service.stragglers_killed", service_group=self.service_group)
-            with contextlib.suppress(FileNotFoundError):
-                self.pid_file.unlink()
+            forget(self.svc_dir)
             self.last_exit_code = code
             self._set_state(ProcessState.DOWN)
             try:
@@ -222,17 +293,18 @@ class SupervisedProcess:
                 if not exited.done():
                     exited.set_result(code)
 
-    def _set_state(self, state: ProcessState) -> None:
+    def _set_state(self, state: ProcessState, since: float | None = None) -> None:
         self._state = state
-        self._state_entered = self._wall_clock()
-        if self.on_state_change is not None:
+        self._state_entered = self._wall_clock() if since is None else since
+        if self.on_state_change is not None and self._notify:
             try:
                 self.on_state_change(state)
             except Exception:
                 log.exception("service.callback_failed", service_group=self.service_group)
 
-    async def wait(self) -> int:
-        """Wait until the current (or last) incarnation has exited; its exit code."""
+    async def wait(self) -> int | None:
+        """Wait until the current (or last) incarnation has exited; its exit code (None: unknown,
+        see `last_exit_code`)."""
         if self._exited is None:
             raise ProcessError(f"{self.service_group}: run process was never started")
         return await asyncio.shield(self._exited)
@@ -245,9 +317,9 @@ class SupervisedProcess:
         A no-op when nothing runs.
         """
         sig = signal_number(signal_name)
-        if not self.running or self._proc is None or self._exited is None:
+        if not self.running or self._pid is None or self._exited is None:
             return
-        pid = self._proc.pid
+        pid = self._pid
         log.info("service.stopping", service_group=self.service_group, pid=pid, signal=sig.name)
         kill_group(pid, sig)
         try:
@@ -294,6 +366,23 @@ class ProcessSupervisor:
         self._monitor: asyncio.Task[None] | None = None
         self.next_restart_at: float | None = None
         """`clock()` time of the pending restart, if one is pending."""
+
+    async def adopt(self, *, stop: bool = False) -> Verification | None:
+        """At load: take over the run process a killed supervisor left (`SupervisedProcess.adopt`)
+        and keep it up from now on; with `stop`, stop it instead (shutdown signal, timeout, KILL),
+        so that the caller starts a fresh one. Returns the verification (None: no record)."""
+        async with self._lock:
+            checked = self.process.adopt(notify=not stop)
+            if checked is None or not checked.ours:
+                return checked
+            if stop:
+                log.info("service.orphan_stopping", service_group=self.process.service_group)
+                await self.process.stop(self.shutdown_signal, self.shutdown_timeout_s)
+                return checked
+            self._desired_up = True
+            self.backoff.record_start(self._clock())
+        self._ensure_monitor()
+        return checked
 
     @property
     def desired_up(self) -> bool:

@@ -49,6 +49,7 @@ from pysup.service.hooks import HookError, HookResult, parse_suitability, run_ho
 from pysup.service.lifecycle import (
     TRANSITIONS,
     IllegalTransition,
+    OrphanPolicy,
     ServiceState,
     ServiceTuning,
 )
@@ -456,6 +457,8 @@ class Service:
                 self._changed.set()
 
     async def _reconcile(self) -> None:
+        if self.state is _S.LOADED:
+            await self._take_over()
         if self._desired is DesiredState.DOWN:
             await self._bring_down()
             return
@@ -505,6 +508,17 @@ class Service:
             await self._bring_up()
         else:
             await self._apply(render, files)
+
+    async def _take_over(self) -> None:
+        """The first pass: a run process a killed supervisor left running is adopted (UP without
+        install, init or post-run: they ran for it) or stopped (``ServiceTuning.orphans``). The
+        rest of the pass then treats it as a running service: a config changed meanwhile is
+        applied (reconfigure or restart), desired Down stops it (post-stop included)."""
+        stop = self.tuning.orphans is OrphanPolicy.STOP
+        checked = await self.supervisor.adopt(stop=stop)
+        if checked is not None and checked.ours and not stop:
+            self.initialized = True
+            self._transition(_S.UP)
 
     async def _bring_up(self) -> None:
         self._transition(_S.INITIALIZING)
@@ -603,7 +617,7 @@ class Service:
     def _on_process_state(self, state: ProcessState) -> None:
         if state is ProcessState.UP:
             self.checker.process_up()
-            if "post-run" in self.templates.hooks:
+            if "post-run" in self.templates.hooks and not self.process.adopted:
                 self._cancel_post_run()
                 self._post_run = self._spawn(self._post_run_loop(self.process.pid), "post-run")
         elif "health-check" in self.templates.hooks and self._desired is DesiredState.UP:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 
@@ -19,25 +20,30 @@ from tests.container.podman import (
 
 
 @pytest.fixture(scope="session")
-def image() -> str:
-    """localhost/pysup:latest, freshly built (setup-podman and build-image print step timings).
+def image(pytestconfig: pytest.Config) -> str:
+    """localhost/pysup:latest, freshly built.
 
     setup-podman runs every time: on a machine that has podman and the base image it checks and
     returns in a second; on a fresh CI machine it installs podman and builds the base (~1 min).
+    Their step lines (what, how long) go straight to the terminal as they run, past pytest's
+    capture, so a build never looks like a hang.
     """
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     for script, limit in (("setup-podman", SETUP_TIMEOUT), ("build-image", BUILD_TIMEOUT)):
-        proc = subprocess.run(
-            [str(REPO / "scripts" / script)],
-            capture_output=True,
-            text=True,
-            timeout=limit,
-            cwd=REPO,
-            check=False,
-        )
-        print(proc.stdout)
+        uncaptured = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+        with uncaptured:
+            print()
+            proc = subprocess.run(
+                [str(REPO / "scripts" / script)],
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=limit,
+                cwd=REPO,
+                check=False,
+            )
         if proc.returncode != 0:
             pytest.fail(f"scripts/{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return IMAGE

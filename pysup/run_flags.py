@@ -1,0 +1,248 @@
+"""The flags of `pysup run`, as data: each names the setting it sets and one line of help.
+
+`--help` shows every flag with its default and its environment variable, as `hab sup run --help`
+does; both come from `pysup.settings` (the Settings field's default, `env_var`), so the help
+cannot drift from what the flag does. A flag whose default needs words (it depends on something)
+says so in `shown_default`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from typing import Any, Final, Literal
+
+from pysup.settings import Settings, env_var
+
+Kind = Literal["str", "float", "list", "switch"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    names: tuple[str, ...]
+    dest: str
+    """The Settings field it sets."""
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    kind: Kind = "str"
+    shown_default: str | None = None
+    """The default as words, where the Settings field's value alone would not say it."""
+
+
+FLAGS: Final = (
+    Flag(("--listen-gossip",), "listen_gossip", "gossip, UDP and TCP", "IP:PORT"),
+    Flag(("--listen-http",), "listen_http", "the HTTP API gateway", "IP:PORT"),
+    Flag(
+        ("--listen-ctl",),
+        "listen_ctl",
+        "the control gateway (`pysup svc`, `pysup config apply`, ...)",
+        "IP:PORT",
+    ),
+    Flag(
+        ("--peer",), "peers", "a member to join at start (repeatable)", "HOST[:PORT]", None, "list"
+    ),
+    Flag(
+        ("--peer-watch-file",),
+        "peer_watch_file",
+        "a file of IP[:PORT] lines to join, read again when it changes",
+        "FILE",
+    ),
+    Flag(
+        ("-I", "--permanent-peer"),
+        "permanent_peer",
+        "others keep probing this member even after they confirm it dead (seeds)",
+        kind="switch",
+    ),
+    Flag(
+        ("-r", "--ring"),
+        "ring",
+        "encrypt gossip with the newest ring key NAME in the key cache",
+        "NAME",
+        shown_default="none (gossip in the clear)",
+    ),
+    Flag(
+        ("--ring-key",),
+        "ring_key",
+        "the ring key file's contents, instead of the key cache",
+        "TEXT",
+    ),
+    Flag(
+        ("--cache-key-path",),
+        "key_cache",
+        "the ring key cache",
+        "DIR",
+        shown_default="/hab/cache/keys as root if it exists, else ~/.pysup/keys",
+    ),
+    Flag(("-D", "--http-disable"), "http_disable", "do not start the HTTP gateway", kind="switch"),
+    Flag(
+        ("--sys-ip-address",),
+        "sys_ip_address",
+        "the IP others use for this member, as templates see it (sys.ip)",
+        "IP",
+        shown_default="detected",
+    ),
+    Flag(
+        ("--state-dir",),
+        "state_dir",
+        "member id, rumors, CTL_SECRET and service directories",
+        "DIR",
+    ),
+    Flag(
+        ("--gossip-profile",),
+        "gossip_profile",
+        "gossip timing: lan, wan, local (one machine) or habitat (Habitat's own)",
+        choices=("lan", "wan", "local", "habitat"),
+    ),
+    Flag(
+        ("--udp-backend",),
+        "udp_backend",
+        "datagram I/O (asyncio: less CPU per member, for many members in one process)",
+        choices=("asyncio-dgram", "asyncio"),
+    ),
+    Flag(
+        ("--readiness",),
+        "readiness",
+        "what /readyz waits for: the API, joining a ring, or every service up",
+        choices=("api", "ring", "services"),
+    ),
+    Flag(("--group",), "group", "service group of the plans given", "NAME"),
+    Flag(
+        ("-t", "--topology"),
+        "topology",
+        "leader: the service group elects one leader",
+        choices=("standalone", "leader"),
+    ),
+    Flag(
+        ("-s", "--strategy"),
+        "strategy",
+        "how the plans' services take updates",
+        choices=("none", "at-once", "rolling"),
+    ),
+    Flag(
+        ("--bind",),
+        "binds",
+        "bind NAME of the plans to a service group (repeatable)",
+        "NAME:SVC.GROUP[@ORG]",
+        kind="list",
+    ),
+    Flag(
+        ("--binding-mode",),
+        "binding_mode",
+        "strict: hold a service until every bind has a member; relaxed: start anyway",
+        choices=("strict", "relaxed"),
+    ),
+    Flag(
+        ("-i", "--health-check-interval"),
+        "health_check_interval_s",
+        "time between health checks",
+        "SECONDS",
+        kind="float",
+    ),
+    Flag(
+        ("--shutdown-timeout",),
+        "shutdown_timeout_s",
+        "time a service gets to stop before it is killed",
+        "SECONDS",
+        kind="float",
+        shown_default="the plan's pkg_shutdown_timeout_sec",
+    ),
+    Flag(
+        ("--hook-timeout",),
+        "hook_timeout_s",
+        "time a hook other than run may take before it is killed",
+        "SECONDS",
+        kind="float",
+    ),
+    Flag(
+        ("--departure-timeout",),
+        "departure_timeout_s",
+        "Confirmed -> Departed, and Departed members' rumors kept, this long",
+        "SECONDS",
+        kind="float",
+        shown_default="3 days, from the gossip profile",
+    ),
+    Flag(
+        ("--peer-discovery",),
+        "peer_discovery",
+        "find peers through the Kubernetes API or the DNS records of NAME",
+        "kubernetes|dns:NAME",
+    ),
+    Flag(
+        ("--kubernetes-service",),
+        "kubernetes_service",
+        "the Service whose EndpointSlices list the peers",
+        "NAME",
+    ),
+    Flag(
+        ("--kubernetes-selector",),
+        "kubernetes_selector",
+        "label selector of the peer pods, when EndpointSlices cannot be read",
+        "LABELS",
+    ),
+    Flag(
+        ("--mode",),
+        "mode",
+        "a SWIM gossip ring, or Kubernetes-native (members, leader, config from the API)",
+        choices=("gossip", "kubernetes"),
+    ),
+    Flag(("--json-logging",), "json_logging", "log one JSON object per line", kind="switch"),
+    Flag(("-v", "--verbose"), "verbose", "log debug events too", kind="switch"),
+)
+
+IGNORED: Final = ("--channel", "--url", "-u", "--org", "--config-from", "--update-condition")
+"""Habitat flags with no meaning here (they take a value), accepted so manifests keep working."""
+IGNORED_SWITCHES: Final = ("--auto-update", "-A", "--no-color")
+
+
+def setting_help(dest: str, text: str, shown_default: str | None = None) -> str:
+    """`text [default: X] [env: VAR]`."""
+    default = shown_default
+    if default is None:
+        value = next(f.default for f in fields(Settings) if f.name == dest)
+        if isinstance(value, bool):
+            default = "on" if value else "off"
+        elif isinstance(value, float):
+            default = f"{value:g}"
+        elif value in (None, ()):
+            default = "none"
+        else:
+            default = str(value)
+    var = env_var(dest)
+    return f"{text} [default: {default}]" + (f" [env: {var}]" if var else "")
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Every flag of `pysup run` (and Habitat's ignored ones, hidden) on parser `p`."""
+    p.add_argument(
+        "plans",
+        nargs="*",
+        metavar="PLAN_DIR",
+        help=setting_help("plans", "plan directories to load at start"),
+    )
+    for f in FLAGS:
+        kw: dict[str, Any] = {"dest": f.dest, "help": setting_help(f.dest, f.help, f.shown_default)}
+        if f.kind == "switch":
+            kw.update(action="store_true", default=None)
+        else:
+            kw.update(metavar=f.metavar, choices=f.choices)
+            if f.kind == "list":
+                kw["action"] = "append"
+            elif f.kind == "float":
+                kw["type"] = float
+        p.add_argument(*f.names, **kw)
+    p.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="a TOML file with any of these settings; flags and environment win "
+        "[default: none] [env: PYSUP_CONFIG]",
+    )
+    for name in IGNORED:
+        p.add_argument(name, dest=_ignored(name), help=argparse.SUPPRESS)
+    for name in IGNORED_SWITCHES:
+        p.add_argument(name, action="store_true", dest=_ignored(name), help=argparse.SUPPRESS)
+
+
+def _ignored(name: str) -> str:
+    return f"ignored_{name.lstrip('-').replace('-', '_')}"
