@@ -22,6 +22,7 @@ import timeit
 from pysup.butterfly import codec
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Ack, Gossip, MemberRumor, Message, Ping, PushPull, ServiceRumor
+from pysup.service.context import rumor_sys
 
 
 def _member(rng: random.Random, i: int) -> Member:
@@ -30,18 +31,8 @@ def _member(rng: random.Random, i: int) -> Member:
 
 def _service(rng: random.Random, member_id: str) -> ServiceRumor:
     cfg = {"port": 6379, "bind": ["0.0.0.0"], "tls": {"enabled": False, "ciphers": "HIGH"}}
-    sys_map = {
-        "ip": "10.0.0.1",
-        "hostname": "redis-0",
-        "gossip_ip": "0.0.0.0",
-        "gossip_port": 9638,
-        "http_gateway_ip": "0.0.0.0",
-        "http_gateway_port": 9631,
-        "ctl_gateway_ip": "127.0.0.1",
-        "ctl_gateway_port": 9632,
-        "permanent": False,
-        "version": "0.1.0",
-    }
+    # The sys keys a supervisor really gossips (the same function builds them).
+    sys_map = rumor_sys({"ip": "10.0.0.1", "hostname": "redis-0"})
     return ServiceRumor(
         member_id, "redis.default", rng.randrange(2**40), "core/redis/7.0.0/20260101000000",
         True, cfg, sys_map, "Ok", "f" * 16,
