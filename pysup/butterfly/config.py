@@ -3,6 +3,14 @@
 Every field says its unit, what it trades off, and where it enters a formula. Presets mirror
 memberlist's `DefaultLANConfig`/`DefaultWANConfig`/`DefaultLocalConfig`, plus `habitat` (butterfly's
 own timings) so the cost of Habitat's defaults can be measured on the same core.
+
+The bounds on what the network can make a member hold are here too (`MAX_INCARNATION`,
+`MAX_DATAGRAM`, `MAX_FRAME`, `STREAM_BYTES_BUDGET`, and the `max_members`/`admit_*` fields);
+the ones that only mean something next to their code stay there, each with its reason: msgpack
+length limits and the frame object budget (`codec.DATAGRAM_LIMITS`, `FRAME_LIMITS`,
+`FRAME_MAX_OBJECTS`, `MAX_BLOB`), value nesting and name rules (`validate.py`), sources tracked
+for admission (`admission.py`). README, "Reliability: limits", lists them all with what happens
+at each.
 """
 
 from __future__ import annotations
