@@ -37,6 +37,7 @@ from pysup.metrics import Metrics
 from pysup.native import NativeConfigError, NativeCore, NativeRuntime, loaded_groups
 from pysup.peers import PeerWatchFile, resolve
 from pysup.service.health import HealthStatus
+from pysup.service.lifecycle import OrphanPolicy, ServiceTuning
 from pysup.service.manager import ServiceManager
 from pysup.service.pkgpaths import PkgPaths
 from pysup.service.process import ProcessState
@@ -209,6 +210,7 @@ class Supervisor:
             pkg_paths=PkgPaths.from_settings(
                 s.pkg_paths, s.pkg_path_fallback, self.env.get("PATH")
             ),
+            tuning=ServiceTuning(orphans=OrphanPolicy(s.orphans)),
         )
         services = self.services
         self.extra_routes.append(lambda app: add_service_routes(app, services, self.census))

@@ -186,6 +186,22 @@ FLAGS: Final = (
         "a SWIM gossip ring, or Kubernetes-native (members, leader, config from the API)",
         choices=("gossip", "kubernetes"),
     ),
+    Flag(
+        ("--pkg-path",),
+        "pkg_paths",
+        'where a plan\'s dependency lives on this host: {{pkgPathFor "ORIGIN/NAME"}} renders '
+        "PREFIX (repeatable)",
+        "ORIGIN/NAME=PREFIX",
+        kind="list",
+        shown_default="none; /hab/pkgs, then the prefix of a namesake program on PATH",
+    ),
+    Flag(
+        ("--orphans",),
+        "orphans",
+        "a service process left running by a killed supervisor: keep supervising it, or stop it "
+        "and start a fresh one",
+        choices=("adopt", "stop"),
+    ),
     Flag(("--json-logging",), "json_logging", "log one JSON object per line", kind="switch"),
     Flag(("-v", "--verbose"), "verbose", "log debug events too", kind="switch"),
 )

@@ -93,6 +93,11 @@ class Settings:
     program on PATH (``core/curl`` -> ``/usr`` when ``/usr/bin/curl`` exists). On: real plans'
     hooks call ``{{pkgPathFor "core/curl"}}/bin/curl``, which this makes work on ordinary hosts;
     off gives Habitat's ``/hab/pkgs/...`` paths exactly."""
+    orphans: str = "adopt"
+    """What a restarted supervisor does with a run process its killed predecessor left running
+    (``PID.json`` proves which): ``adopt`` keeps it serving with no downtime (Habitat's launcher
+    keeps services across a supervisor crash too); ``stop`` restarts it fresh (new environment,
+    binary and log pipes) at the cost of a restart."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def gossip_addr(self) -> tuple[str, int]:
@@ -130,6 +135,8 @@ class Settings:
             raise SettingsError(f"--strategy {self.strategy!r}: expected none, at-once or rolling")
         if self.binding_mode not in ("strict", "relaxed"):
             raise SettingsError(f"--binding-mode {self.binding_mode!r}: expected strict or relaxed")
+        if self.orphans not in ("adopt", "stop"):
+            raise SettingsError(f"--orphans {self.orphans!r}: expected adopt or stop")
         if self.mode not in ("gossip", "kubernetes"):
             raise SettingsError(f"--mode {self.mode!r}: expected gossip or kubernetes")
         pd = self.peer_discovery
@@ -193,6 +200,7 @@ ENV: dict[str, str] = {
     "mode": "PYSUP_MODE",
     "departure_timeout_s": "PYSUP_DEPARTURE_TIMEOUT",
     "pkg_paths": "PYSUP_PKG_PATHS",
+    "orphans": "PYSUP_ORPHANS",
 }
 _BOOL_ENV: dict[str, str] = {
     "json_logging": "PYSUP_JSON_LOGGING",
@@ -209,6 +217,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     kind = str(kinds[name])
     if "Mapping" in kind:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = " ".join(value)  # repeated --pkg-path flags
         if not isinstance(value, str | dict):
             raise SettingsError(f"{source}: {name} must be a table")
         try:

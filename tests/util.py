@@ -37,6 +37,16 @@ async def async_wait_for(
     return last
 
 
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (ESRCH while reading means it was just reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :][:1] != b"Z"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that is free for both UDP and TCP on `host` right now."""
     for _ in range(100):

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from tests.integration.daemons import Fleet, Sup, fleet
-from tests.util import free_port, wait_for
+from tests.util import free_port, process_alive, wait_for
 
 __all__ = ["fleet"]  # the fixture, imported for pytest
 
@@ -156,14 +156,6 @@ def start(fleet: Fleet, sup: Sup, plan: Path) -> int:
     return int(wait(sup, lambda: healthy_pid(sup), UP_TIMEOUT_S, "service up and Ok"))
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] != b"Z"
-
-
 def test_sigkilled_supervisor_adopts_its_service_one_copy_same_pid_health_ok(
     fleet: Fleet, tmp_path: Path
 ) -> None:
@@ -215,6 +207,31 @@ def test_sigkilled_supervisor_adopts_its_service_one_copy_same_pid_health_ok(
     assert (data / "post-stop.log").read_text() == "ran\n"
 
 
+def test_orphans_stop_restarts_the_service_fresh(fleet: Fleet, tmp_path: Path) -> None:
+    """`pysup run --orphans stop`: the restarted supervisor stops what its killed predecessor left
+    running and starts one fresh copy (without the flag it would adopt the old pid)."""
+    port = free_port()
+    plan = write_plan(tmp_path, port)
+    sup = fleet.new("a", extra=[str(plan), "--health-check-interval", "1"])
+    first = start(fleet, sup, plan)
+    sup.signal(signal.SIGKILL)
+    sup.wait_exit(5)
+    assert copies(plan) == [first]
+
+    sup.args += ["--orphans", "stop"]
+    fleet.launch(sup).wait_http()
+    fresh = wait(
+        sup,
+        lambda: (healthy_pid(sup) or first) != first and healthy_pid(sup),
+        UP_TIMEOUT_S,
+        "a fresh copy up and Ok",
+    )
+    wait(sup, lambda: not process_alive(first), 10.0, "the orphan stopped")
+    assert copies(plan) == [fresh]
+    assert ask(port) == fresh
+    assert "service.orphan_stopping" in sup.log_text()
+
+
 @pytest.mark.parametrize("record", ["stale-record", "pid-file-only"])
 def test_pid_file_naming_an_unrelated_process_is_never_signalled(
     fleet: Fleet, tmp_path: Path, record: str
@@ -231,7 +248,7 @@ def test_pid_file_naming_an_unrelated_process_is_never_signalled(
     sup.signal(signal.SIGKILL)
     sup.wait_exit(5)
     os.killpg(first, signal.SIGKILL)
-    wait_for(lambda: not alive(first), 5.0, what="service gone")
+    wait_for(lambda: not process_alive(first), 5.0, what="service gone")
 
     noted = tmp_path / "decoy.signals"
     decoy = subprocess.Popen(
@@ -286,6 +303,6 @@ def test_config_changed_while_no_supervisor_ran_is_applied_after_adoption(
     second = wait(sup, moved, UP_TIMEOUT_S, "restarted on the new port, Ok")
     assert copies(plan) == [second]
     assert ask(new_port) == second and ask(port) is None
-    assert not alive(first)
+    assert not process_alive(first)
     log = sup.log_text()
     assert "service.adopted" in log and "hooks changed: run" in log

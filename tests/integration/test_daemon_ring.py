@@ -28,7 +28,7 @@ from tests.integration.daemons import (
     lifeguard_bound_s,
     report,
 )
-from tests.util import wait_for
+from tests.util import process_alive, wait_for
 
 __all__ = ["fleet"]  # the fixture, imported for pytest
 
@@ -235,14 +235,6 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
-
-
 def test_local_ring_command_forms_a_ring_and_ctrl_c_stops_all(fleet: Fleet, tmp_path: Path) -> None:
     # Below the kernel's ephemeral range, so no port picked by bind(0) anywhere on the machine
     # (other tests, outgoing connections) takes one of ours between the check and the bind.
@@ -279,7 +271,7 @@ def test_local_ring_command_forms_a_ring_and_ctrl_c_stops_all(fleet: Fleet, tmp_
     except Exception:
         raise AssertionError(f"pysup ring did not stop on SIGINT\n{logs()}") from None
     assert rc == 0, logs()
-    assert not any(_running(c) for c in children)
+    assert not any(process_alive(c) for c in children)
     assert http_get(f"http://127.0.0.1:{base}/healthz", timeout=0.5)[0] == 0
 
 

@@ -24,21 +24,12 @@ from pysup.service.hooks import (
     parse_suitability,
     run_hook,
 )
-from tests.util import async_wait_for, wait_for
+from tests.util import async_wait_for, process_alive, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 REPO = Path(__file__).resolve().parents[2]
 SG = "web.default"
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        return False
-    return stat_line[stat_line.rfind(b")") + 2 :].split()[0] != b"Z"
 
 
 def write_hook(tmp_path: Path, name: str, body: str, mode: int = 0o755) -> Path:
@@ -105,7 +96,7 @@ async def test_hung_hook_and_its_children_are_killed_at_the_timeout(tmp_path: Pa
     assert r.timed_out and r.exit_code is None
     assert 0.5 <= elapsed < 0.5 + 1.0 + 1.0  # TERM works on sh and sleep: well within the grace
     child = int((tmp_path / "child.pid").read_text())
-    wait_for(lambda: not alive(child), timeout=5, what="hook's child gone")
+    wait_for(lambda: not process_alive(child), timeout=5, what="hook's child gone")
     assert any(e["event"] == "hook.timeout" and e["hook"] == "post-run" for e in logs)
 
 
@@ -116,7 +107,7 @@ async def test_hook_ignoring_term_gets_kill_after_the_grace(tmp_path: Path) -> N
     elapsed = time.monotonic() - t0
     assert r.timed_out and r.exit_code is None
     assert 0.8 <= elapsed < 0.3 + 0.5 + 1.5
-    assert not alive(int((tmp_path / "hook.pid").read_text()))
+    assert not process_alive(int((tmp_path / "hook.pid").read_text()))
 
 
 async def test_hook_without_exec_bit_or_shebang_still_runs(tmp_path: Path) -> None:
@@ -198,7 +189,7 @@ async def test_cancelling_the_caller_kills_the_hook_group(tmp_path: Path) -> Non
     pid = int(pidfile.read_text())
 
     async def gone() -> bool:
-        return not alive(pid)
+        return not process_alive(pid)
 
     await async_wait_for(gone, timeout=5, what="cancelled hook gone")
 

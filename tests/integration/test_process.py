@@ -20,21 +20,12 @@ from pysup.service.process import (
     ProcessSupervisor,
     SupervisedProcess,
 )
-from tests.util import async_wait_for
+from tests.util import async_wait_for, process_alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 SG = "api.default"
 ENV = {"PATH": "/usr/bin:/bin", "GREETING": "hi"}
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        return False
-    return stat_line[stat_line.rfind(b")") + 2 :].split()[0] != b"Z"
 
 
 def make_proc(tmp_path: Path, body: str | None = None, cmd: str | None = None) -> SupervisedProcess:
@@ -74,7 +65,7 @@ async def test_run_hook_up_pid_file_logs_then_term_stops_and_cleans_up(tmp_path:
     assert p.state is ProcessState.DOWN and p.pid is None
     assert not (p.svc_dir / "PID").exists()
     assert await p.wait() == -signal.SIGTERM
-    assert not alive(pid)
+    assert not process_alive(pid)
     texts = {e["text"] for e in logs if e["event"] == "hook.output"}
     assert texts == {"api.default(run): hi from run", "api.default(run): warn"}
     assert not any(e["event"] == "service.kill" for e in logs)
@@ -127,7 +118,7 @@ async def test_children_left_behind_by_a_dying_run_process_are_killed(tmp_path: 
     await p.start()
     assert await p.wait() == 3
     child = int(pidfile.read_text())
-    await until(lambda: not alive(child), what="straggler killed")
+    await until(lambda: not process_alive(child), what="straggler killed")
 
 
 async def test_start_twice_and_bad_run_hook_raise(tmp_path: Path) -> None:

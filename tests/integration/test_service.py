@@ -26,7 +26,7 @@ from pysup.service.process import ProcessState
 from pysup.service.service import ServiceState, ServiceTuning
 from pysup.service.spec import ServiceSpec
 from pysup.statedir import StateDir
-from tests.util import async_wait_for, free_port
+from tests.util import async_wait_for, free_port, process_alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -108,14 +108,6 @@ async def until(cond: Callable[[], object], within: float = 10.0, what: str = ""
         return bool(cond())
 
     await async_wait_for(check, timeout=within, what=what)
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        return False
-    return stat_line[stat_line.rfind(b")") + 2 :].split()[0] != b"Z"
 
 
 def write_plan(root: Path, name: str, hooks: dict[str, str], **files: str) -> Path:
@@ -232,7 +224,7 @@ async def test_hung_health_check_is_killed_and_unknown(
     svc = await manager.load(ServiceSpec(plan))
     await until(lambda: svc.health is HealthStatus.UNKNOWN, what="health UNKNOWN")
     hc_pid = int((svc.svc_path / "var" / "hc.pid").read_text())
-    assert not alive(hc_pid)
+    assert not process_alive(hc_pid)
     assert "health-check hook timed out" in (svc.last_error or "")
     assert svc.process.state is ProcessState.UP
     result = svc.last_hook["health-check"]
@@ -272,14 +264,14 @@ async def test_config_change_with_reconfigure_hook_keeps_the_process(
     user_toml.write_text('greeting = "hello"\n')
     await until(lambda: "reconfigured" in events.read_text(), what="reconfigure ran")
     assert (svc.svc_path / "config" / "app_conf").read_text() == "greeting=hello\n"
-    assert svc.process.pid == pid and alive(pid or 0)
+    assert svc.process.pid == pid and process_alive(pid or 0)
     assert svc.last_render.config == ["app_conf"] and svc.last_render.hooks == []
 
     user_toml.write_text('greeting = "hello"\nflavor = "mint"\n')
     await until(lambda: svc.process.pid not in (None, pid), what="restart after run change")
     assert "# flavor mint" in (svc.svc_path / "hooks" / "run").read_text()
     assert events.read_text().splitlines() == ["started", "reconfigured", "started"]
-    assert not alive(pid or 0)
+    assert not process_alive(pid or 0)
 
 
 async def test_config_change_without_reconfigure_hook_restarts(
@@ -397,6 +389,6 @@ async def test_stop_sends_term_then_post_stop(
     await manager.stop("stopper")
     assert svc.state is ServiceState.STOPPED and svc.process.state is ProcessState.DOWN
     assert events.read_text().splitlines() == ["ready", "got-TERM", "post-stop"]
-    assert not alive(pid or 0)
+    assert not process_alive(pid or 0)
     await manager.start("stopper")
     await until(lambda: svc.process.pid not in (None, pid), what="started again")

@@ -249,3 +249,29 @@ def test_departure_timeout_flag_env_and_file_reach_the_gossip_config(tmp_path: P
         load_settings({"departure_timeout_s": 0.0}, env={})
     args = cli.build_parser().parse_args(["run", "--departure-timeout", "30"])
     assert args.departure_timeout_s == 30.0
+
+
+def _run_settings(*argv: str, env: dict[str, str] | None = None) -> Settings:
+    args = cli.build_parser().parse_args(["run", *argv])
+    return load_settings(vars(args), env=env or {})
+
+
+def test_pkg_path_flag_is_repeatable_and_beats_the_environment() -> None:
+    s = _run_settings(
+        "--pkg-path",
+        "core/curl=/usr",
+        "--pkg-path",
+        "core/jdk=/opt/jdk",
+        env={"PYSUP_PKG_PATHS": "core/curl=/elsewhere"},
+    )
+    assert dict(s.pkg_paths) == {"core/curl": "/usr", "core/jdk": "/opt/jdk"}
+    with pytest.raises(SettingsError, match="ORIGIN/NAME"):
+        _run_settings("--pkg-path", "curl=/usr")
+
+
+def test_orphans_flag_environment_and_refusal() -> None:
+    assert _run_settings().orphans == "adopt"
+    assert _run_settings("--orphans", "stop").orphans == "stop"
+    assert _run_settings(env={"PYSUP_ORPHANS": "stop"}).orphans == "stop"
+    with pytest.raises(SettingsError, match="--orphans 'later'"):
+        load_settings({}, env={"PYSUP_ORPHANS": "later"})
