@@ -25,7 +25,7 @@ from pysup.butterfly.config import PRESETS
 from pysup.butterfly.core import SwimCore
 from pysup.butterfly.effects import Addr, MemberChanged, RumorChanged, SelfChanged
 from pysup.butterfly.keys import RingKey, RingKeyError, default_key_cache, resolve_ring_key
-from pysup.butterfly.member import Health, Member
+from pysup.butterfly.member import Health, Member, next_incarnation
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
@@ -276,7 +276,7 @@ class Supervisor:
         self._persist(self.state.remove_stale_tmp)
         seed = random.Random(self.rng.getrandbits(64))
         member_id = self._persist(lambda: self.state.load_or_create_member_id(seed))
-        incarnation = self._persist(self.state.load_incarnation) + 1
+        incarnation = next_incarnation(self._persist(self.state.load_incarnation))
         return member_id, incarnation, self._persist(self._load_rumors)
 
     def _persist(self, step: Callable[[], T]) -> T:

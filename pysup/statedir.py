@@ -42,6 +42,8 @@ from pathlib import Path
 
 import structlog
 
+from pysup.butterfly.config import MAX_INCARNATION
+
 log = structlog.get_logger(__name__)
 
 FILE_MODE = 0o600
@@ -59,13 +61,11 @@ RUMORS_FILE = "rumors.dat"
 CTL_SECRET_FILE = "CTL_SECRET"
 CTL_SECRET_BYTES = 64
 
-INCARNATION_HEADROOM = 2**32
-"""Incarnations a member may still add to a stored one: one per restart and per refutation."""
-MAX_STORED_INCARNATION = 2**64 - 1 - INCARNATION_HEADROOM
-"""Largest incarnation accepted from ``INCARNATION``: the wire carries an unsigned 64-bit value,
-and a stored 2^64-1 made every start fail (its successor cannot be packed). No honest member comes
-near it (a refutation a second for 136 years is 2^32); a larger value is treated as corrupt.
-(Defined here, with headroom below the wire limit, until the gossip config names its own bound.)"""
+MAX_STORED_INCARNATION = MAX_INCARNATION
+"""Largest incarnation accepted from ``INCARNATION``: the ring's bound (2^63 - 1, see
+``butterfly/config.py``). A stored 2^64-1 made every start fail (its successor cannot be packed),
+and a value above the ring's bound would be refused by every peer; increments saturate at it, so
+no honest member writes more. A larger value is treated as corrupt and moved aside."""
 _MAX_INCARNATION_DIGITS = len(str(MAX_STORED_INCARNATION))
 
 _MEMBER_ID_RE = re.compile(r"[0-9a-f]{32}")

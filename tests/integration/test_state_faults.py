@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from pysup.butterfly.config import MAX_INCARNATION
 from pysup.ctl_client import CtlClient, CtlClientError
 from pysup.gateway.ctl_proto import ConfigApply
 from tests.integration.daemons import Fleet, Sup, fleet
@@ -68,6 +69,17 @@ def test_an_incarnation_out_of_bounds_is_moved_aside(fleet: Fleet, value: str) -
     sup.state_dir.mkdir(parents=True)
     (sup.state_dir / "INCARNATION").write_text(value + "\n")
     start_and_check_incarnation(fleet, sup, "INCARNATION")
+
+
+def test_an_incarnation_at_the_ring_bound_stays_there(fleet: Fleet) -> None:
+    """A restart saturates at MAX_INCARNATION: one more would be refused by every peer."""
+    sup = fleet.new("m")
+    sup.state_dir.mkdir(parents=True)
+    (sup.state_dir / "INCARNATION").write_text(f"{MAX_INCARNATION}\n")
+    fleet.launch(sup).wait_http()
+    assert sup.members()[sup.member_id()]["incarnation"] == MAX_INCARNATION
+    assert (sup.state_dir / "INCARNATION").read_text().strip() == str(MAX_INCARNATION)
+    assert "Traceback" not in sup.log_text() and "state.corrupt" not in sup.log_text()
 
 
 def test_an_incarnation_that_is_a_symlink_loop_is_moved_aside(fleet: Fleet) -> None:
