@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from pysup.butterfly.keys import default_key_cache
-from pysup.crypto.certgen import TlsFileError, TlsKind, resolve_ctl_path
+from pysup.crypto.certgen import TlsFileError, TlsKind, latest_ctl_file, resolve_ctl_path
 from pysup.crypto.certwatch import CertWatcher
 from pysup.crypto.tls import ServerTlsFiles, TlsConfigError, client_context, server_context
 from pysup.settings import Settings
@@ -56,7 +56,9 @@ def ctl_tls_dir(settings: Settings, env: Mapping[str, str]) -> Path:
 
 def _ctl_path(given: str, kind: TlsKind, default_dir: Path) -> Path:
     try:
-        return resolve_ctl_path(Path(given) if given else default_dir, kind)
+        if not given:  # the flag alone: the default directory, even when it does not exist
+            return latest_ctl_file(default_dir, kind)
+        return resolve_ctl_path(Path(given), kind)
     except TlsFileError as e:
         raise TlsConfigError(str(e)) from None
 
