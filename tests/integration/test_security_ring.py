@@ -296,6 +296,31 @@ def test_a_rotated_certificate_is_served_without_restart(ring: list[Member]) -> 
     assert m.proc is not None and m.proc.pid == pid and m.proc.poll() is None
 
 
+def test_the_container_healthcheck_hook_speaks_https(ring: list[Member]) -> None:
+    hook = Path(__file__).resolve().parents[2] / "hooks" / "healthcheck"
+    m0, m1 = ring[0], ring[1]
+
+    def run(m: Member, **env: str) -> Any:
+        base = clean_env(HAB_LISTEN_HTTP=f"127.0.0.1:{m.http}", **env)
+        return subprocess.run(
+            [sys.executable, str(hook)], env=base, capture_output=True, timeout=20
+        )
+
+    tls = {"PYSUP_TLS_CERTS": str(m1.server.certificate)}
+    r = run(m1, **tls)
+    assert r.returncode == 0 and b"healthy: https://" in r.stdout, r.stdout
+    assert run(m1).returncode == 1  # plain HTTP at a TLS gateway: unhealthy, not a hang
+    client = m0.client_cert  # type: ignore[attr-defined]
+    assert run(m0, **tls).returncode == 1  # member 0 requires a client certificate
+    r = run(
+        m0,
+        **tls,
+        PYSUP_TLS_CLIENT_CERT=str(client.certificate),
+        PYSUP_TLS_CLIENT_KEY=str(client.key),
+    )
+    assert r.returncode == 0, r.stdout
+
+
 # --- 2. control gateway TLS -------------------------------------------------------------------
 
 
