@@ -58,4 +58,15 @@ class ProbeRtt:
     seconds: float
 
 
-Effect = Send | StreamSend | MemberChanged | RumorChanged | SelfChanged | ProbeRtt
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Input the core refused: the shell counts it with the codec's rejects (`reason` is a
+    stable label: `member_cap`, `member_rate`, `incarnation`, `local_rumor`) and logs it at a
+    bounded rate. `source` is where it came from (None: made here)."""
+
+    reason: str
+    source: Addr | None
+    detail: str = ""
+
+
+Effect = Send | StreamSend | MemberChanged | RumorChanged | SelfChanged | ProbeRtt | Rejected
