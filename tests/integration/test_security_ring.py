@@ -32,6 +32,7 @@ import pytest
 from cryptography import x509
 
 from pysup.testing.certs import Issued, TestCA
+from tests.integration.test_ctl_ring import make_plan, ok, refused  # the same plan, checks
 from tests.util import free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -55,20 +56,6 @@ def pysup(*args: str, env: dict[str, str], stdin: bytes | None = None) -> Any:
         timeout=60,
         env=env,
     )
-
-
-def ok(r: Any) -> str:
-    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr.decode()}"
-    out: str = r.stdout.decode()
-    return out
-
-
-def refused(r: Any, needle: str) -> str:
-    err: str = r.stderr.decode()
-    assert r.returncode == 1, f"exit {r.returncode}: {err}"
-    assert needle in err, err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 class Member:
@@ -157,18 +144,6 @@ class Member:
 
     def member_id(self) -> str:
         return (self.state / "MEMBER_ID").read_text().strip()
-
-
-def make_plan(root: Path) -> Path:
-    d = root / "plans" / "demo"
-    for sub in ("config", "hooks"):
-        (d / sub).mkdir(parents=True)
-    (d / "plan.toml").write_text('name = "demo"\norigin = "test"\nversion = "1.0.0"\n')
-    (d / "default.toml").write_text('value = "initial"\n')
-    (d / "config" / "app.conf").write_text("value={{cfg.value}}\n")
-    (d / "hooks" / "run").write_text("#!/bin/sh\nexec sleep 600\n")
-    (d / "hooks" / "run").chmod(0o755)
-    return d
 
 
 def hand_written_service_key() -> tuple[str, str]:
