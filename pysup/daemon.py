@@ -30,11 +30,13 @@ from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
 from pysup.census import Census, build_census
+from pysup.crypto.sealed import RumorOpener
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.faults import Faults, one_line
 from pysup.gateway.http import make_app
 from pysup.gateway.http_server import HttpServer
 from pysup.gateway.service_routes import add_service_routes
+from pysup.gateway.tls_setup import http_tls_or_fail
 from pysup.listener import raise_fd_limit
 from pysup.metrics import Metrics
 from pysup.native import NativeConfigError, NativeCore, NativeRuntime, loaded_groups
@@ -120,6 +122,8 @@ class Supervisor:
         self._departing = False
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self.discovery: Discovery | None = None  # --peer-discovery, built in start()
+        cache = Path(settings.key_cache) if settings.key_cache else default_key_cache(self.env)
+        self.opener = RumorOpener(cache, self.metrics.reject)  # encrypted config and files
 
     # --- views for the gateways ---------------------------------------------------------
 
@@ -266,7 +270,7 @@ class Supervisor:
         await self._load_services()
         from pysup.gateway.ctl import attach_ctl
 
-        await attach_ctl(self)
+        await attach_ctl(self, self.env)
         if s.mode != "kubernetes":
             self._spawn("ring.join", self._join_loop())
         self._spawn("state.save", self._save_loop())
@@ -303,7 +307,7 @@ class Supervisor:
         return runtime
 
     def census(self) -> Census:
-        return build_census(self.core.me, self.core.members(), self.core.store)
+        return build_census(self.core.me, self.core.members(), self.core.store, self.opener.plain)
 
     def publish(self, rumor: Rumor) -> None:
         assert self.runner is not None
@@ -360,6 +364,7 @@ class Supervisor:
     async def _start_http(self) -> None:
         host, port = self.settings.http_addr()
         token = self.env.get("HAB_SUP_GATEWAY_AUTH_TOKEN") or None
+        tls = http_tls_or_fail(self.settings)
 
         def routes(app: web.Application) -> None:
             for add in self.extra_routes:
@@ -367,7 +372,7 @@ class Supervisor:
 
         self.http = HttpServer(make_app(self, token, routes), self.metrics, self.faults)
         try:
-            self.http_port = await self.http.start(host, port)
+            self.http_port = await self.http.start(host, port, tls.context if tls else None)
         except OSError as e:
             self.http = None
             raise StartupError(f"cannot listen for HTTP on {host}:{port}: {e.strerror}") from None
@@ -404,8 +409,9 @@ class Supervisor:
             if self.services is not None:
                 self.services.on_census_changed()
         elif isinstance(e, RumorChanged):
-            if self.services is not None:
-                self.services.on_rumor(e.rumor)
+            opened = self.opener.opened(e.rumor)  # None: encrypted to a key we lack
+            if self.services is not None and opened is not None:
+                self.services.on_rumor(opened)
         elif e.reason == "refuted":
             log.info("member.refuted", incarnation=e.member.incarnation)
             try:

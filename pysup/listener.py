@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import resource
 import socket
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -42,7 +43,8 @@ within this much. One pass is O(connections), bounded by the cap."""
 RefusedHandler = Callable[[str, tuple[str, int]], None]
 """Told of each connection closed by the listener: ``too_many_connections`` (refused at the cap),
 ``evicted`` (idle the longest, closed to admit a new one at the cap), ``header_timeout`` (no
-request within the idle timeout of connecting: slowloris)."""
+request within the idle timeout of connecting: slowloris), ``tls_handshake`` (with TLS: the
+handshake failed or did not finish within its timeout)."""
 
 
 def raise_fd_limit() -> tuple[int, int]:
@@ -101,8 +103,14 @@ class Listener:
         faults: Faults,
         on_refused: RefusedHandler | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tls: ssl.SSLContext | None = None,
+        tls_handshake_timeout_s: float = 10.0,
     ) -> None:
+        """With ``tls`` every connection is a TLS server session; one whose handshake fails or
+        takes longer than ``tls_handshake_timeout_s`` is closed and refused (``tls_handshake``)."""
         self.name = name
+        self._tls = tls
+        self._tls_timeout_s = tls_handshake_timeout_s
         self._factory = factory
         self.limits = limits
         self._faults = faults
@@ -229,13 +237,29 @@ class Listener:
         loop = asyncio.get_running_loop()
         try:
             with self._faults.guard(f"{self.name}.accept") as fault:
-                transport, protocol = await loop.connect_accepted_socket(self._factory, sock=conn)
+                transport, protocol = await self._open(loop, conn, peer)
         finally:
             self._pending -= 1
-        if fault.error is not None:
+        if fault.error is not None or transport is None or protocol is None:
             conn.close()
             return
-        self._conns[protocol] = _Conn(transport, peer, self._clock())
+        self._conns[protocol] = _Conn(cast(asyncio.Transport, transport), peer, self._clock())
+
+    async def _open(
+        self, loop: asyncio.AbstractEventLoop, conn: socket.socket, peer: tuple[str, int]
+    ) -> tuple[asyncio.BaseTransport | None, asyncio.BaseProtocol | None]:
+        if self._tls is None:
+            return await loop.connect_accepted_socket(self._factory, sock=conn)
+        try:
+            return await loop.connect_accepted_socket(
+                self._factory,
+                sock=conn,
+                ssl=self._tls,
+                ssl_handshake_timeout=self._tls_timeout_s,
+            )
+        except OSError:  # ssl.SSLError, a reset, the handshake timeout: the client's doing
+            self._refused("tls_handshake", peer)
+            return None, None
 
     def _evict_one(self) -> bool:
         if not self.limits.evict_idle:

@@ -12,6 +12,7 @@ rejected input (``pysup_rejected_inputs{source="http",reason="bad_request"}``) a
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -130,12 +131,21 @@ class HttpServer:
                 connections=self.listener.connections if self.listener else 0,
             )
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen; returns the bound port. Raises OSError when the address cannot be bound."""
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        """Listen (HTTPS with ``tls``); returns the bound port. Raises OSError when the address
+        cannot be bound."""
         await self._runner.setup()
         server = self._runner.server
         assert server is not None  # set by setup()
-        self.listener = Listener("http", server, self._limits, self._faults, self._refused)
+        self.listener = Listener(
+            "http",
+            server,
+            self._limits,
+            self._faults,
+            self._refused,
+            tls=tls,
+            tls_handshake_timeout_s=self._limits.idle_timeout_s or HTTP_IDLE_TIMEOUT_S,
+        )
         try:
             await self.listener.start(host, port)
         except OSError:

@@ -17,15 +17,19 @@ import asyncio
 import errno
 import itertools
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from pysup.crypto.tls import ServerTlsFiles, server_context
 from pysup.faults import Faults
 from pysup.listener import ACCEPT_BACKOFF_MIN_S, ConnectionLimits, Listener
+from pysup.testing.certs import TestCA
 from tests.util import async_wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -162,3 +166,42 @@ async def test_accept_errors_back_off_and_are_logged_once(
     assert all(g >= e * 0.9 for g, e in zip(gaps, expected, strict=True)), gaps
     assert h.faults.counts["t.accept"] == 5
     assert [e["event"] for e in logs].count("task.fault") == 1
+
+
+async def test_with_tls_a_bad_or_stalled_handshake_is_refused_and_tls_clients_served(
+    tmp_path: Path,
+) -> None:
+    """Plain bytes and a silent client against a TLS listener are refused (`tls_handshake`, the
+    silent one after the handshake timeout) and are no fault of the listener; a TLS client is
+    served after them. Before (TLS with the bounded listener was new): nothing to check."""
+    ca = TestCA(tmp_path)
+    issued = ca.issue("server", names=("127.0.0.1",))
+    h = Harness(ConnectionLimits(10))
+    h.listener = Listener(
+        "t",
+        h.listener._factory,
+        ConnectionLimits(10),
+        h.faults,
+        lambda reason, peer: h.refused.append(reason),
+        tls=server_context(ServerTlsFiles(issued.certificate, issued.key)),
+        tls_handshake_timeout_s=0.5,
+    )
+    await h.listener.start("127.0.0.1", 0)
+    try:
+        plain = socket.create_connection(("127.0.0.1", h.listener.port))
+        plain.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        silent = socket.create_connection(("127.0.0.1", h.listener.port))
+        await async_wait_for(lambda: _true(len(h.refused) == 2), 5.0, what="both refused")
+        assert h.refused == ["tls_handshake", "tls_handshake"]
+        assert not h.faults.counts, h.faults.counts
+        client = ssl.create_default_context(cafile=str(ca.certificate))
+        _, writer = await asyncio.open_connection("127.0.0.1", h.listener.port, ssl=client)
+        await async_wait_for(
+            lambda: _true(h.listener.connections == 1), 5.0, what="a TLS client admitted"
+        )
+        writer.close()
+        plain.close()
+        silent.close()
+    finally:
+        h.listener.close(abort_connections=True)
+        await h.listener.wait_closed()
