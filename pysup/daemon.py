@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
 from pysup.census import Census, build_census
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
+from pysup.events import EventHub, EventStream
+from pysup.events.translate import effect_event
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
 from pysup.metrics import Metrics
@@ -105,6 +108,7 @@ class Supervisor:
         self._departing = False
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self.discovery: Discovery | None = None  # --peer-discovery, built in start()
+        self.events: EventStream | None = None  # GET /events, made in start() (needs our id)
 
     # --- views for the gateways ---------------------------------------------------------
 
@@ -198,7 +202,11 @@ class Supervisor:
                 listener=self._on_event,
                 udp_backend=s.udp_backend,
             )
+        # Ids start at our start time in µs: above any id of an earlier run (docs/events.md).
+        hub = EventHub(first_id=int(time.time() * 1_000_000), member_id=member_id)
+        self.events = EventStream(hub)
         self.services = ServiceManager(
+            events=self.events.publish,
             state=self.state,
             sys_info=self.sys_info(),
             member_id=member_id,
@@ -324,7 +332,7 @@ class Supervisor:
             for add in self.extra_routes:
                 add(app)
 
-        app = make_app(self, token, routes)
+        app = make_app(self, token, routes, self.events)
         self.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.http_runner.setup()
         site = web.TCPSite(self.http_runner, host, port, reuse_address=True)
@@ -342,6 +350,8 @@ class Supervisor:
     # --- the ring -----------------------------------------------------------------------
 
     def _on_event(self, e: MemberChanged | RumorChanged | SelfChanged) -> None:
+        if self.events is not None:
+            self.events.publish(effect_event(e))
         if isinstance(e, MemberChanged):
             m = e.member
             log.info(
@@ -454,6 +464,8 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         log.info("supervisor.stopping")
+        if self.events is not None:
+            self.events.close()  # first: an open /events stream must not hold the shutdown
         if self.runner is not None and not self.core.departed:
             await self.runner.leave()
         if self.services is not None:

@@ -34,6 +34,9 @@ class MemberChanged:
 
     member: Member
     previous: Health | None
+    suspected_by: str = ""
+    """For a Suspect record: the member whose suspicion it is (we, or the rumor's sender's
+    source); "" when not Suspect or not known."""
 
 
 @dataclass(frozen=True, slots=True)
