@@ -629,7 +629,8 @@ class Service:
             self._events(hook_event(str(self.sg), name, None, str(e)))
             return None
         self.last_hook[name] = result
-        self._events(hook_event(str(self.sg), name, result))
+        if name != "health-check":  # service.health reports it, with its output
+            self._events(hook_event(str(self.sg), name, result))
         if result.timed_out:
             self._error(
                 f"{name} hook timed out after {self.tuning.hook_timeout_s:g}s and was killed",
