@@ -1,6 +1,8 @@
 """A bounded, seeded fuzz run over everything that parses input from the network.
 
-    python -m bench.fuzz --inputs 100000 [--seed S] [--targets codec,ctl,http]
+    python -m bench.fuzz --inputs 100000 [--seed S] [--targets codec,ctl,http,semantic]
+    python -m bench.fuzz --live-ring [--members 3] [--attack-s 10] [--attacks a,b]
+                         [--pysup-path DIR]
 
 Targets (the inputs are split evenly between them):
 
@@ -19,6 +21,14 @@ Targets (the inputs are split evenly between them):
   bodies); one in four is a mutated raw HTTP/1.1 request written to the socket. Fails on any 5xx
   or any error the server logs (aiohttp turns a handler's exception into a 500 and a log line).
 
+- ``semantic``: well-formed messages with extreme values (incarnations around 2^63 and 2^64, host
+  names as addresses, ``../`` names, cfg values TOML or JSON cannot hold, deep nesting, member
+  floods), fed to a real core whose state is checked after every input
+  (``bench/fuzz_semantic.py``).
+
+``--live-ring`` runs the stateful attacks of ``bench/fuzz_ring.py`` against real processes
+instead, each on a fresh ring, and prints a table of what each attack cost.
+
 Inputs are generated from ``random.Random(seed)`` (no coverage feedback), so a run is
 reproducible: a failure prints the target, the input index and the input (repr), and the process
 exits 1. Exit 0 means every input was handled with a documented outcome.
@@ -30,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import random
 import sys
@@ -76,15 +87,7 @@ from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
 from pysup.metrics import Metrics
 
-CODEC_REASONS = {
-    "malformed",
-    "oversized",
-    "version",
-    "decrypt",
-    "unencrypted",
-    "encrypted",
-    "unknown",
-}
+CODEC_REASONS = codec.REASONS
 CTL_REASONS = {"oversized", "undecodable", "truncated", "bad_request", "unknown_op"}
 TOKEN = "fuzz-token-3f9a"
 KEY = generate_ring_key("fuzz", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
@@ -168,10 +171,12 @@ def rand_text(rng: random.Random, n: int = 20) -> str:
 
 
 def rand_member(rng: random.Random) -> Member:
+    # Mostly values a member accepts, so mutations reach the core; the `semantic` target
+    # (bench/fuzz_semantic.py) is the one that aims at the bounds.
     return Member(
         rand_id(rng),
-        rng.choice([0, 1, 2, rng.randrange(2**64)]),
-        rng.choice(["127.0.0.1", "10.0.0.9", rand_text(rng, 10)]),
+        rng.choice([0, 1, 2, rng.randrange(2**63), rng.randrange(2**64)]),
+        rng.choice(["127.0.0.1", "10.0.0.9", "::1", "127.0.0.1", rand_text(rng, 10)]),
         rng.randrange(65536),
         rng.choice(list(Health)),
         rng.random() < 0.2,
@@ -180,17 +185,19 @@ def rand_member(rng: random.Random) -> Member:
 
 def rand_rumor(rng: random.Random) -> Rumor:
     k = rng.randrange(6)
-    inc = rng.randrange(2**64)
-    sg = rng.choice(["redis.default", "a.b", rand_text(rng)])
+    inc = rng.randrange(2**63) if rng.random() < 0.9 else rng.randrange(2**64)
+    sg = rng.choice(["redis.default", "a.b", "a.b", rand_text(rng)])
     if k == 0:
         return MemberRumor(rand_member(rng), rng.choice(["", rand_id(rng)]))
     if k == 1:
         cfg = {"port": rng.randrange(65536), "x": [1, "a", None], "n": {"k": 1.5}}
         return ServiceRumor(rand_id(rng), sg, inc, "core/redis/1/2", rng.random() < 0.5, cfg, {})
     if k == 2:
-        return ServiceConfigRumor(sg, inc, rng.randbytes(rng.randint(0, 200)), rng.random() < 0.1)
+        body = rng.choice([b"port = 6379\n", b'[a]\nb = "c"\n', rng.randbytes(rng.randint(0, 200))])
+        return ServiceConfigRumor(sg, inc, body, rng.random() < 0.1)
     if k == 3:
-        return ServiceFileRumor(sg, rand_text(rng), inc, rng.randbytes(rng.randint(0, 100)))
+        name = rng.choice(["tls.pem", "motd", rand_text(rng)])
+        return ServiceFileRumor(sg, name, inc, rng.randbytes(rng.randint(0, 100)))
     if k == 4:
         return DepartureRumor(rand_id(rng))
     votes = tuple(rand_id(rng) for _ in range(rng.randint(0, 3)))
@@ -638,10 +645,19 @@ def fuzz_http(
     asyncio.run(_fuzz_http(n, rng, counts, sup))
 
 
+def fuzz_semantic(n: int, rng: random.Random, counts: Counts) -> None:
+    """Well-formed messages with extreme values, and the core's state checked after each
+    (`bench/fuzz_semantic.py`, which imports this module's helpers)."""
+    from bench.fuzz_semantic import fuzz_semantic as run
+
+    run(n, rng, counts)
+
+
 TARGETS: dict[str, Callable[[int, random.Random, Counts], None]] = {
     "codec": fuzz_codec,
     "ctl": fuzz_ctl,
     "http": fuzz_http,
+    "semantic": fuzz_semantic,
 }
 
 
@@ -681,7 +697,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", type=int, default=100_000, help="total, split between targets")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset")
+    p.add_argument("--live-ring", action="store_true", help="attack a live ring instead")
+    p.add_argument("--members", type=int, default=3, help="live ring size")
+    p.add_argument("--profile", default="local", help="live ring gossip profile")
+    p.add_argument("--attack-s", type=float, default=10.0, help="seconds each attack runs")
+    p.add_argument("--attacks", default="", help="comma-separated subset of the live attacks")
+    p.add_argument("--pysup-path", default=None, help="run the members from this source tree")
     a = p.parse_args(argv)
+    if a.live_ring:
+        return live_ring(a.members, a.profile, a.attack_s, a.pysup_path, a.attacks)
     targets = [t for t in a.targets.split(",") if t]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
@@ -694,6 +718,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for line in summary(results):
         print(line)
+    return 0
+
+
+def live_ring(members: int, profile: str, seconds: float, path: str | None, attacks: str) -> int:
+    from bench import fuzz_ring
+    from bench.measure import RESULTS_DIR, describe_machine, results_path
+
+    only = [a for a in attacks.split(",") if a]
+    unknown = [a for a in only if a not in fuzz_ring.ATTACKS]
+    if unknown:
+        print(f"unknown attacks {unknown}; expected {list(fuzz_ring.ATTACKS)}", file=sys.stderr)
+        return 2
+    results = fuzz_ring.run(members, profile, seconds, path, only)
+    out = results_path("fuzz-ring", RESULTS_DIR)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"machine": describe_machine(), "pysup_path": path, "members": members,
+           "profile": profile, "attack_s": seconds, "results": results}  # fmt: skip
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(fuzz_ring.markdown(results))
+    print(f"written {out}")
     return 0
 
 

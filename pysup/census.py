@@ -25,12 +25,11 @@ it consistent by construction). Inputs:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -44,12 +43,10 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.butterfly.rumors import RumorStore
+from pysup.butterfly.validate import GROUP_PART_RE, check_service_group_parts, split_service_group
 from pysup.service.cfg import ConfigError, parse_gossip_config
 
 log = structlog.get_logger(__name__)
-
-_PART_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-_SERVICE_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 class ServiceGroup(NamedTuple):
@@ -66,28 +63,20 @@ class ServiceGroup(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> ServiceGroup:
-        """Parse ``svc.group[@org]``; ``ValueError`` says what is wrong."""
-        base, at, org = text.partition("@")
-        service, dot, group = base.rpartition(".")
-        if not dot or not service:
-            raise ValueError(f"service group {text!r} is not of the form service.group[@org]")
-        return cls.of(service, group, org if at else None)
+        """Parse ``svc.group[@org]``; ``ValueError`` says what is wrong (the rule gossip uses:
+        `pysup.butterfly.validate`)."""
+        return cls(*split_service_group(text))
 
     @classmethod
     def of(cls, service: str, group: str, org: str | None = None) -> ServiceGroup:
         """Validate the parts; ``ValueError`` names the bad one."""
-        if not _SERVICE_RE.match(service):
-            raise ValueError(f"invalid service name {service!r}")
-        if not valid_group_name(group):
-            raise ValueError(f"invalid group name {group!r}")
-        if org is not None and not _PART_RE.match(org):
-            raise ValueError(f"invalid organization name {org!r}")
+        check_service_group_parts(service, group, org)
         return cls(service, group, org)
 
 
 def valid_group_name(group: str) -> bool:
     """A group (or org) name: letters, digits, ``_`` and ``-``; not starting with ``-``."""
-    return bool(_PART_RE.match(group))
+    return GROUP_PART_RE.fullmatch(group) is not None
 
 
 class ElectionState(StrEnum):

@@ -50,7 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final, NamedTuple
 
-from pysup.butterfly.member import Health
+from pysup.butterfly.member import Health, next_incarnation
 from pysup.butterfly.messages import ElectionRumor, ElectionStatus
 
 MAX_SUITABILITY: Final = 2**64 - 1
@@ -236,16 +236,16 @@ def decide(
     term = stored.term
     if stored.status is ElectionStatus.FINISHED:
         if view.gone(stored.member_id):
-            return Decision(candidacy(term + 1), "restart_leader_gone")
+            return Decision(candidacy(next_incarnation(term)), "restart_leader_gone")
         if not q.has_quorum:
-            return Decision(candidacy(term + 1), "restart_no_quorum")
+            return Decision(candidacy(next_incarnation(term)), "restart_no_quorum")
         return Decision(None, "finished")
     if stored.status is ElectionStatus.NO_QUORUM and can_elect:
-        return Decision(candidacy(term + 1), "restart_quorum_back")
+        return Decision(candidacy(next_incarnation(term)), "restart_quorum_back")
     # Below the minimum nobody restarts the waiting standing, even if its candidate left: a
     # restart would be a later term, which no longer waits for the minimum.
     if view.gone(stored.member_id) and not waiting:
-        return Decision(candidacy(term + 1), "restart_candidate_gone")
+        return Decision(candidacy(next_incarnation(term)), "restart_candidate_gone")
     if me not in stored.votes:
         return Decision(candidacy(term), "vote")
     if waiting:
@@ -253,7 +253,7 @@ def decide(
     age = None if since is None else now - since
     if stored.member_id != me:
         if can_elect and age is not None and age >= 2 * stuck_after_s:
-            return Decision(candidacy(term + 1), "restart_stuck")
+            return Decision(candidacy(next_incarnation(term)), "restart_stuck")
         return Decision(None, "wait_candidate")
     # This member is the candidate.
     if not can_elect:

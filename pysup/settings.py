@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pysup.butterfly.config import PRESETS
+from pysup.butterfly.validate import is_ip_literal
 from pysup.service.pkgpaths import PkgPathError, parse_mapping
 
 
@@ -110,6 +111,12 @@ class Settings:
 
     def validate(self) -> None:
         self.gossip_addr()
+        # Members gossip each other's addresses, which must be IP literals (a name would be
+        # resolved inside the event loop by whoever sends to it): the codec refuses names.
+        if self.sys_ip_address is not None and not is_ip_literal(self.sys_ip_address):
+            raise SettingsError(
+                f"--sys-ip-address {self.sys_ip_address!r}: must be an IP address, not a name"
+            )
         self.http_addr()
         self.ctl_addr()
         if self.gossip_profile not in PRESETS:

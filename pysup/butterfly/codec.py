@@ -3,15 +3,29 @@
 Envelope: `b"PS"`, a version byte, a flags byte (bit 0: encrypted), then the body: msgpack of the
 message, or `nonce + secretbox(msgpack)` under the ring key. Decoding raises only `CodecError`,
 whose `reason` names the failure for metrics: malformed, oversized, version, decrypt, unencrypted,
-encrypted (a packet with a key when we have none), unknown.
+encrypted (a packet with a key when we have none), unknown, and for well-formed but hostile
+content: limits (a msgpack length or object count beyond what an honest message has),
+incarnation (beyond `MAX_INCARNATION`), address (not an IP literal), value (a cfg/sys value
+TOML and JSON cannot both hold), name (a service group or file name that would be refused).
+
+Every check runs before anything reaches the core, the store or the disk: size, then envelope,
+then authentication (the ring key), then msgpack with limits sized from the largest honest message
+(`DATAGRAM_LIMITS`, `FRAME_LIMITS`), then each field (`pysup/butterfly/validate.py`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 import msgpack
+import structlog
 
+from pysup.butterfly.config import MAX_DATAGRAM as MAX_DATAGRAM
+from pysup.butterfly.config import MAX_FRAME as MAX_FRAME
+from pysup.butterfly.config import MAX_INCARNATION
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import (
     Ack,
@@ -31,17 +45,110 @@ from pysup.butterfly.messages import (
     ServiceFileRumor,
     ServiceRumor,
 )
+from pysup.butterfly.validate import (
+    IP_LITERALS,
+    file_name_problem,
+    is_ip_literal,
+    plain_map_problem,
+    service_group_problem,
+)
+from pysup.service.cfg import ConfigError, parse_gossip_config
+
+log = structlog.get_logger(__name__)
 
 MAGIC = b"PS"
 VERSION = 1
 FLAG_ENCRYPTED = 0x01
 HEADER_LEN = 4
-MAX_DATAGRAM = 65_507
-"""Largest UDP payload; anything bigger cannot have come from a peer."""
-MAX_FRAME = 32 * 1024 * 1024
-"""Largest stream frame (a full-state push-pull of a big ring with many configs)."""
-MAX_BLOB = 1024 * 1024
-"""Largest single config/file body inside a rumor (the API limits them to 64 KiB)."""
+_HEADER_PLAIN = MAGIC + bytes((VERSION, 0))
+_HEADER_SEALED = MAGIC + bytes((VERSION, FLAG_ENCRYPTED))
+MAX_BLOB: Final = 128 * 1024
+"""Largest config/file body inside a rumor: the 64 KiB the control gateway accepts (Habitat's
+limit), with room for the same body sealed for a service group (a box with base64, x4/3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """msgpack's own limits: a length header beyond one is refused before anything is built."""
+
+    max_array_len: int
+    max_map_len: int
+    max_str_len: int | None = None
+    """None: msgpack's default, the length of the body (all a datagram needs)."""
+    max_bin_len: int | None = None
+
+    def unpacker(
+        self,
+        list_hook: Callable[[list[Any]], Any] | None = None,
+        object_hook: Callable[[dict[Any, Any]], Any] | None = None,
+    ) -> Callable[[bytes], Any]:
+        """`msgpack.unpackb` with these limits, bound once and with only the arguments that
+        differ from msgpack's defaults (each one costs on the datagram path, which is hot)."""
+        given = {
+            "list_hook": list_hook,
+            "object_hook": object_hook,
+            "max_str_len": self.max_str_len,
+            "max_bin_len": self.max_bin_len,
+        }
+        kwargs: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        return functools.partial(
+            msgpack.unpackb,
+            max_array_len=self.max_array_len,
+            max_map_len=self.max_map_len,
+            max_ext_len=0,  # we never send msgpack extension types
+            **kwargs,
+        )
+
+
+DATAGRAM_LIMITS: Final = Limits(max_array_len=1024, max_map_len=512)
+"""msgpack limits for a datagram body (at most MAX_DATAGRAM = 8,972 bytes). Its longest honest
+array is the piggyback list: a rumor takes at least 20 bytes (a Departure), so at most
+8,972 / 20 = 448 of them; a list inside one rumor (a rumor bigger than `stream_rumor_bytes`,
+1,024 B, travels by stream) has at most 1,024 one-byte items. A map entry takes at least two
+bytes, so a rumor holds at most 512. No string can be longer than the datagram (msgpack's
+default string limit is the body's length)."""
+
+FRAME_LIMITS: Final = Limits(
+    max_str_len=MAX_BLOB, max_bin_len=MAX_BLOB, max_array_len=1 << 17, max_map_len=1 << 14
+)
+"""msgpack limits for a stream frame (at most MAX_FRAME bytes). Its longest honest array is a
+push-pull's rumor list: a Service rumor per service per member, for `max_members` (10,000)
+members with up to 8 services each, plus a config, files and two elections per group, fits in
+2^17 = 131,072 (the member list, at most 10,001, too). Its largest honest map is an exported cfg
+table parsed from at most 64 KiB of TOML: 65,536 / 4 bytes (`a=1` and a newline) = 2^14 keys.
+The longest string or bytes value is a config or file body (MAX_BLOB)."""
+
+_unpack_datagram = DATAGRAM_LIMITS.unpacker()
+_unpack_small_frame = FRAME_LIMITS.unpacker()
+
+FRAME_MAX_OBJECTS: Final = 1 << 21
+"""Most lists and maps, plus the items in them, that one stream frame may decode to. Length
+limits bound each container but not how many there are: 32 MiB of empty maps in nested lists
+decoded to 2.5 GB of dicts and blocked the loop for 4.5 s. An honest push-pull at `max_members`
+(10,000 x (7 for a member record + 5 Service rumors x ~35: 10 sys keys, a small cfg)) stays under
+2 x 10^6; 2^21 caps what a hostile frame can build at about 2M x 64 B = 128 MB, and the decode
+stops as soon as it is exceeded. Every list or map and every item takes at least one byte, so a
+body of at most FRAME_MAX_OBJECTS / 2 bytes cannot exceed it: those (nearly every honest frame)
+are decoded without counting."""
+
+
+REASONS: Final = frozenset(
+    {
+        "malformed",
+        "oversized",
+        "version",
+        "decrypt",
+        "unencrypted",
+        "encrypted",
+        "unknown",
+        "limits",
+        "incarnation",
+        "address",
+        "value",
+        "name",
+    }
+)
+"""Every `CodecError.reason` (the labels of rejected gossip in `/metrics`)."""
 
 
 class CodecError(Exception):
@@ -81,7 +188,7 @@ _U64 = 1 << 64
 
 def _unpack_member(v: Any) -> Member:
     # The hottest path of decoding (every packet carries member records): exact type checks
-    # in one expression instead of helper calls.
+    # in one expression instead of helper calls; the rarer cases go to `_member_problem`.
     if type(v) is not list or len(v) != 6:
         raise CodecError("malformed", "member")
     raw_id, inc, address, port, health, persistent = v
@@ -89,17 +196,43 @@ def _unpack_member(v: Any) -> Member:
         type(raw_id) is not bytes
         or len(raw_id) != 16
         or type(inc) is not int
-        or not 0 <= inc < _U64
+        or not 0 <= inc < MAX_INCARNATION
         or type(address) is not str
-        or len(address) > 255
+        or (address not in IP_LITERALS and not is_ip_literal(address))
         or type(port) is not int
         or not 0 <= port < 65536
         or type(health) is not int
         or not 1 <= health <= 4
         or type(persistent) is not bool
     ):
-        raise CodecError("malformed", "member")
+        problem = _member_problem(v)
+        if problem is not None:
+            raise CodecError(problem, "member")
     return Member(raw_id.hex(), inc, address, port, _HEALTHS[health], persistent)  # type: ignore[arg-type]
+
+
+def _member_problem(v: list[Any]) -> str | None:
+    """The reason a member record is refused, or None for the one record the fast check above
+    does not pass: an Alive member at exactly MAX_INCARNATION (see its docstring)."""
+    raw_id, inc, address, port, health, persistent = v
+    if (
+        type(raw_id) is not bytes
+        or len(raw_id) != 16
+        or type(inc) is not int
+        or inc < 0
+        or type(address) is not str
+        or type(port) is not int
+        or not 0 <= port < 65536
+        or type(health) is not int
+        or not 1 <= health <= 4
+        or type(persistent) is not bool
+    ):
+        return "malformed"
+    if not is_ip_literal(address):
+        return "address"
+    if inc > MAX_INCARNATION or (inc == MAX_INCARNATION and health != Health.ALIVE):
+        return "incarnation"
+    return None
 
 
 _K_MEMBER, _K_SERVICE, _K_CONFIG, _K_FILE, _K_DEPARTURE, _K_ELECTION = range(1, 7)
@@ -149,9 +282,39 @@ def _unpack_str(v: Any, what: str, limit: int = 1024) -> str:
     return str(v)
 
 
+def _unpack_group(v: Any) -> str:
+    group = _unpack_str(v, "service group", 255)
+    problem = service_group_problem(group)
+    if problem is not None:
+        raise CodecError("name", problem)
+    return group
+
+
 def _unpack_map(v: Any, what: str) -> dict[str, Any]:
-    _expect(isinstance(v, dict) and all(isinstance(k, str) for k in v), what)
+    _expect(type(v) is dict, what)
+    problem = plain_map_problem(v)
+    if problem is not None:
+        raise CodecError("value", f"{what}: {problem}")
     return dict(v)
+
+
+def _unpack_inc(v: Any, what: str) -> int:
+    _expect(_is_uint(v, 64), what)
+    if v > MAX_INCARNATION:
+        raise CodecError("incarnation", what)
+    return int(v)
+
+
+def _check_config(body: bytes) -> None:
+    """A plain `config apply` body: UTF-8 TOML within the API's size limit whose values JSON
+    can hold too (no dates), as the census and `/services/.../config` will read it."""
+    try:
+        parsed = parse_gossip_config(body)
+    except ConfigError as e:
+        raise CodecError("value", f"config: {e}") from None
+    problem = plain_map_problem(parsed)
+    if problem is not None:
+        raise CodecError("value", f"config: {problem}")
 
 
 def _unpack_rumor(v: Any) -> Rumor:
@@ -164,12 +327,12 @@ def _unpack_rumor(v: Any) -> Rumor:
     if kind == _K_SERVICE and len(v) in (8, 10):
         # 8 fields: a sender from before health_check/plan_fingerprint were gossiped.
         _, mid, group, inc, pkg, initialized, cfg, sys, *status = v
-        _expect(_is_uint(inc, 64) and isinstance(initialized, bool), "service")
+        _expect(isinstance(initialized, bool), "service")
         health, fingerprint = status or ("", "")
         return ServiceRumor(
             _unpack_id(mid),
-            _unpack_str(group, "service group"),
-            inc,
+            _unpack_group(group),
+            _unpack_inc(inc, "service incarnation"),
             _unpack_str(pkg, "pkg"),
             initialized,
             _unpack_map(cfg, "service cfg"),
@@ -179,32 +342,36 @@ def _unpack_rumor(v: Any) -> Rumor:
         )
     if kind == _K_CONFIG and len(v) == 5:
         _, group, inc, config, encrypted = v
-        _expect(_is_uint(inc, 64) and isinstance(encrypted, bool), "service config")
+        _expect(isinstance(encrypted, bool), "service config")
         _expect(isinstance(config, bytes) and len(config) <= MAX_BLOB, "config body")
-        return ServiceConfigRumor(_unpack_str(group, "service group"), inc, config, encrypted)
+        if not encrypted:
+            _check_config(config)
+        return ServiceConfigRumor(
+            _unpack_group(group), _unpack_inc(inc, "config version"), config, encrypted
+        )
     if kind == _K_FILE and len(v) == 6:
         _, group, filename, inc, body, encrypted = v
-        _expect(_is_uint(inc, 64) and isinstance(encrypted, bool), "service file")
+        _expect(isinstance(encrypted, bool), "service file")
         _expect(isinstance(body, bytes) and len(body) <= MAX_BLOB, "file body")
+        name = _unpack_str(filename, "filename", 255)
+        problem = file_name_problem(name)
+        if problem is not None:
+            raise CodecError("name", problem)
         return ServiceFileRumor(
-            _unpack_str(group, "service group"),
-            _unpack_str(filename, "filename", 255),
-            inc,
-            body,
-            encrypted,
+            _unpack_group(group), name, _unpack_inc(inc, "file version"), body, encrypted
         )
     if kind == _K_DEPARTURE and len(v) == 2:
         return DepartureRumor(_unpack_id(v[1]))
     if kind == _K_ELECTION and len(v) == 8:
         _, group, mid, term, suit, status, votes, update = v
-        _expect(_is_uint(term, 64) and _is_uint(suit, 64), "election numbers")
+        _expect(_is_uint(suit, 64), "election suitability")
         _expect(status in {s.value for s in ElectionStatus}, "election status")
-        _expect(isinstance(votes, list) and len(votes) <= 100_000, "votes")
+        _expect(isinstance(votes, list), "votes")
         _expect(isinstance(update, bool), "election update flag")
         return ElectionRumor(
-            _unpack_str(group, "service group"),
+            _unpack_group(group),
             _unpack_id(mid),
-            term,
+            _unpack_inc(term, "election term"),
             suit,
             ElectionStatus(status),
             tuple(_unpack_id(x) for x in votes),
@@ -293,6 +460,19 @@ def rumor_size(rumor: Rumor) -> int:
     return len(msgpack.packb(_pack_rumor(rumor), use_bin_type=True))
 
 
+def rumor_problem(rumor: Rumor) -> CodecError | None:
+    """Why a rumor made here would be refused by its receivers (None: it would not). The same
+    checks as decoding, on the encoded rumor, so what we publish is what the ring accepts."""
+    try:
+        packed = msgpack.packb(_pack_rumor(rumor), use_bin_type=True)
+        _unpack_rumor(_unpack_small_frame(packed))
+    except CodecError as e:
+        return e
+    except Exception as e:  # a value msgpack cannot pack (a datetime), a number too large
+        return CodecError("value", f"{type(e).__name__}: {e}")
+    return None
+
+
 def encode(msg: Message, key: Cipher | None = None) -> bytes:
     body = encode_body(msg)
     if key is None:
@@ -300,37 +480,76 @@ def encode(msg: Message, key: Cipher | None = None) -> bytes:
     return MAGIC + bytes((VERSION, FLAG_ENCRYPTED)) + key.encrypt(body)
 
 
+def header_problem(header: bytes, key: Cipher | None) -> CodecError | None:
+    """What is wrong with an envelope's first HEADER_LEN bytes, given our ring key (None: fine).
+    The stream transport checks it before reading the rest of a frame."""
+    if len(header) < HEADER_LEN or header[:2] != MAGIC:
+        return CodecError("malformed", "bad magic")
+    if header[2] != VERSION:
+        return CodecError("version", f"version {header[2]}")
+    encrypted = bool(header[3] & FLAG_ENCRYPTED)
+    if key is not None and not encrypted:
+        return CodecError("unencrypted", "plain packet while a ring key is set")
+    if key is None and encrypted:
+        return CodecError("encrypted", "encrypted packet while no ring key is set")
+    return None
+
+
 def decode(data: bytes, key: Cipher | None = None, limit: int = MAX_FRAME) -> Message:
-    """Bytes to a message. Raises only `CodecError`."""
+    """Bytes to a message. Raises only `CodecError`. A `limit` above MAX_DATAGRAM means a stream
+    frame: FRAME_LIMITS and the FRAME_MAX_OBJECTS count apply; otherwise DATAGRAM_LIMITS."""
     if len(data) > limit:
         raise CodecError("oversized", f"{len(data)} bytes > {limit}")
-    if len(data) < HEADER_LEN or data[:2] != MAGIC:
-        raise CodecError("malformed", "bad magic")
-    if data[2] != VERSION:
-        raise CodecError("version", f"version {data[2]}")
-    encrypted = bool(data[3] & FLAG_ENCRYPTED)
+    header = data[:HEADER_LEN]
+    if header != (_HEADER_SEALED if key is not None else _HEADER_PLAIN):
+        problem = header_problem(header, key)
+        if problem is not None:
+            raise problem
     body = data[HEADER_LEN:]
-    if key is not None and not encrypted:
-        raise CodecError("unencrypted", "plain packet while a ring key is set")
-    if key is None and encrypted:
-        raise CodecError("encrypted", "encrypted packet while no ring key is set")
     if key is not None:
         try:
             body = key.decrypt(body)
         except Exception as e:  # any failure of the cipher is a decrypt failure
             raise CodecError("decrypt", type(e).__name__) from None
     try:
-        raw = msgpack.unpackb(
-            body,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-        )
+        if limit <= MAX_DATAGRAM:
+            raw = _unpack_datagram(body)
+        elif len(body) <= FRAME_MAX_OBJECTS // 2:
+            raw = _unpack_small_frame(body)
+        else:
+            raw = _unpack_frame(body)
         return _unpack_message(raw)
     except CodecError:
         raise
+    except _TooManyObjects:
+        raise CodecError("limits", f"more than {FRAME_MAX_OBJECTS} objects") from None
     except Exception as e:  # msgpack and recursion errors: all malformed input
-        raise CodecError("malformed", type(e).__name__) from None
+        raise _msgpack_error(e) from None
+
+
+class _TooManyObjects(Exception):
+    pass
+
+
+def _unpack_frame(body: bytes) -> Any:
+    """msgpack with FRAME_LIMITS, stopped as soon as the lists and maps decoded so far (and their
+    items) exceed FRAME_MAX_OBJECTS."""
+    left = FRAME_MAX_OBJECTS
+
+    def count(container: Any) -> Any:
+        nonlocal left
+        left -= 1 + len(container)
+        if left < 0:
+            raise _TooManyObjects
+        return container
+
+    return FRAME_LIMITS.unpacker(list_hook=count, object_hook=count)(body)
+
+
+def _msgpack_error(e: Exception) -> CodecError:
+    if isinstance(e, ValueError) and "exceeds max_" in str(e):
+        return CodecError("limits", str(e))
+    return CodecError("malformed", type(e).__name__)
 
 
 def encode_rumors(rumors: list[Rumor]) -> bytes:
@@ -339,13 +558,27 @@ def encode_rumors(rumors: list[Rumor]) -> bytes:
 
 
 def decode_rumors(data: bytes) -> list[Rumor]:
+    """The rumor file back to rumors. An entry that is not a valid rumor today (saved by an
+    older version that let poison values in, say) is skipped and logged with a count, so a
+    poisoned state dir recovers at the next start; only a file that is not a list of rumors at
+    all raises `CodecError`."""
     try:
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        return list(_unpack_rumors(raw))
-    except CodecError:
-        raise
+        raw = msgpack.unpackb(data, max_ext_len=0)
     except Exception as e:
-        raise CodecError("malformed", type(e).__name__) from None
+        raise _msgpack_error(e) from None
+    _expect(isinstance(raw, list), "rumor list")
+    out: list[Rumor] = []
+    skipped: dict[str, int] = {}
+    for entry in raw:
+        try:
+            out.append(_unpack_rumor(entry))
+        except CodecError as e:
+            skipped[e.reason] = skipped.get(e.reason, 0) + 1
+        except Exception as e:
+            skipped[type(e).__name__] = skipped.get(type(e).__name__, 0) + 1
+    if skipped:
+        log.warning("state.rumors_skipped", skipped=sum(skipped.values()), reasons=skipped)
+    return out
 
 
 def _is_uint(v: Any, bits: int) -> bool:

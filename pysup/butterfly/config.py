@@ -3,12 +3,59 @@
 Every field says its unit, what it trades off, and where it enters a formula. Presets mirror
 memberlist's `DefaultLANConfig`/`DefaultWANConfig`/`DefaultLocalConfig`, plus `habitat` (butterfly's
 own timings) so the cost of Habitat's defaults can be measured on the same core.
+
+The bounds on what the network can make a member hold are here too (`MAX_INCARNATION`,
+`MAX_DATAGRAM`, `MAX_FRAME`, `STREAM_BYTES_BUDGET`, and the `max_members`/`admit_*` fields);
+the ones that only mean something next to their code stay there, each with its reason: msgpack
+length limits and the frame object budget (`codec.DATAGRAM_LIMITS`, `FRAME_LIMITS`,
+`FRAME_MAX_OBJECTS`, `MAX_BLOB`), value nesting and name rules (`validate.py`), sources tracked
+for admission (`admission.py`). README, "Reliability: limits", lists them all with what happens
+at each.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Final
+
+MAX_INCARNATION: Final = 2**63 - 1
+"""The largest incarnation (and election term, and config/file version) anything in the ring may
+carry. Rumors beyond it are dropped and counted at decode (reason `incarnation`); our own
+increments saturate at it (`member.next_incarnation`), so nothing unpackable is ever made, saved
+or gossiped (an incarnation of 2^64 killed a member's receive and timer tasks, and every restart
+after it).
+
+Why 2^63 - 1: it is the largest integer that signed 64-bit fields hold, which is what TOML, most
+JSON consumers and the INCARNATION file's readers can represent, and the control gateway already
+accepts config/file versions up to it. No honest member reaches it: an incarnation grows by one
+per restart or refutation, and a million a second would take 292,000 years.
+
+A Suspect, Confirmed or Departed claim *at* the bound is dropped too: its subject could not
+refute it (that takes the incarnation after it), so accepting one would let a single datagram
+silence a member for good. A member pushed to the bound by a hostile rumor (one below it) stays
+Alive there; the ring can then no longer suspect it by gossip, only each member by its own
+probes (`pysup/butterfly/core.py`, `_about_me`)."""
+
+MAX_DATAGRAM: Final = 8_972
+"""Largest datagram accepted, in bytes. The largest honest one is `udp_budget_bytes` (1400 in
+every preset; `GossipConfig` refuses a budget above this), and 8,972 = 9,000 (a jumbo-frame MTU)
+- 20 (IPv4 header) - 8 (UDP header) is the largest budget a member on a jumbo-frame network
+could use. Anything bigger is refused by its size before it is parsed: 65 KB datagrams of
+msgpack at 200/s used to cost half a core."""
+
+MAX_FRAME: Final = 32 * 1024 * 1024
+"""Largest stream frame, in bytes: a full-state push-pull of a ring at `max_members` with a few
+services each and its configs and files (10,000 members x (45 B record + ~2 KiB of Service
+rumors) plus up to 64 KiB per config and file). A longer length prefix is refused before a byte
+of the body is read."""
+
+STREAM_BYTES_BUDGET: Final = 2 * MAX_FRAME
+"""Bytes that all inbound stream frames being read or decoded may hold together (a frame holds
+its announced length from its header until it is decoded). Honest frames are small (a push-pull
+of a 100-member ring is ~40 KB) and few at a time, so this only bites under attack: it admits
+two frames of the largest size at once, and refuses (`stream_budget`) a frame that would exceed
+it. Before, each of 256 connections could buffer 32 MiB (20 stalled streams held 682 MB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +122,39 @@ class GossipConfig:
 
     join_retry_max_s: float = 30.0
     """Cap on the join retry delay."""
+
+    max_members: int = 10_000
+    """Most members the table holds (any health). A new member beyond it displaces a Departed
+    one, else a Confirmed one we never had direct contact with, else it is refused (counted as
+    `member_cap`, logged). Twice the largest ring the simulator benchmarks (5,000): it bounds
+    what invented members can cost (memory, push-pull size) without limiting real rings."""
+
+    admit_burst: int = 128
+    """New members one datagram source (IP and port) may introduce at once: the burst of a
+    token bucket refilled at `admit_rate_per_s`. A datagram's source can be forged, so what one
+    source may add is bounded (2,000 invented members in 80 datagrams used to starve probing of
+    real members). An honest member relays each new member it learns at most
+    `retransmits(N)` times, spread over several gossip rounds; rumors refused here arrive again
+    from other members, and push-pull (TCP, not limited here) brings a joiner the whole ring."""
+
+    admit_rate_per_s: float = 32.0
+    """Refill rate of each source's admission bucket (members per second)."""
+
+    unproven_probe_every: int = 4
+    """Every this-many-th probe goes to a member we have not yet had direct contact with (one
+    that never acked our ping nor reached us over TCP), the others to proven members; when one
+    kind has no candidate the other takes the slot. Invented members can then take at most this
+    share of probes, so a killed real member is still probed about as often as without them,
+    while a real newcomer is proven within a few rounds. Proxies for indirect probes are proven
+    members only (an invented proxy never nacks, which Lifeguard would blame on our own links)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.udp_budget_bytes <= MAX_DATAGRAM:
+            raise ValueError(f"udp_budget_bytes must be in 1..{MAX_DATAGRAM}")
+        if self.max_members < 1 or self.admit_burst < 1 or self.admit_rate_per_s <= 0:
+            raise ValueError("max_members, admit_burst and admit_rate_per_s must be positive")
+        if self.unproven_probe_every < 2:
+            raise ValueError("unproven_probe_every must be at least 2")
 
     def suspicion_min_s(self, n: int) -> float:
         """`SuspicionMult * max(1, log10 N) * ProbeInterval` (Lifeguard's lower bound)."""

@@ -20,20 +20,22 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from pysup.butterfly.admission import AdmissionBuckets
 from pysup.butterfly.broadcast import BroadcastQueue
-from pysup.butterfly.codec import rumor_size
-from pysup.butterfly.config import GossipConfig
+from pysup.butterfly.codec import rumor_problem, rumor_size
+from pysup.butterfly.config import MAX_INCARNATION, GossipConfig
 from pysup.butterfly.effects import (
     Addr,
     Effect,
     MemberChanged,
     ProbeRtt,
+    Rejected,
     RumorChanged,
     SelfChanged,
     Send,
     StreamSend,
 )
-from pysup.butterfly.member import Health, Member, supersedes
+from pysup.butterfly.member import Health, Member, next_incarnation, supersedes
 from pysup.butterfly.messages import (
     Ack,
     DepartureRumor,
@@ -51,6 +53,8 @@ from pysup.butterfly.messages import (
 )
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.suspicion import LocalHealth, Suspicion, expected_confirmations
+from pysup.butterfly.table import MemberTable
+from pysup.butterfly.validate import is_ip_literal
 
 PACKET_OVERHEAD = 160
 """Bytes reserved in a datagram for the message header, sender record and encryption."""
@@ -88,16 +92,16 @@ class SwimCore:
         now: float,
         rumors: Iterable[Rumor] = (),
     ) -> None:
+        if not is_ip_literal(me.address):
+            raise ValueError(f"a member's address must be an IP literal, not {me.address!r}")
         self.config = config
-        self._me = me
+        self._me = me._replace(incarnation=min(me.incarnation, MAX_INCARNATION))
         self._rng = rng
-        self._members: dict[str, Member] = {}
-        self._live: list[str] = []  # Alive or Suspect, for O(1) random choice
-        self._live_pos: dict[str, int] = {}
+        self._table = MemberTable(config.unproven_probe_every)
+        self._members = self._table.by_id  # the same dict: read here, written by the table
+        self._live = self._table.live  # Alive or Suspect, for O(1) random choice
         self._recent_dead: dict[str, float] = {}  # confirmed at, for gossip to the dead
-        self._confirmed: dict[str, None] = {}  # Confirmed, not Departed: reconnect targets
-        self._probe_order: list[str] = []
-        self._probe_idx = 0
+        self._admission = AdmissionBuckets(config.admit_burst, config.admit_rate_per_s)
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
@@ -114,15 +118,17 @@ class SwimCore:
         self._gossip_idle = False
         for r in rumors:
             if isinstance(r, MemberRumor):
-                if r.member.id != me.id and supersedes(self._members.get(r.member.id), r.member):
-                    m = r.member
+                m = r.member
+                if m.id == me.id or _beyond_bound(m) or not supersedes(self._members.get(m.id), m):
+                    continue
+                if m.id in self._members or len(self._members) < config.max_members:
                     if m.health in (Health.ALIVE, Health.SUSPECT):
                         # Restored from disk: a fresh start must not trust old liveness.
                         m = m.with_health(Health.SUSPECT)
-                    self._apply_member(m, None, now, "", [], broadcast=False)
+                    self._apply_member(m, self._members.get(m.id), now, "", [], broadcast=False)
             else:
                 self._store.merge(r)
-        self._queue.enqueue(MemberRumor(me), rumor_size(MemberRumor(me)))
+        self._queue.enqueue(MemberRumor(self._me), rumor_size(MemberRumor(self._me)))
         self._schedule("probe", "", now + self._rng.uniform(0, config.probe_interval_s))
         self._schedule("gossip", "", now + self._rng.uniform(0, config.gossip_interval_s))
         self._schedule("pushpull", "", now + self._pushpull_delay())
@@ -154,6 +160,10 @@ class SwimCore:
         """Our estimate of N: live members including ourselves."""
         return len(self._live) + 1
 
+    def is_proven(self, member_id: str) -> bool:
+        """Had direct contact with this member (an ack to our probe, or a stream from it)."""
+        return member_id in self._table.proven
+
     def is_alone(self) -> bool:
         return not self._live
 
@@ -169,10 +179,16 @@ class SwimCore:
         return float("inf")
 
     def all_rumors(self) -> list[Rumor]:
-        """State for the on-disk snapshot and push-pull: members and the rumor store."""
-        out: list[Rumor] = [MemberRumor(m) for m in self._members.values()]
+        """State for the on-disk snapshot: members (those a receiver would take) and the store."""
+        out: list[Rumor] = [MemberRumor(m) for m in self._gossipable()]
         out.extend(self._store)
         return out
+
+    def _gossipable(self) -> Iterator[Member]:
+        """Members whose records others accept: all but a local verdict (Suspect, Confirmed) on
+        a member at MAX_INCARNATION, which every receiver refuses, with the whole message it
+        comes in. Such a member is judged by each member's own probes only."""
+        return (m for m in self._members.values() if not _beyond_bound(m))
 
     # --- commands from the shell --------------------------------------------------------
 
@@ -192,27 +208,33 @@ class SwimCore:
         if self.departed:
             return []
         self.departed = True
-        self._me = self._me._replace(incarnation=self._me.incarnation + 1, health=Health.DEPARTED)
+        inc = next_incarnation(self._me.incarnation)
+        self._me = self._me._replace(incarnation=inc, health=Health.DEPARTED)
         rumor = MemberRumor(self._me)
-        self._queue.enqueue(rumor, rumor_size(rumor))
-        targets = list(self._live)
-        if len(targets) > 64:
-            targets = self._rng.sample(targets, 64)
         effects: list[Effect] = [SelfChanged(self._me, "left")]
-        for mid in targets:
+        if _beyond_bound(self._me):
+            return effects  # Departed at the bound is refused by all: our silence tells them
+        self._queue.enqueue(rumor, rumor_size(rumor))
+        for mid in self._live.sample(self._rng, 64):
             effects.append(Send(self._members[mid].addr, Gossip(self._me, (rumor,))))
         return effects
 
     def add_known(self, members: Iterable[Member], now: float) -> None:
-        """Learn members quietly (no broadcast): for tests and simulations that start from an
-        already converged ring."""
+        """Learn members quietly (no broadcast), as proven: for tests and simulations that
+        start from an already converged ring."""
         effects: list[Effect] = []
         for m in members:
             if m.id != self._me.id and supersedes(self._members.get(m.id), m):
                 self._apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
+                self._table.mark_proven(m.id)
 
     def publish(self, rumor: Rumor, now: float) -> list[Effect]:
-        """A rumor made here (a service, a config apply, a departure, an election)."""
+        """A rumor made here (a service, a config apply, a departure, an election). One that
+        the ring would refuse (a cfg value TOML and JSON cannot both hold, a bad name, a number
+        beyond the bound) is refused here too, and reported, rather than gossiped or saved."""
+        problem = rumor_problem(rumor)
+        if problem is not None:
+            return [Rejected("local_rumor", None, f"{problem.reason}: {problem.detail}")]
         effects: list[Effect] = []
         self._merge_rumors((rumor,), now, effects)
         if not self.departed and (self._queue or self._stream_queue):
@@ -237,21 +259,24 @@ class SwimCore:
 
     def _receive(self, src: Addr, msg: Message, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        if self.departed or not self._accept_sender(msg.sender, src, now, effects):
+        stream = isinstance(msg, PushPull | RumorPush)
+        if self.departed or not self._accept_sender(msg.sender, src, now, effects, stream):
             return effects
+        # What a datagram source may introduce is rate-limited by source; a stream's is not.
+        via = None if stream else src
         if isinstance(msg, Ping):
             self._on_ping(src, msg, now, effects)
         elif isinstance(msg, Ack):
-            self._on_ack(msg, now, effects)
+            self._on_ack(src, msg, now, effects)
         elif isinstance(msg, PingReq):
             self._on_ping_req(src, msg, now, effects)
         elif isinstance(msg, Nack):
             if self._probe is not None and self._probe.seq == msg.seq:
                 self._probe.nacks += 1
         elif isinstance(msg, Gossip | RumorPush):
-            self._merge_rumors(msg.rumors, now, effects)
+            self._merge_rumors(msg.rumors, now, effects, via)
         else:
-            self._merge_state(msg, now, effects)
+            self._merge_state(msg, now, effects, via)
         return effects
 
     def receive_stream(
@@ -303,20 +328,20 @@ class SwimCore:
                 self._gossip_idle = True
         elif kind == "pushpull":
             if self._live:
-                target = self._members[self._rng.choice(self._live)]
+                target = self._members[self._live.choice(self._rng)]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
-            if self._confirmed:
+            if self._table.confirmed:
                 # Reconnect (Serf's): also push-pull with one Confirmed member. Gossip to the
                 # dead stops after `gossip_to_dead_s`, so without this two sides of a partition
                 # that outlasted it never speak again once the network heals. Each side learns
                 # the other's verdict about itself and refutes it. A member that is really gone
                 # costs one failed connection per interval until it becomes Departed.
-                target = self._members[self._rng.choice(list(self._confirmed))]
+                target = self._members[self._rng.choice(list(self._table.confirmed))]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             self._schedule("pushpull", "", now + self._pushpull_delay())
         elif kind == "catchup":
             if self._live:
-                target = self._members[self._rng.choice(self._live)]
+                target = self._members[self._live.choice(self._rng)]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
             self._catchups -= 1
             if self._catchups > 0:
@@ -357,28 +382,12 @@ class SwimCore:
         self._seq = (self._seq + 1) % _SEQ_MOD
         return self._seq
 
-    def _probe_eligible(self, m: Member) -> bool:
-        if m.health in (Health.ALIVE, Health.SUSPECT):
-            return True
-        return m.persistent and m.health == Health.CONFIRMED
-
     def _start_probe(self, now: float, effects: list[Effect]) -> None:
-        target: Member | None = None
-        for _ in range(2):
-            while self._probe_idx < len(self._probe_order):
-                candidate = self._members.get(self._probe_order[self._probe_idx])
-                self._probe_idx += 1
-                if candidate is not None and self._probe_eligible(candidate):
-                    target = candidate
-                    break
-            if target is not None:
-                break
-            self._probe_order = [mid for mid, m in self._members.items() if self._probe_eligible(m)]
-            self._rng.shuffle(self._probe_order)
-            self._probe_idx = 0
-        if target is None:
+        target_id = self._table.next_probe(self._rng)
+        if target_id is None:
             self._probe = None
             return
+        target = self._members[target_id]
         seq = self._next_seq()
         self._probe = _Probe(seq, target.id, target.incarnation, now)
         effects.append(Send(target.addr, Ping(seq, self._me, target.id, self._piggyback())))
@@ -392,8 +401,7 @@ class SwimCore:
         target = self._members.get(probe.target_id)
         if target is None:
             return
-        candidates = [mid for mid in self._sample_live(self.config.indirect_checks + 1)]
-        proxies = [mid for mid in candidates if mid != target.id][: self.config.indirect_checks]
+        proxies = self._table.proxies(self.config.indirect_checks, target.id, self._rng)
         for mid in proxies:
             msg = PingReq(probe.seq, self._me, target, self._piggyback())
             effects.append(Send(self._members[mid].addr, msg))
@@ -417,7 +425,7 @@ class SwimCore:
             self._apply_member(
                 target.with_health(Health.SUSPECT), target, now, self._me.id, effects
             )
-        elif target.health == Health.SUSPECT:
+        elif target.health == Health.SUSPECT and target.incarnation < MAX_INCARNATION:
             # Our own failed probe of a member already suspected by others is an independent
             # confirmation: count it and gossip it so the others' timeouts shrink too.
             self._merge_member(target, now, self._me.id, effects)
@@ -427,25 +435,26 @@ class SwimCore:
             return  # meant for a member that used to live at this address
         effects.append(Send(src, Ack(msg.seq, self._me, self._piggyback())))
 
-    def _on_ack(self, msg: Ack, now: float, effects: list[Effect]) -> None:
+    def _on_ack(self, src: Addr, msg: Ack, now: float, effects: list[Effect]) -> None:
         probe = self._probe
         if probe is not None and probe.seq == msg.seq:
             if not probe.acked and msg.sender.id == probe.target_id:
                 effects.append(ProbeRtt(now - probe.sent_at))
+                self._table.mark_proven(msg.sender.id)
             probe.acked = True
             self._cancel("probe_timeout", "")  # no indirect probe needed: spare the wakeup
         relay = self._relays.pop(msg.seq, None)
         if relay is not None:
             self._cancel("relay", str(msg.seq))
             effects.append(Send(relay.asker, Ack(relay.asker_seq, self._me, self._piggyback())))
-        self._merge_rumors(msg.rumors, now, effects)
+        self._merge_rumors(msg.rumors, now, effects, src)
 
     def _on_ping_req(self, src: Addr, msg: PingReq, now: float, effects: list[Effect]) -> None:
         seq = self._next_seq()
         self._relays[seq] = _Relay(src, msg.seq)
         effects.append(Send(msg.target.addr, Ping(seq, self._me, msg.target.id, self._piggyback())))
         self._schedule("relay", str(seq), now + self.config.probe_timeout_s)
-        self._merge_rumors(msg.rumors, now, effects)
+        self._merge_rumors(msg.rumors, now, effects, src)
 
     # --- dissemination ------------------------------------------------------------------
 
@@ -453,14 +462,9 @@ class SwimCore:
         budget = self.config.udp_budget_bytes - PACKET_OVERHEAD
         return tuple(self._queue.take(budget, self.config.retransmits(self.num_members())))
 
-    def _sample_live(self, k: int) -> list[str]:
-        if len(self._live) <= k:
-            return list(self._live)
-        return self._rng.sample(self._live, k)
-
     def _gossip(self, now: float, effects: list[Effect]) -> None:
         k = self.config.gossip_nodes
-        targets = self._sample_live(k)
+        targets = self._table.gossip_targets(k, self._rng)
         for mid, at in list(self._recent_dead.items()):
             if now - at > self.config.gossip_to_dead_s:
                 del self._recent_dead[mid]
@@ -488,13 +492,16 @@ class SwimCore:
             self._queue.enqueue(rumor, size)
 
     def _push_pull(self, join: bool, reply: bool) -> PushPull:
-        members = (self._me, *self._members.values())
+        members = (self._me, *self._gossipable())
         return PushPull(self._me, members, tuple(self._store), join, reply)
 
     # --- merging ------------------------------------------------------------------------
 
-    def _accept_sender(self, sender: Member, src: Addr, now: float, effects: list[Effect]) -> bool:
-        """A message from a member proves it is alive (at the address it came from)."""
+    def _accept_sender(
+        self, sender: Member, src: Addr, now: float, effects: list[Effect], stream: bool
+    ) -> bool:
+        """A message from a member proves it is alive (at the address it came from); one over a
+        stream also proves the address (TCP), which makes the member proven."""
         if sender.id == self._me.id:
             return False  # our own packet, or an impostor
         if self._store.is_departed(sender.id):
@@ -512,6 +519,13 @@ class SwimCore:
             sender.persistent,
         )
         stored = self._members.get(sender.id)
+        if stored is None and not self._admit(sender.id, None if stream else src, now, effects):
+            return False
+        # Before it is applied, so a new member joins the right probe round.
+        if stream:
+            self._table.mark_proven(sender.id)
+        else:
+            self._table.mark_heard(sender.id)
         if supersedes(stored, seen):
             self._apply_member(seen, stored, now, "", effects)
         elif (
@@ -531,18 +545,60 @@ class SwimCore:
             self._members[sender.id] = stored._replace(address=src[0])
         return True
 
-    def _merge_state(self, msg: PushPull, now: float, effects: list[Effect]) -> None:
+    # --- admission ----------------------------------------------------------------------
+
+    def _admit(self, member_id: str, via: Addr | None, now: float, effects: list[Effect]) -> bool:
+        """May a member we do not know enter the table? Refused when its datagram source has
+        introduced too many lately (`admit_burst`, `admit_rate_per_s`), or when the table is at
+        `max_members` and no Departed or unproven Confirmed member can make room."""
+        if via is not None and not self._admission.allow(via, now):
+            effects.append(Rejected("member_rate", via, f"new member {member_id} refused"))
+            return False
+        if len(self._members) >= self.config.max_members and not self._evict_one():
+            detail = (
+                f"member table full ({self.config.max_members} members, max_members): "
+                f"new member {member_id} refused"
+            )
+            effects.append(Rejected("member_cap", via, detail))
+            return False
+        return True
+
+    def _evict_one(self) -> bool:
+        """Make room at the cap (`MemberTable.eviction_candidate`). A member forgotten this way
+        that is in fact alive comes back like a newcomer when it next speaks."""
+        victim = self._table.eviction_candidate()
+        if victim is None:
+            return False
+        self._table.remove(victim)
+        self._recent_dead.pop(victim, None)
+        for kind in ("depart", "gc"):
+            self._cancel(kind, victim)
+        self._store.remove_member_services(victim)
+        return True
+
+    # --- merging (continued) ------------------------------------------------------------
+
+    def _merge_state(
+        self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None
+    ) -> None:
         for m in msg.members:
             if m.health == Health.CONFIRMED and m.id != self._me.id:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
-            self._merge_member(m, now, msg.sender.id, effects)
-        self._merge_rumors(msg.rumors, now, effects)
+            self._merge_member(m, now, msg.sender.id, effects, via)
+            if via is None and m.id in self._members:
+                # A push-pull over TCP vouches for its members enough for gossip (not probing):
+                # a joiner then gossips across the ring it was given, not only to its seed.
+                self._table.mark_heard(m.id)
+        self._merge_rumors(msg.rumors, now, effects, via)
 
-    def _merge_rumors(self, rumors: Iterable[Rumor], now: float, effects: list[Effect]) -> None:
+    def _merge_rumors(
+        self, rumors: Iterable[Rumor], now: float, effects: list[Effect], via: Addr | None = None
+    ) -> None:
+        """Merge rumors that came from `via` (a datagram source; None: a stream, or made here)."""
         for r in rumors:
             if isinstance(r, MemberRumor):
-                self._merge_member(r.member, now, r.by, effects)
+                self._merge_member(r.member, now, r.by, effects, via)
                 continue
             if isinstance(r, ServiceRumor) and self._collected(r.member_id):
                 continue
@@ -573,7 +629,12 @@ class SwimCore:
         if m is not None and m.health != Health.DEPARTED:
             self._apply_member(m.with_health(Health.DEPARTED), m, now, "", effects)
 
-    def _merge_member(self, m: Member, now: float, by: str, effects: list[Effect]) -> None:
+    def _merge_member(
+        self, m: Member, now: float, by: str, effects: list[Effect], via: Addr | None = None
+    ) -> None:
+        if m.incarnation >= MAX_INCARNATION and _beyond_bound(m):
+            effects.append(Rejected("incarnation", via, f"member {m.id} at {m.incarnation}"))
+            return  # the codec refuses these; a core fed directly must too
         if m.id == self._me.id:
             self._about_me(m, effects)
             return
@@ -598,6 +659,8 @@ class SwimCore:
             if stored is not None:
                 return
             m = m.with_health(Health.DEPARTED)
+        if stored is None and not self._admit(m.id, via, now, effects):
+            return
         if supersedes(stored, m):
             self._apply_member(m, stored, now, by, effects)
 
@@ -609,8 +672,10 @@ class SwimCore:
             return
         if m.incarnation == me.incarnation and m.health == Health.ALIVE:
             return
-        # Refute: someone thinks we are worse off (or knows a later life of ours).
-        self._me = me._replace(incarnation=m.incarnation + 1, health=Health.ALIVE)
+        # Refute: someone thinks we are worse off (or knows a later life of ours). Saturates at
+        # MAX_INCARNATION: a claim at it is an Alive one (the codec refuses the others), which
+        # our record at the bound then equals.
+        self._me = me._replace(incarnation=next_incarnation(m.incarnation), health=Health.ALIVE)
         rumor = MemberRumor(self._me)
         self._queue.enqueue(rumor, rumor_size(rumor))
         effects.append(SelfChanged(self._me, "refuted"))
@@ -624,37 +689,22 @@ class SwimCore:
         effects: list[Effect],
         broadcast: bool = True,
     ) -> None:
-        self._members[m.id] = m
-        if stored is None:
-            # New members go to a random place in the probe order (memberlist does this too).
-            self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), m.id)
-        live = m.health in (Health.ALIVE, Health.SUSPECT)
-        if live and m.id not in self._live_pos:
-            self._live_pos[m.id] = len(self._live)
-            self._live.append(m.id)
-        elif not live and m.id in self._live_pos:
-            pos = self._live_pos.pop(m.id)
-            last = self._live.pop()
-            if last != m.id:
-                self._live[pos] = last
-                self._live_pos[last] = pos
+        self._table.put(m, stored, self._rng)
         if m.health != Health.SUSPECT:
             self._suspicions.pop(m.id, None)
             self._cancel("suspect", m.id)
         if m.health != Health.CONFIRMED:
             self._recent_dead.pop(m.id, None)
-            self._confirmed.pop(m.id, None)
             self._cancel("depart", m.id)
         if m.health == Health.SUSPECT:
             self._start_suspicion(m, now, by)
         elif m.health == Health.CONFIRMED:
             self._recent_dead[m.id] = now
-            self._confirmed[m.id] = None
             self._schedule("depart", m.id, now + self.config.departure_timeout_s)
         elif m.health == Health.DEPARTED:
             self._schedule("gc", m.id, now + self.config.departure_timeout_s)
         by = by if m.health == Health.SUSPECT else ""
-        if broadcast:
+        if broadcast and not _beyond_bound(m):
             rumor = MemberRumor(m, by)
             self._queue.enqueue(rumor, rumor_size(rumor))
         effects.append(MemberChanged(m, None if stored is None else stored.health, by))
@@ -682,3 +732,11 @@ class SwimCore:
         if m.incarnation != suspicion.incarnation:
             return
         self._apply_member(m.with_health(Health.CONFIRMED), m, now, self._me.id, effects)
+
+
+def _beyond_bound(m: Member) -> bool:
+    """A record no honest member makes: beyond MAX_INCARNATION, or a claim other than Alive at
+    it (which its subject could not refute)."""
+    return m.incarnation > MAX_INCARNATION or (
+        m.incarnation == MAX_INCARNATION and m.health != Health.ALIVE
+    )

@@ -35,8 +35,8 @@ class MemberChanged:
     member: Member
     previous: Health | None
     suspected_by: str = ""
-    """For a Suspect record: the member whose suspicion it is (we, or the rumor's sender's
-    source); "" when not Suspect or not known."""
+    """For a Suspect record: the member that declared the suspicion (us after a failed probe,
+    or the suspecter the gossiped rumor names); "" otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,4 +61,15 @@ class ProbeRtt:
     seconds: float
 
 
-Effect = Send | StreamSend | MemberChanged | RumorChanged | SelfChanged | ProbeRtt
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Input the core refused: the shell counts it with the codec's rejects (`reason` is a
+    stable label: `member_cap`, `member_rate`, `incarnation`, `local_rumor`) and logs it at a
+    bounded rate. `source` is where it came from (None: made here)."""
+
+    reason: str
+    source: Addr | None
+    detail: str = ""
+
+
+Effect = Send | StreamSend | MemberChanged | RumorChanged | SelfChanged | ProbeRtt | Rejected

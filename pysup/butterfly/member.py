@@ -7,6 +7,8 @@ import re
 from enum import IntEnum
 from typing import NamedTuple
 
+from pysup.butterfly.config import MAX_INCARNATION
+
 _MEMBER_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -26,6 +28,12 @@ class Health(IntEnum):
 
 def is_member_id(value: object) -> bool:
     return isinstance(value, str) and _MEMBER_ID.match(value) is not None
+
+
+def next_incarnation(n: int) -> int:
+    """The incarnation after `n`, saturating at `MAX_INCARNATION` (see its docstring): a
+    refutation, a restart or a departure never makes a number the wire and disk cannot hold."""
+    return min(n + 1, MAX_INCARNATION)
 
 
 def new_member_id(rng: random.Random) -> str:

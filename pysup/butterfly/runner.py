@@ -20,6 +20,7 @@ from pysup.butterfly.effects import (
     Effect,
     MemberChanged,
     ProbeRtt,
+    Rejected,
     RumorChanged,
     SelfChanged,
     Send,
@@ -63,6 +64,7 @@ class Runner:
             self._on_stream,
             on_reject=self._reject,
             udp_backend=udp_backend,
+            check_header=lambda header: codec.header_problem(header, self.key),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -105,7 +107,7 @@ class Runner:
 
     # --- input --------------------------------------------------------------------------
 
-    def _reject(self, reason: str, src: Addr) -> None:
+    def _reject(self, reason: str, src: Addr, detail: str = "") -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
         if self.metrics is not None:
             self.metrics.reject("gossip", reason)
@@ -117,6 +119,7 @@ class Runner:
                 reason=reason,
                 source=f"{src[0]}:{src[1]}",
                 total=self.rejected[reason],
+                **({"detail": detail} if detail else {}),
             )
 
     def _decode(self, data: bytes, src: Addr, limit: int) -> Message | None:
@@ -177,6 +180,8 @@ class Runner:
             elif isinstance(e, ProbeRtt):
                 if self.metrics is not None:
                     self.metrics.probe_rtt.observe(e.seconds)
+            elif isinstance(e, Rejected):
+                self._reject(e.reason, e.source or ("local", 0), e.detail)
             elif self.listener is not None:
                 self.listener(e)
         self._rearm()

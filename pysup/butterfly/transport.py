@@ -10,8 +10,13 @@ Two datagram back ends, chosen by `udp_backend`:
   members (the benchmarks use it), hardly for one supervisor (well under 0.1% of a core).
 
 Streams carry one request frame and at most one reply frame, each a 4-byte big-endian length and
-the payload. Everything that goes wrong with a socket (refused, reset, timeout, garbage) is
-counted and dropped here; the core never sees a socket error.
+the payload. A frame is refused as early as possible: by its announced length (over MAX_FRAME),
+then by the bytes all inbound frames hold together (over STREAM_BYTES_BUDGET), then by its
+envelope header (magic, version, encryption flag against our key), each before the rest of the
+frame is read. (Authentication itself needs the whole frame: the ring key's secretbox covers all
+of it; the byte budget bounds what unauthenticated frames can hold meanwhile.) Everything that
+goes wrong with a socket (refused, reset, timeout, garbage) is counted and dropped here; the core
+never sees a socket error.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any, cast
 import asyncio_dgram
 import structlog
 
-from pysup.butterfly.codec import MAX_DATAGRAM, MAX_FRAME
+from pysup.butterfly.codec import HEADER_LEN, MAX_DATAGRAM, MAX_FRAME, CodecError
+from pysup.butterfly.config import STREAM_BYTES_BUDGET
 from pysup.butterfly.effects import Addr
 
 log = structlog.get_logger(__name__)
@@ -56,6 +62,37 @@ class TransportError(Exception):
     """A stream exchange failed (connect, timeout, bad frame)."""
 
 
+class FrameRefused(TransportError):
+    """An inbound frame refused before its body was read; `reason` is the metrics label
+    (`stream_bad_frame`, `stream_budget`, or the codec's reason for a bad envelope header)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class ByteBudget:
+    """Bytes that inbound frames hold together, from their length prefix until they are decoded
+    (STREAM_BYTES_BUDGET): a frame that would exceed it is refused."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+HeaderCheck = Callable[[bytes], CodecError | None]
+"""What is wrong with a frame's envelope header (the codec's `header_problem` with our key)."""
+
+
 @dataclass
 class TransportStats:
     udp_dropped_overload: int = 0
@@ -70,9 +107,12 @@ DatagramHandler = Callable[[bytes, Addr], None]
 StreamHandler = Callable[[bytes, Addr], Awaitable[bytes | None]]
 RejectHandler = Callable[[str, Addr], None]
 """Told of every inbound stream we drop (reason, peer), so the shell can count it in metrics:
-`stream_refused` (too many connections), `stream_bad_frame` (a length prefix over MAX_FRAME),
-`stream_timeout` (nothing or too little sent within STREAM_TIMEOUT_S: slowloris),
-`stream_truncated` (closed mid-frame), `stream_error` (a socket error)."""
+`stream_refused` (too many connections), `stream_bad_frame` (a length prefix over MAX_FRAME or
+under the envelope header), `stream_budget` (the frame would take the bytes held by inbound frames
+over STREAM_BYTES_BUDGET), the codec's `malformed`/`version`/`unencrypted`/`encrypted` (a bad
+envelope header, refused before the body is read), `stream_timeout` (nothing or too little sent
+within STREAM_TIMEOUT_S: slowloris), `stream_truncated` (closed mid-frame), `stream_error` (a
+socket error)."""
 
 
 class Transport:
@@ -84,6 +124,7 @@ class Transport:
         on_stream: StreamHandler,
         on_reject: RejectHandler | None = None,
         udp_backend: str = "asyncio-dgram",
+        check_header: HeaderCheck | None = None,
     ) -> None:
         if udp_backend not in UDP_BACKENDS:
             raise ValueError(f"udp backend {udp_backend!r}: expected one of {UDP_BACKENDS}")
@@ -99,6 +140,8 @@ class Transport:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._streams = 0
+        self._check_header = check_header
+        self.budget = ByteBudget(STREAM_BYTES_BUDGET)
         self.stats = TransportStats()
 
     @property
@@ -219,16 +262,24 @@ class Transport:
             writer.close()
             return
         self._streams += 1
+        held = 0
         try:
             async with asyncio.timeout(STREAM_TIMEOUT_S):
-                data = await read_frame(reader)
+                length = await read_length(reader)
+                if not self.budget.take(length):
+                    raise FrameRefused("stream_budget", f"{length} bytes over the stream budget")
+                held = length
+                data = await read_body(reader, length, self._check_header)
             reply = await self._on_stream(data, peer)
+            del data  # decoded: what it held goes back to the budget
+            self.budget.give(held)
+            held = 0
             if reply is not None:
                 async with asyncio.timeout(STREAM_TIMEOUT_S):
                     await write_frame(writer, reply)
-        except TransportError:
+        except FrameRefused as e:
             self.stats.stream_bad_frames += 1
-            self._rejected("stream_bad_frame", peer)
+            self._rejected(e.reason, peer)
         except TimeoutError:
             self.stats.stream_errors += 1
             self._rejected("stream_timeout", peer)
@@ -239,6 +290,7 @@ class Transport:
             self.stats.stream_errors += 1
             self._rejected("stream_error", peer)
         finally:
+            self.budget.give(held)
             self._streams -= 1
             writer.close()
             with contextlib.suppress(Exception):
@@ -268,7 +320,14 @@ class Transport:
                 await write_frame(writer, data)
                 if not want_reply:
                     return None
-                return await read_frame(reader)
+                length = await read_length(reader)
+                # A reply is held only until the caller decodes it, with no await in between.
+                if not self.budget.take(length):
+                    raise FrameRefused("stream_budget", f"reply of {length} bytes over budget")
+                try:
+                    return await read_body(reader, length, self._check_header)
+                finally:
+                    self.budget.give(length)
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
             raise TransportError(f"{addr[0]}:{addr[1]}: {type(e).__name__}") from None
         finally:
@@ -292,12 +351,24 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self._owner.stats.udp_send_errors += 1
 
 
-async def read_frame(reader: asyncio.StreamReader) -> bytes:
-    header = await reader.readexactly(_LEN.size)
-    (length,) = _LEN.unpack(header)
-    if length > MAX_FRAME:
-        raise TransportError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-    return await reader.readexactly(length)
+async def read_length(reader: asyncio.StreamReader) -> int:
+    """A frame's length prefix, refused (`FrameRefused`) when no frame can be that long."""
+    length: int = _LEN.unpack(await reader.readexactly(_LEN.size))[0]
+    if length > MAX_FRAME or length < HEADER_LEN:
+        raise FrameRefused("stream_bad_frame", f"frame of {length} bytes")
+    return length
+
+
+async def read_body(
+    reader: asyncio.StreamReader, length: int, check_header: HeaderCheck | None
+) -> bytes:
+    """The frame after its length prefix: the envelope header first, refused (`FrameRefused`
+    with the codec's reason) before a byte more is read, then the rest."""
+    header = await reader.readexactly(HEADER_LEN)
+    problem = check_header(header) if check_header is not None else None
+    if problem is not None:
+        raise FrameRefused(problem.reason, problem.detail)
+    return header + await reader.readexactly(length - HEADER_LEN)
 
 
 async def write_frame(writer: asyncio.StreamWriter, data: bytes) -> None:

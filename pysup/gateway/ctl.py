@@ -21,6 +21,7 @@ from typing import Any, Final, Protocol
 
 import structlog
 
+from pysup.butterfly.codec import rumor_problem
 from pysup.butterfly.member import Member
 from pysup.butterfly.messages import (
     DepartureRumor,
@@ -437,6 +438,9 @@ class CtlGateway:
         runner = self.sup.runner
         if runner is None:
             raise CtlOpError("the gossip ring is not started yet")
+        problem = rumor_problem(rumor)  # the rule every member applies on receipt
+        if problem is not None:
+            raise CtlOpError(f"the ring would refuse it: {problem.detail}", reason="bad_request")
         runner.publish(rumor)
         self.sup.save_state()
 

@@ -19,6 +19,9 @@ from typing import Any, ClassVar, Final
 
 import msgpack
 
+from pysup.butterfly.config import MAX_INCARNATION
+from pysup.butterfly.validate import file_name_problem
+
 MAX_BODY: Final = 64 * 1024
 """Largest config (``config apply``) or file (``file upload``) body, in bytes: Habitat's limit."""
 MAX_FRAME: Final = 1024 * 1024 + 64 * 1024
@@ -26,8 +29,9 @@ MAX_FRAME: Final = 1024 * 1024 + 64 * 1024
 HEADER: Final = struct.Struct(">I")
 MAX_STR: Final = 4096
 """Longest string field (paths, names, secrets), in characters."""
-MAX_VERSION: Final = 2**63 - 1
-"""Largest config/file version (an incarnation must fit a signed 64-bit integer)."""
+MAX_VERSION: Final = MAX_INCARNATION
+"""Largest config/file version: the ring's incarnation bound (it must fit a signed 64-bit
+integer)."""
 
 
 class CtlProtocolError(Exception):
@@ -175,15 +179,11 @@ def check_version(version: int) -> None:
 
 
 def check_filename(name: str) -> None:
-    """A file uploaded to a service group lands in ``files/``: a plain name only."""
-    if not name or name in (".", "..") or ".." in name:
-        raise _bad(f"file name {name!r} may not be empty or contain '..'")
-    if "/" in name or "\\" in name:
-        raise _bad(f"file name {name!r} may not contain a path separator")
-    if "\x00" in name or not name.isprintable():
-        raise _bad(f"file name {name!r} may not contain control characters")
-    if len(name.encode("utf-8")) > 255:
-        raise _bad("file name is longer than 255 bytes")
+    """A file uploaded to a service group lands in ``files/``: a plain name only (the same rule
+    refuses gossiped file rumors on receipt)."""
+    problem = file_name_problem(name)
+    if problem is not None:
+        raise _bad(problem)
 
 
 # --- requests -----------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ Every datagram is really encoded and decoded by the codec (optionally encrypted)
 duplicated, delayed (base latency plus an exponential tail, which also reorders) or cut by a
 partition, all drawn from one seeded `random.Random`: the same seed gives the same run. Members
 can crash (drop everything, no timers) and restart with the same id and a higher incarnation.
+`inject` delivers bytes from any address (a hostile sender that is not a member); what the codec
+refuses is counted by reason in `rejected`.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class SimNetwork:
         self._events: list[tuple[float, int, int, tuple[Any, ...]]] = []
         self._seq = 0
         self._blocked: set[tuple[str, str]] = set()
+        self.rejected: dict[str, int] = {}
+        """Datagrams the codec refused, by reason."""
 
     # --- members ------------------------------------------------------------------------
 
@@ -132,6 +136,10 @@ class SimNetwork:
 
     def publish(self, node: SimNode, rumor: Rumor) -> None:
         self._handle(node, node.core.publish(rumor, self.now))
+
+    def inject(self, src: Addr, dst: SimNode, data: bytes, after_s: float = 0.0) -> None:
+        """A datagram from `src` (anyone, member or not) to `dst`, `after_s` from now."""
+        self._push(self.now + after_s, _DATAGRAM, (src, dst.addr, data))
 
     # --- faults -------------------------------------------------------------------------
 
@@ -198,8 +206,9 @@ class SimNetwork:
                 return
             try:
                 msg = codec.decode(data, self.key, codec.MAX_DATAGRAM)
-            except codec.CodecError:
+            except codec.CodecError as e:
                 self.stats.dropped += 1
+                self.rejected[e.reason] = self.rejected.get(e.reason, 0) + 1
                 return
             self._handle(target, target.core.receive(src, msg, self.now))
         elif kind == _STREAM:

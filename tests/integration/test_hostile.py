@@ -16,6 +16,15 @@ What it proves:
   holders produce packets that decode). A replayed member that does not answer probes goes
   Suspect then Confirmed like any dead member, and replaying its old packets cannot resurrect it
   (a Confirmed member comes back only with a higher incarnation);
+- well-formed hostile gossip (issue 13 items 1-5, built by `bench/hostile.py`) is refused and
+  counted, and the ring stays whole: a Suspect rumor at incarnation 2^64-1 leaves its subject
+  Alive everywhere (it used to refute with 2^64, lose its receive and timer tasks, be Confirmed
+  and fail every restart); a Service rumor with a `bytes` cfg value leaves `/butterfly` and
+  `/census` answering 200 (they answered 500 on every member, also after restarts); a `../` file
+  name and a host-name address are refused; a 32 MiB frame of empty maps stops at the frame's
+  object budget and three stalled 32 MiB streams at the stream byte budget, with RSS bounded; a
+  flood of 2,000 invented members from one source is cut to its admission burst and a killed
+  member is still Confirmed within the Lifeguard bound;
 - a wrong control secret, a missing or wrong HTTP token, a traversal file name and a 65 KiB config
   are refused and counted, and neither the secret nor the token reaches the log file;
 - state files and the control secret are 0600;
@@ -34,13 +43,16 @@ import stat
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
 import pytest
 
+from bench import hostile
 from bench.measure import rss_mib
 from pysup.butterfly import codec
+from pysup.butterfly.config import LOCAL, MAX_INCARNATION
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Ack, Gossip, MemberRumor, Ping, PushPull
 from pysup.ctl_client import CtlClientError, send
@@ -50,6 +62,7 @@ from tests.integration.daemons import (
     Sup,
     all_alive,
     fleet,
+    health_everywhere,
     http_get,
     kill_processes_under,
     lifeguard_bound_s,
@@ -172,7 +185,8 @@ def test_a_ring_blasted_on_its_gossip_ports_stays_correct_bounded_and_counts_rej
         # idle connections (more than the cap on m0).
         for s in sups:
             tcp_send(s.gossip_port, rng.randbytes(2000))
-            tcp_send(s.gossip_port, struct.pack(">I", 1000) + rng.randbytes(10))
+            # Closed mid-frame, after a valid envelope (a bad one is refused before the body).
+            tcp_send(s.gossip_port, struct.pack(">I", 1000) + hostile.ENVELOPE + rng.randbytes(6))
             tcp_send(s.gossip_port, struct.pack(">I", 2**32 - 1) + rng.randbytes(100))
             tcp_send(s.gossip_port, struct.pack(">I", 5000) + rng.randbytes(5000))  # malformed
             ping = captured[0]
@@ -243,6 +257,135 @@ def test_a_ring_blasted_on_its_gossip_ports_stays_correct_bounded_and_counts_rej
         assert grown[pid] < baseline[pid] + RSS_BOUND_MIB, (name, baseline[pid], grown[pid])
     print(f"RSS MiB before {baseline} after {grown}", flush=True)
     assert "gossip.rejected" in sups[0].log_text()
+
+
+def hold(cond: Callable[[], object], seconds: float, what: str) -> None:
+    """`cond` stays true for `seconds` (sampled twice a second): the way to check that an attack
+    changes nothing, where `wait_for` checks that something happens."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert cond(), what
+        time.sleep(0.5)
+
+
+def test_well_formed_hostile_gossip_is_refused_and_the_ring_stays_whole(fleet: Fleet) -> None:
+    sups = start_ring(fleet, 3)
+    ids = {s.member_id() for s in sups}
+    x = sups[1]
+    x_id = x.member_id()
+    incarnation = int((x.state_dir / "INCARNATION").read_text())
+    attacks = [
+        hostile.suspect(x_id, x.host, x.gossip_port),  # item 1
+        hostile.poison_service(),  # item 3: {"port": b"\x01"}
+        hostile.deep_cfg(),
+        hostile.bad_file(),
+        hostile.name_address(),  # item 5
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blaster:
+        blaster.bind(("127.0.0.1", 0))
+        for s in sups:
+            udp_blast(s.gossip_port, attacks, blaster)
+
+    want = {"incarnation": 1, "value": 2, "name": 1, "address": 1}
+    wait_for(
+        lambda: all(s.rejected(r) >= n for s in sups for r, n in want.items()),
+        10.0,
+        interval=0.3,
+        what=f"{want} counted by every member",
+    )
+
+    def whole() -> bool:
+        return all(
+            all(m["health"] == "Alive" for m in s.members().values())
+            and set(s.members()) == ids
+            and s.get("/butterfly")[0] == 200
+            and s.get("/census")[0] == 200
+            for s in sups
+        )
+
+    # Long enough for X to have been Confirmed had the rumor been taken.
+    hold(whole, lifeguard_bound_s(3), "every member Alive everywhere, /butterfly and /census 200")
+    for s in sups:
+        _, data = s.get_json("/butterfly")
+        assert "d" * 32 not in str(data), f"{s.name} stored the poison rumor"
+        assert "evil" not in str(data), f"{s.name} stored the ../ file rumor"
+    assert incarnation <= int((x.state_dir / "INCARNATION").read_text()) < MAX_INCARNATION
+
+    # What the ring would refuse is refused at `config apply` too, with the reason.
+    secret = (x.state_dir / "CTL_SECRET").read_text().strip()
+    dated = ConfigApply("redis.default", 1, b"at = 1979-05-27T07:32:00Z\n")
+    with pytest.raises(CtlClientError, match="the ring would refuse it"):
+        asyncio.run(send("127.0.0.1", x.ctl_port, secret, dated))
+
+    # Nothing hostile was saved: a restarted member comes back whole.
+    x.signal(15)
+    assert x.wait_exit(20) == 0
+    fleet.launch(x)
+    x.wait_http()
+    wait_for(whole, FORM_BOUND_S, interval=0.3, what="the ring whole after X restarted")
+
+
+def test_bomb_frames_stalled_streams_and_a_member_flood_stay_bounded(fleet: Fleet) -> None:
+    sups = start_ring(fleet, 3)
+    m0, m1, m2 = sups
+    assert m0.proc is not None
+    pid = m0.proc.pid
+    baseline = rss_mib([pid])[pid]
+
+    # Item 2: a 32 MiB frame of empty maps that passes every length limit stops at the object
+    # budget (2.5 GB of dicts before); the flat form stops at its array header.
+    tcp_send(m0.gossip_port, hostile.empty_maps_frame(nested=True), linger=0.5)
+    tcp_send(m0.gossip_port, hostile.empty_maps_frame(nested=False), linger=0.5)
+    wait_for(lambda: m0.rejected("limits") >= 2, 20.0, interval=0.3, what="frames refused")
+    peak = _peak_rss_mib(pid)
+    # Three streams announcing 32 MiB that stall after the envelope: two fit the byte budget
+    # (64 MiB), the third is refused before it is read.
+    stalled = []
+    for _ in range(3):
+        conn = socket.create_connection(("127.0.0.1", m0.gossip_port), timeout=5)
+        conn.sendall(hostile.frame_header_only())
+        stalled.append(conn)
+    try:
+        wait_for(lambda: m0.rejected("stream_budget") >= 1, 10.0, interval=0.3, what="budget")
+    finally:
+        for conn in stalled:
+            conn.close()
+    assert m0.get("/healthz")[0] == 200
+    print(f"\nRSS MiB baseline {baseline:.0f}, peak after the 32 MiB frames {peak:.0f}", flush=True)
+    assert peak < baseline + FRAME_PEAK_BOUND_MIB
+
+    # Item 4: 2,000 invented members in 80 datagrams from one source.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blaster:
+        blaster.bind(("127.0.0.1", 0))
+        udp_blast(m0.gossip_port, hostile.member_flood(2000), blaster)
+    wait_for(lambda: m0.rejected("member_rate") > 0, 10.0, interval=0.3, what="member_rate")
+    assert len(m0.members()) <= 3 + LOCAL.admit_burst + 1  # the burst (+ the sender itself)
+    # A real member killed now is still found dead in time (the bound for the N it sees).
+    n = len(m0.members())
+    m2_id = m2.member_id()
+    assert m2.proc is not None
+    m2.proc.kill()
+    t0 = time.monotonic()
+    wait_for(
+        lambda: health_everywhere([m0, m1], m2_id, "Confirmed"),
+        lifeguard_bound_s(n),
+        interval=0.2,
+        what=f"the killed member Confirmed within the Lifeguard bound at N={n}",
+    )
+    print(f"TIMING confirmed while flooded (N={n}): {time.monotonic() - t0:.1f}s", flush=True)
+    assert m0.health_of(m1.member_id()) == "Alive" and m1.health_of(m0.member_id()) == "Alive"
+
+
+FRAME_PEAK_BOUND_MIB = 400.0
+"""Peak RSS growth while a 32 MiB frame is read (about twice its size while copied) and decoded
+up to the object budget (FRAME_MAX_OBJECTS, ~128 MB of dicts). Before: +2.4 GB."""
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
 
 
 def _gossip_rejects(s: Sup) -> dict[str, float]:

@@ -177,7 +177,7 @@ def test_small_and_stream_sized_rumors_reach_every_live_member() -> None:
 
     net.observers.append(observe)
     small = ServiceRumor(nodes[10].id, "redis.default", 1, "core/redis/7.0.0/20260101000000")
-    big = ServiceConfigRumor("redis.default", 1, b"x" * (40 * 1024))
+    big = ServiceConfigRumor("redis.default", 1, b"x = '" + b"y" * (40 * 1024) + b"'\n")
     assert len(big.config) > CFG.stream_rumor_bytes  # takes the stream path
     net.publish(nodes[10], small)
     net.publish(nodes[20], big)

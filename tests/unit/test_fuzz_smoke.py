@@ -81,3 +81,28 @@ def test_a_non_utf8_authorization_header_is_401_not_500() -> None:
             await server.close()
 
     assert asyncio.run(exchange()).startswith(b"HTTP/1.1 401 ")
+
+
+def test_a_small_semantic_run_reaches_every_bound_and_keeps_the_core_whole() -> None:
+    """Well-formed hostile messages (bench/fuzz_semantic.py): every new codec reason and the
+    core's admission limits are reached, and the state invariants held after each input."""
+    counts = fuzz.Counts()
+    fuzz.fuzz_semantic(1500, random.Random("7:semantic"), counts)
+    out = counts.outcomes
+    assert out.get("decoded", 0) > 100, out
+    for reason in ("incarnation", "address", "value", "name", "limits", "oversized"):
+        assert out.get(f"rejected:{reason}", 0) > 0, out
+    for limit in ("member_rate", "member_cap"):
+        assert any(limit in k for k in out), out
+
+
+def test_the_semantic_state_check_catches_a_poisoned_store() -> None:
+    from bench.fuzz_semantic import check_state, new_core
+    from pysup.butterfly.messages import ServiceRumor
+
+    core = new_core(random.Random(1))
+    assert check_state(core) is None
+    # Straight into the store, past every check: what the old codec let in.
+    core.store.merge(ServiceRumor("d" * 32, "redis.default", 1, "p", cfg={"port": b"\x01"}))
+    problem = check_state(core)
+    assert problem is not None and "round-trip" in problem
