@@ -25,7 +25,7 @@ it consistent by construction). Inputs:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -276,12 +276,20 @@ def empty_census(local_member_id: str) -> Census:
 # --- building -------------------------------------------------------------------------------------
 
 
-def build_census(local: Member, members: Iterable[Member], store: RumorStore) -> Census:
-    """The census of `store` as seen by `local`, with health from the member table `members`."""
+Opener = Callable[[ServiceConfigRumor | ServiceFileRumor], bytes | None]
+"""An encrypted rumor's plain payload, or None when it cannot be opened here
+(``pysup.crypto.sealed.RumorOpener.plain``, which also says why)."""
+
+
+def build_census(
+    local: Member, members: Iterable[Member], store: RumorStore, opener: Opener | None = None
+) -> Census:
+    """The census of `store` as seen by `local`, with health from the member table `members`;
+    encrypted configs and files are read through `opener` (without one they are left out)."""
     table: dict[str, Member] = {m.id: m for m in members}
     table.setdefault(local.id, local)
-    configs = _configs(store)
-    files = _files(store)
+    configs = _configs(store, opener)
+    files = _files(store, opener)
     by_group: dict[ServiceGroup, list[ServiceRumor]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE):
         assert isinstance(rumor, ServiceRumor)
@@ -309,15 +317,21 @@ def build_census(local: Member, members: Iterable[Member], store: RumorStore) ->
     )
 
 
-def _configs(store: RumorStore) -> dict[str, ServiceConfig]:
+def _payload(rumor: ServiceConfigRumor | ServiceFileRumor, opener: Opener | None) -> bytes | None:
+    if not rumor.encrypted:
+        return rumor.config if isinstance(rumor, ServiceConfigRumor) else rumor.body
+    return None if opener is None else opener(rumor)
+
+
+def _configs(store: RumorStore, opener: Opener | None) -> dict[str, ServiceConfig]:
     out: dict[str, ServiceConfig] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_CONFIG):
         assert isinstance(rumor, ServiceConfigRumor)
-        if rumor.encrypted:
-            log.warning("census.config_encrypted", service_group=rumor.service_group)
+        data = _payload(rumor, opener)
+        if data is None:
             continue
         try:
-            value = parse_gossip_config(rumor.config)
+            value = parse_gossip_config(data)
         except ConfigError as e:
             log.warning("census.config_invalid", service_group=rumor.service_group, error=str(e))
             continue
@@ -325,17 +339,15 @@ def _configs(store: RumorStore) -> dict[str, ServiceConfig]:
     return out
 
 
-def _files(store: RumorStore) -> dict[str, dict[str, ServiceFile]]:
+def _files(store: RumorStore, opener: Opener | None) -> dict[str, dict[str, ServiceFile]]:
     out: dict[str, dict[str, ServiceFile]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_FILE):
         assert isinstance(rumor, ServiceFileRumor)
-        if rumor.encrypted:
-            log.warning(
-                "census.file_encrypted", service_group=rumor.service_group, file=rumor.filename
-            )
+        data = _payload(rumor, opener)
+        if data is None:
             continue
         out.setdefault(rumor.service_group, {})[rumor.filename] = ServiceFile(
-            rumor.filename, rumor.incarnation, rumor.body
+            rumor.filename, rumor.incarnation, data
         )
     return out
 

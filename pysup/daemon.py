@@ -31,11 +31,13 @@ from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
 from pysup.census import Census, build_census
+from pysup.crypto.sealed import RumorOpener
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.events import EventHub, EventStream
 from pysup.events.translate import effect_event
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
+from pysup.gateway.tls_setup import http_tls_or_fail
 from pysup.metrics import Metrics
 from pysup.native import NativeConfigError, NativeCore, NativeRuntime, loaded_groups
 from pysup.peers import PeerWatchFile, resolve
@@ -109,6 +111,8 @@ class Supervisor:
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self.discovery: Discovery | None = None  # --peer-discovery, built in start()
         self.events: EventStream | None = None  # GET /events, made in start() (needs our id)
+        cache = Path(settings.key_cache) if settings.key_cache else default_key_cache(self.env)
+        self.opener = RumorOpener(cache, self.metrics.reject)  # encrypted config and files
 
     # --- views for the gateways ---------------------------------------------------------
 
@@ -249,7 +253,7 @@ class Supervisor:
         await self._load_services()
         from pysup.gateway.ctl import attach_ctl
 
-        await attach_ctl(self)
+        await attach_ctl(self, self.env)
         if s.mode != "kubernetes":
             self._spawn(self._join_loop())
         self._spawn(self._save_loop())
@@ -270,7 +274,7 @@ class Supervisor:
         return runtime
 
     def census(self) -> Census:
-        return build_census(self.core.me, self.core.members(), self.core.store)
+        return build_census(self.core.me, self.core.members(), self.core.store, self.opener.plain)
 
     def publish(self, rumor: Rumor) -> None:
         assert self.runner is not None
@@ -327,6 +331,7 @@ class Supervisor:
     async def _start_http(self) -> None:
         host, port = self.settings.http_addr()
         token = self.env.get("HAB_SUP_GATEWAY_AUTH_TOKEN") or None
+        tls = http_tls_or_fail(self.settings)
 
         def routes(app: web.Application) -> None:
             for add in self.extra_routes:
@@ -335,7 +340,13 @@ class Supervisor:
         app = make_app(self, token, routes, self.events)
         self.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.http_runner.setup()
-        site = web.TCPSite(self.http_runner, host, port, reuse_address=True)
+        site = web.TCPSite(
+            self.http_runner,
+            host,
+            port,
+            reuse_address=True,
+            ssl_context=tls.context if tls else None,
+        )
         try:
             await site.start()
         except OSError as e:
@@ -365,8 +376,9 @@ class Supervisor:
             if self.services is not None:
                 self.services.on_census_changed()
         elif isinstance(e, RumorChanged):
-            if self.services is not None:
-                self.services.on_rumor(e.rumor)
+            opened = self.opener.opened(e.rumor)  # None: encrypted to a key we lack
+            if self.services is not None and opened is not None:
+                self.services.on_rumor(opened)
         elif e.reason == "refuted":
             log.info("member.refuted", incarnation=e.member.incarnation)
             self.state.save_incarnation(e.member.incarnation)
