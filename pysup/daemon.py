@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from pysup.butterfly.runner import Runner
 from pysup.census import Census, build_census
 from pysup.crypto.sealed import RumorOpener
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
+from pysup.events import EventHub, EventStream
+from pysup.events.translate import effect_event
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
 from pysup.gateway.tls_setup import http_tls_or_fail
@@ -107,6 +110,7 @@ class Supervisor:
         self._departing = False
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self.discovery: Discovery | None = None  # --peer-discovery, built in start()
+        self.events: EventStream | None = None  # GET /events, made in start() (needs our id)
         cache = Path(settings.key_cache) if settings.key_cache else default_key_cache(self.env)
         self.opener = RumorOpener(cache, self.metrics.reject)  # encrypted config and files
 
@@ -202,7 +206,11 @@ class Supervisor:
                 listener=self._on_event,
                 udp_backend=s.udp_backend,
             )
+        # Ids start at our start time in µs: above any id of an earlier run (docs/events.md).
+        hub = EventHub(first_id=int(time.time() * 1_000_000), member_id=member_id)
+        self.events = EventStream(hub)
         self.services = ServiceManager(
+            events=self.events.publish,
             state=self.state,
             sys_info=self.sys_info(),
             member_id=member_id,
@@ -329,7 +337,7 @@ class Supervisor:
             for add in self.extra_routes:
                 add(app)
 
-        app = make_app(self, token, routes)
+        app = make_app(self, token, routes, self.events)
         self.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.http_runner.setup()
         site = web.TCPSite(
@@ -353,6 +361,8 @@ class Supervisor:
     # --- the ring -----------------------------------------------------------------------
 
     def _on_event(self, e: MemberChanged | RumorChanged | SelfChanged) -> None:
+        if self.events is not None:
+            self.events.publish(effect_event(e))
         if isinstance(e, MemberChanged):
             m = e.member
             log.info(
@@ -466,6 +476,8 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         log.info("supervisor.stopping")
+        if self.events is not None:
+            self.events.close()  # first: an open /events stream must not hold the shutdown
         if self.runner is not None and not self.core.departed:
             await self.runner.leave()
         if self.services is not None:
