@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,8 @@ from pysup.butterfly.runner import Runner
 from pysup.census import Census, build_census
 from pysup.crypto.sealed import RumorOpener
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
+from pysup.events import EventHub, EventStream
+from pysup.events.translate import effect_event
 from pysup.faults import Faults, one_line
 from pysup.gateway.http import make_app
 from pysup.gateway.http_server import HttpServer
@@ -122,6 +125,7 @@ class Supervisor:
         self._departing = False
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self.discovery: Discovery | None = None  # --peer-discovery, built in start()
+        self.events: EventStream | None = None  # GET /events, made in start() (needs our id)
         cache = Path(settings.key_cache) if settings.key_cache else default_key_cache(self.env)
         self.opener = RumorOpener(cache, self.metrics.reject)  # encrypted config and files
 
@@ -221,7 +225,11 @@ class Supervisor:
                 udp_backend=s.udp_backend,
                 faults=self.faults,
             )
+        # Ids start at our start time in µs: above any id of an earlier run (docs/events.md).
+        hub = EventHub(first_id=int(time.time() * 1_000_000), member_id=member_id)
+        self.events = EventStream(hub)
         self.services = ServiceManager(
+            events=self.events.publish,
             state=self.state,
             sys_info=self.sys_info(),
             member_id=member_id,
@@ -370,7 +378,9 @@ class Supervisor:
             for add in self.extra_routes:
                 add(app)
 
-        self.http = HttpServer(make_app(self, token, routes), self.metrics, self.faults)
+        self.http = HttpServer(
+            make_app(self, token, routes, self.events), self.metrics, self.faults
+        )
         try:
             self.http_port = await self.http.start(host, port, tls.context if tls else None)
         except OSError as e:
@@ -396,6 +406,8 @@ class Supervisor:
     # --- the ring -----------------------------------------------------------------------
 
     def _on_event(self, e: MemberChanged | RumorChanged | SelfChanged) -> None:
+        if self.events is not None:
+            self.events.publish(effect_event(e))
         if isinstance(e, MemberChanged):
             m = e.member
             log.info(
@@ -523,6 +535,8 @@ class Supervisor:
     async def shutdown(self) -> None:
         log.info("supervisor.stopping")
         self.faults.closing = True  # tasks ending from here on are shutdown, not failures
+        if self.events is not None:
+            self.events.close()  # first: an open /events stream must not hold the shutdown
         if self.runner is not None and not self.core.departed:
             await self.runner.leave()
         if self.services is not None:

@@ -20,18 +20,23 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from pysup.events.hub import EventLimits
 from pysup.faults import Faults, RateLimiter, one_line
 from pysup.listener import ConnectionLimits, Listener
 from pysup.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
-HTTP_MAX_CONNECTIONS: Final = 128
-"""Concurrent HTTP connections. The gateway serves probes, scrapes and a few operators, each
-a short request; 128 is far above that, and with the gossip streams (256) and the control gateway
-(64) keeps the supervisor's sockets near 450, inside the common 1024-descriptor limit. At the cap
-the connection idle the longest is closed to admit the new one, so a probe gets through while
-idle connections hold every slot."""
+HTTP_REQUEST_CONNECTIONS: Final = 128
+"""HTTP connections for ordinary requests: probes, scrapes and a few operators, each a short
+request; 128 is far above that. At the cap the connection idle the longest is closed to admit
+the new one, so a probe gets through while idle connections hold every slot."""
+HTTP_MAX_CONNECTIONS: Final = HTTP_REQUEST_CONNECTIONS + EventLimits().max_clients
+"""Concurrent HTTP connections (384): the 128 above plus one per ``/events`` client the event
+hub admits (256). An event stream is a request in progress for its whole life, so it is never
+evicted; without its own share, 128 streams would leave no slot for a ``/healthz`` probe. With
+the gossip streams (256) and the control gateway (64) the supervisor's sockets stay near 700,
+inside the common 1024-descriptor limit."""
 HTTP_IDLE_TIMEOUT_S: Final = 10.0
 """Seconds a connection may stay without a request in progress: from its accept until its first
 request's head has arrived (a slowloris sending a byte at a time is cut here), and between

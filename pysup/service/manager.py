@@ -36,6 +36,7 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.census import Census
+from pysup.events.sink import EventSink, no_events
 from pysup.faults import Faults
 from pysup.service.coordination import PlanWatcher
 from pysup.service.hooks import kill_group
@@ -72,6 +73,7 @@ class ServiceManager:
         external_leader: bool = False,
         faults: Faults | None = None,
         pkg_paths: PkgPaths | None = None,
+        events: EventSink = no_events,
     ) -> None:
         """`hook_timeout_s` overrides ``tuning.hook_timeout_s``. `env` is the environment of hooks
         and run processes (and where ``HAB_<PKG>`` is read); default: ours. `user_toml_poll_s`:
@@ -81,13 +83,15 @@ class ServiceManager:
         leaders come from outside the ring (``ElectionTuning.external_leader``, native mode);
         `faults`: where the services' loops report what they survive (pysup/faults.py);
         `pkg_paths`: how plans' dependencies are found on this host (default: the PATH fallback
-        over `env`'s PATH, ``pysup.service.pkgpaths``)."""
+        over `env`'s PATH, ``pysup.service.pkgpaths``); `events`: where services publish their
+        events (``/events``)."""
         self.faults = faults if faults is not None else Faults()
         self.state = state
         self.sys_info = dict(sys_info)
         self.member_id = member_id
         self._census = census
         self._publish = publish
+        self._events = events
         self.tuning = replace(tuning or ServiceTuning(), hook_timeout_s=hook_timeout_s)
         if external_leader:
             election = replace(self.tuning.election, external_leader=True)
@@ -206,6 +210,7 @@ class ServiceManager:
             tuning=self.tuning,
             rng=self._rng,
             faults=self.faults,
+            events=self._events,
         )
 
     async def unload(self, name: str) -> None:
