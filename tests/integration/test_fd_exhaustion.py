@@ -54,7 +54,7 @@ FD_LIMIT = 1024
 ATTACK_S = 15.0
 """Longer than the idle timeout, so slow connections are both evicted and timed out."""
 HEALTHZ_P99_BOUND_S = 0.5
-"""Measured p99 under this attack: 12-100 ms (bench/README.md); 0.5 s leaves room for a loaded
+"""Measured p99 under this attack: 51 ms (bench/README.md); 0.5 s leaves room for a loaded
 machine, far below the probe timeout of a kubelet (1 s)."""
 LOG_BOUND_BYTES = 64 * 1024
 """Rate-limited lines: a few per reason per 10 s. Before: 220 MB in 20 s."""
