@@ -42,8 +42,8 @@ from pysup.butterfly.messages import (
     ServiceFileRumor,
     ServiceRumor,
 )
-from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.validate import GROUP_PART_RE, check_service_group_parts, split_service_group
+from pysup.ring import RumorView
 from pysup.service.cfg import ConfigError, parse_gossip_config
 
 log = structlog.get_logger(__name__)
@@ -282,7 +282,7 @@ Opener = Callable[[ServiceConfigRumor | ServiceFileRumor], bytes | None]
 
 
 def build_census(
-    local: Member, members: Iterable[Member], store: RumorStore, opener: Opener | None = None
+    local: Member, members: Iterable[Member], store: RumorView, opener: Opener | None = None
 ) -> Census:
     """The census of `store` as seen by `local`, with health from the member table `members`;
     encrypted configs and files are read through `opener` (without one they are left out)."""
@@ -323,7 +323,7 @@ def _payload(rumor: ServiceConfigRumor | ServiceFileRumor, opener: Opener | None
     return None if opener is None else opener(rumor)
 
 
-def _configs(store: RumorStore, opener: Opener | None) -> dict[str, ServiceConfig]:
+def _configs(store: RumorView, opener: Opener | None) -> dict[str, ServiceConfig]:
     out: dict[str, ServiceConfig] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_CONFIG):
         assert isinstance(rumor, ServiceConfigRumor)
@@ -339,7 +339,7 @@ def _configs(store: RumorStore, opener: Opener | None) -> dict[str, ServiceConfi
     return out
 
 
-def _files(store: RumorStore, opener: Opener | None) -> dict[str, dict[str, ServiceFile]]:
+def _files(store: RumorView, opener: Opener | None) -> dict[str, dict[str, ServiceFile]]:
     out: dict[str, dict[str, ServiceFile]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_FILE):
         assert isinstance(rumor, ServiceFileRumor)
@@ -352,7 +352,7 @@ def _files(store: RumorStore, opener: Opener | None) -> dict[str, dict[str, Serv
     return out
 
 
-def _election(store: RumorStore, kind: RumorKind, key: str) -> ElectionRumor | None:
+def _election(store: RumorView, kind: RumorKind, key: str) -> ElectionRumor | None:
     rumor = store.get(kind, key, "election")
     return rumor if isinstance(rumor, ElectionRumor) else None
 
@@ -362,7 +362,7 @@ def _group(
     local_id: str,
     rumors: list[ServiceRumor],
     table: Mapping[str, Member],
-    store: RumorStore,
+    store: RumorView,
     config: ServiceConfig | None,
     files: Mapping[str, ServiceFile] | None,
 ) -> CensusGroup:
@@ -403,7 +403,7 @@ def _member(
     rumor: ServiceRumor,
     local_id: str,
     member: Member | None,
-    store: RumorStore,
+    store: RumorView,
     election: ElectionRumor | None,
     update: ElectionRumor | None,
 ) -> CensusMember:

@@ -1,8 +1,7 @@
 """Kubernetes-native mode (`--mode kubernetes`): no gossip ring; the Kubernetes API is the ring.
 
-`NativeRuntime` stands in for the gossip `Runner` + `SwimCore` pair the daemon, the HTTP gateway and
-the control gateway use (same attribute and method names, duck-typed: `.core.me`, `.core.members()`,
-`.core.store`, `.publish`, `.leave`, ...). It keeps a member table and a `RumorStore` *synthesized*
+`NativeRing` implements the `pysup.ring.Ring` interface the daemon, the census and the gateways
+read, as the gossip ring does. It keeps a member table and a `RumorStore` *synthesized*
 from three Kubernetes objects, so the census, `/census`, `/services` and the templates work
 unchanged:
 
@@ -233,55 +232,8 @@ def next_config_incarnation(previous: int, resource_version: str | None) -> int:
     return previous + 1
 
 
-# --- the view the daemon and the gateways read --------------------------------------------------
-
-
-class NativeCore:
-    """The `SwimCore` queries, over the synthesized state."""
-
-    def __init__(self, me: Member, before_read: Callable[[], None] | None = None) -> None:
-        self.me = me
-        self.departed = False
-        self._store = RumorStore()
-        self._members: dict[str, Member] = {}
-        self._before_read = before_read
-
-    @property
-    def store(self) -> RumorStore:
-        if self._before_read is not None:
-            self._before_read()
-        return self._store
-
-    def replace_state(self, me: Member, members: dict[str, Member], store: RumorStore) -> None:
-        self.me, self._members, self._store = me, members, store
-
-    def member(self, member_id: str) -> Member | None:
-        if member_id == self.me.id:
-            return self.me
-        return self._members.get(member_id)
-
-    def members(self) -> Iterator[Member]:
-        """Every known member except ourselves."""
-        return iter(self._members.values())
-
-    def num_members(self) -> int:
-        return 1 + sum(1 for m in self._members.values() if m.health <= Health.SUSPECT)
-
-    def is_alone(self) -> bool:
-        return self.num_members() == 1
-
-    def all_rumors(self) -> list[Rumor]:
-        """Nothing to persist: the state is read from the API at every start."""
-        return []
-
-
-@dataclass(frozen=True)
-class _Transport:
-    port: int
-
-
-class NativeRuntime:
-    """The Kubernetes-backed stand-in for the gossip Runner (see the module docstring)."""
+class NativeRing:
+    """The `pysup.ring.Ring` of the Kubernetes-native mode (see the module docstring)."""
 
     def __init__(
         self,
@@ -310,13 +262,19 @@ class NativeRuntime:
         self.configmap_name = configmap_name or service
         self.configmap_key = configmap_key
         self.tuning = tuning or NativeTuning()
-        self.transport = _Transport(gossip_port)
+        self.port = gossip_port
         """No gossip listener in this mode; the port is only reported (and in `sys`)."""
         self._groups = groups
         self._listener = listener
         self._rng = rng or random.Random()
         self._in = NativeInputs(pod=pod, ip=ip, gossip_port=gossip_port)
-        self.core = NativeCore(me_of(self._in), before_read=self.sync_groups)
+        self.me = me_of(self._in)
+        self.departed = False
+        self.store = RumorStore()
+        """Synthesized from the inputs; replaced wholesale on every change (read-only outside)."""
+        self._members: dict[str, Member] = {}
+        self.version = 0
+        """Moves on with every new state (`pysup.ring.RingView.version`)."""
         self._rumors: dict[tuple[Any, ...], StoredRumor] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.elector: LeaseElector | None = None
@@ -332,7 +290,7 @@ class NativeRuntime:
         groups: Groups,
         listener: Listener,
         faults: Faults | None = None,
-    ) -> NativeRuntime:
+    ) -> NativeRing:
         if not settings.kubernetes_service:
             raise NativeConfigError("--mode kubernetes needs --kubernetes-service")
         try:
@@ -356,13 +314,38 @@ class NativeRuntime:
             faults=faults,
         )
 
-    # --- the Runner interface --------------------------------------------------------------
+    # --- the view -----------------------------------------------------------------------------
+
+    def member(self, member_id: str) -> Member | None:
+        if member_id == self.me.id:
+            return self.me
+        return self._members.get(member_id)
+
+    def members(self) -> Iterator[Member]:
+        """Every known member except ourselves."""
+        return iter(self._members.values())
+
+    def num_members(self) -> int:
+        return 1 + sum(1 for m in self._members.values() if m.health <= Health.SUSPECT)
+
+    def is_alone(self) -> bool:
+        return self.num_members() == 1
+
+    def persistent_rumors(self) -> list[Rumor]:
+        """Nothing to persist: the state is read from the API at every start."""
+        return []
+
+    def problems(self) -> list[str]:
+        """The watches are critical tasks: their death stops the supervisor (pysup/faults.py)."""
+        return []
+
+    # --- the commands --------------------------------------------------------------------------
 
     async def start(self) -> None:
         log.info(
             "native.started",
             pod=self._in.pod,
-            member_id=self.core.me.id,
+            member_id=self.me.id,
             namespace=self.namespace,
             service=self.service,
             lease=self.lease_name,
@@ -385,7 +368,7 @@ class NativeRuntime:
 
     def publish(self, rumor: Rumor) -> None:
         """My services' own Service rumors; anything else has no place in this mode."""
-        if isinstance(rumor, ServiceRumor) and rumor.member_id == self.core.me.id:
+        if isinstance(rumor, ServiceRumor) and rumor.member_id == self.me.id:
             local = dict(self._in.local)
             local[rumor.service_group] = rumor
             self._update(local=local)
@@ -402,9 +385,9 @@ class NativeRuntime:
     async def leave(self) -> None:
         """Stop campaigning and release the Lease if we hold it (successors need not wait for
         it to expire); we show as Departed."""
-        if self.core.departed:
+        if self.departed:
             return
-        self.core.departed = True
+        self.departed = True
         await self._stop_elector()
         self._update(left=True)
 
@@ -453,7 +436,7 @@ class NativeRuntime:
         self._update(lease_known=True, holder=holder, term=term)
 
     def _ensure_elector(self, want: bool) -> None:
-        if want and self.elector is None and not self.core.departed:
+        if want and self.elector is None and not self.departed:
             t = self.tuning
             self.elector = LeaseElector(
                 self.client,
@@ -493,8 +476,9 @@ class NativeRuntime:
         self._apply(emit=True)
 
     def sync_groups(self) -> None:
-        """Take a newly loaded (or unloaded) group in *without* events: called when the census is
-        read, so a service loading now sees its group's ConfigMap config in its first render."""
+        """Take a newly loaded (or unloaded) group in *without* events. The daemon's census
+        calls it before it reads the ring, so a service loading now sees its group's ConfigMap
+        config in its first render."""
         groups = self._groups()
         if groups != self._in.groups:
             self._in = replace(self._in, groups=dict(groups))
@@ -505,10 +489,10 @@ class NativeRuntime:
         inputs = self._in
         events: list[MemberChanged | RumorChanged | SelfChanged] = []
         me = me_of(inputs)
-        if me != self.core.me and me.health is Health.DEPARTED:
+        if me != self.me and me.health is Health.DEPARTED:
             events.append(SelfChanged(me, "left"))
         new_members = members_of(inputs)
-        old = {m.id: m for m in self.core.members()}
+        old = {m.id: m for m in self.members()}
         for mid, (m, _name) in new_members.items():
             prev = old.get(mid)
             if prev != m:
@@ -527,8 +511,9 @@ class NativeRuntime:
         for key, r in self._rumors.items():
             if key not in rumors:
                 events.append(RumorChanged(r))  # gone: the census changed all the same
-        members = {mid: m for mid, (m, _) in new_members.items()}
-        self.core.replace_state(me, members, store)
+        self.me, self.store = me, store
+        self._members = {mid: m for mid, (m, _) in new_members.items()}
+        self.version += 1
         self._rumors = rumors
         if not emit:
             return

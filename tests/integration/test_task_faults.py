@@ -129,13 +129,13 @@ def failing(err: int) -> Callable[..., None]:
 async def test_a_refutation_whose_save_fails_keeps_the_member_answering(
     sup: Supervisor, prober: Prober, err: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    me = sup.core.me
+    me = sup.ring.me
     assert await prober.ping(me) is not None, "the member answers before the fault"
     monkeypatch.setattr(sup.state, "save_incarnation", failing(err))
 
     await prober.suspect(me)
     await async_wait_for(
-        lambda: _true(sup.core.me.incarnation > me.incarnation), 5.0, what="a refutation"
+        lambda: _true(sup.ring.me.incarnation > me.incarnation), 5.0, what="a refutation"
     )
     ack = await prober.ping(me)
     assert ack is not None, "the member stopped answering probes after a failed save"
