@@ -16,7 +16,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from pysup.butterfly import codec
 from pysup.butterfly.config import PRESETS
 from pysup.butterfly.core import SwimCore
 from pysup.butterfly.keys import RingKey, RingKeyError, default_key_cache, resolve_ring_key
-from pysup.butterfly.member import Health, Member, next_incarnation
+from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.ring import GossipRing
 from pysup.census import Census, build_census
@@ -52,6 +51,7 @@ from pysup.peers import PeerWatchFile
 from pysup.readiness import readiness
 from pysup.ring import Ring, RumorView
 from pysup.ringlisten import RingListener
+from pysup.ringstate import load_ring_state
 from pysup.service.lifecycle import OrphanPolicy, ServiceTuning
 from pysup.service.manager import ServiceManager
 from pysup.service.pkgpaths import PkgPaths
@@ -60,6 +60,7 @@ from pysup.service.render import ServiceLoadError
 from pysup.service.spec import ServiceSpec, SpecError
 from pysup.settings import Settings
 from pysup.statedir import StateDir, describe_error
+from pysup.sysinfo import detect_ip, sys_info
 
 log = structlog.get_logger(__name__)
 
@@ -75,18 +76,6 @@ member that no longer gossips or answers; a restart (by its init system) starts 
 
 class StartupError(Exception):
     """The supervisor cannot start (a port in use, an unreadable ring key ...)."""
-
-
-def detect_ip(settings: Settings) -> str:
-    if settings.sys_ip_address:
-        return settings.sys_ip_address
-    host = settings.gossip_addr()[0]
-    if host not in ("0.0.0.0", "::", ""):
-        return host
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
 
 
 def _same_plan_loaded(services: ServiceManager, plan_dir: str) -> bool:
@@ -192,16 +181,6 @@ class Supervisor:
         except RingKeyError as e:
             raise StartupError(f"ring key: {e}") from None
 
-    def _load_rumors(self) -> list[Rumor]:
-        data = self.state.load_rumors()
-        if data is None:
-            return []
-        try:
-            return codec.decode_rumors(data)
-        except codec.CodecError as e:
-            self.state.quarantine("rumors.dat", f"undecodable: {e}")
-            return []
-
     async def start(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
@@ -213,7 +192,10 @@ class Supervisor:
             ring = self._native_ring()
             member_id, incarnation = ring.me.id, 1
         else:
-            member_id, incarnation, rumors = self._load_state()
+            seed = random.Random(self.rng.getrandbits(64))
+            member_id, incarnation, rumors = self._persist(
+                lambda: load_ring_state(self.state, seed)
+            )
             me = Member(member_id, incarnation, self.sys_ip, port, Health.ALIVE, s.permanent_peer)
             core = SwimCore(
                 self.gossip_config, me, random.Random(self.rng.getrandbits(64)), loop.time(), rumors
@@ -235,7 +217,7 @@ class Supervisor:
         self.services = self.listener.services = ServiceManager(
             events=self.events.publish,
             state=self.state,
-            sys_info=self.sys_info(),
+            sys_info=sys_info(s, self.sys_ip),
             member_id=member_id,
             census=self.census,
             publish=self.publish,
@@ -297,14 +279,6 @@ class Supervisor:
             self._spawn("ring.join", self.joiner.run())
         self._spawn("state.save", self._save_loop())
 
-    def _load_state(self) -> tuple[str, int, list[Rumor]]:
-        """Member id, the incarnation to run with (one above the stored one), saved rumors."""
-        self._persist(self.state.remove_stale_tmp)
-        seed = random.Random(self.rng.getrandbits(64))
-        member_id = self._persist(lambda: self.state.load_or_create_member_id(seed))
-        incarnation = next_incarnation(self._persist(self.state.load_incarnation))
-        return member_id, incarnation, self._persist(self._load_rumors)
-
     def _persist(self, step: Callable[[], T]) -> T:
         """A state-dir step at start: what cannot be fixed is one line and exit status 1."""
         try:
@@ -337,24 +311,6 @@ class Supervisor:
 
     def publish(self, rumor: Rumor) -> None:
         self._ring().publish(rumor)
-
-    def sys_info(self) -> dict[str, Any]:
-        s = self.settings
-        gossip_ip, gossip_port = s.gossip_addr()
-        http_ip, http_port = s.http_addr()
-        ctl_ip, ctl_port = s.ctl_addr()
-        return {
-            "ip": self.sys_ip,
-            "hostname": socket.gethostname(),
-            "gossip_ip": gossip_ip,
-            "gossip_port": gossip_port,
-            "http_gateway_ip": http_ip,
-            "http_gateway_port": http_port,
-            "ctl_gateway_ip": ctl_ip,
-            "ctl_gateway_port": ctl_port,
-            "permanent": s.permanent_peer,
-            "version": __version__,
-        }
 
     async def _load_services(self) -> None:
         """Specs saved by `svc load` first, then the plans given on the command line (or
@@ -442,10 +398,6 @@ class Supervisor:
         """The ring departed us (`sup depart`): stop, with an exit status that says so."""
         self.exit_code = EXIT_DEPARTED
         self.stopping.set()
-
-    @property
-    def joined(self) -> bool:
-        return self.joiner is not None and self.joiner.joined
 
     async def _save_loop(self) -> None:
         while True:
