@@ -38,6 +38,7 @@ from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Ack, Gossip, MemberRumor, Ping
 from pysup.butterfly.runner import Runner
 from pysup.daemon import EXIT_TASK_DIED, Supervisor
+from pysup.joining import Joiner
 from pysup.metrics import Metrics
 from pysup.settings import Settings
 from tests.util import async_wait_for, free_port
@@ -206,10 +207,10 @@ async def test_a_critical_task_that_dies_stops_the_supervisor_and_fails_healthz(
 ) -> None:
     s = Supervisor(dataclasses.replace(settings(tmp_path), peers=("127.0.0.1:9",)), env={})
 
-    async def broken() -> list[tuple[str, int]]:
+    async def broken(self: Joiner) -> list[tuple[str, int]]:
         raise RuntimeError("the seed list cannot be read")
 
-    monkeypatch.setattr(s, "_seed_addrs", broken)
+    monkeypatch.setattr(Joiner, "seed_addrs", broken)
     await s.start()
     try:
         await asyncio.wait_for(s.stopping.wait(), 10.0)
