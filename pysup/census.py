@@ -1,8 +1,10 @@
 """The census: every service group across the ring, built from rumors and the member table (pure).
 
-A ``Census`` is an immutable snapshot rebuilt from scratch whenever the caller wants one (Habitat
+A ``Census`` is an immutable snapshot rebuilt from scratch whenever the ring changed (Habitat
 rebuilds its whole census whenever any rumor store or the member list changed; so do we, which keeps
-it consistent by construction). Inputs:
+it consistent by construction): ``CensusCache`` keeps the last one for the ring's version, and each
+config rumor's TOML is parsed once (``pysup.gossipcfg``). The census is the only route by which
+gossiped configuration and files reach services. Inputs:
 
 - ``ServiceRumor``s make groups and their members (service, group, org, pkg, sys, exported cfg,
   initialized);
@@ -44,7 +46,7 @@ from pysup.butterfly.messages import (
 )
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.validate import GROUP_PART_RE, check_service_group_parts, split_service_group
-from pysup.service.cfg import ConfigError, parse_gossip_config
+from pysup.gossipcfg import GossipConfigs
 
 log = structlog.get_logger(__name__)
 
@@ -192,6 +194,15 @@ class ServiceFile:
 
 
 @dataclass(frozen=True)
+class GossipProblem:
+    """A gossiped config (`item` "config") or file (`item` its name) a service cannot use."""
+
+    item: str
+    incarnation: int
+    message: str
+
+
+@dataclass(frozen=True)
 class CensusGroup:
     """One service group across the ring."""
 
@@ -258,6 +269,10 @@ class Census:
         default_factory=lambda: MappingProxyType({})
     )
     """Gossiped files of every service group: group -> filename -> file."""
+    problems: Mapping[str, tuple[GossipProblem, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Gossiped config and files that cannot be used (not parsable, encrypted), by group."""
 
     def group(self, service_group: str | ServiceGroup) -> CensusGroup | None:
         return self.groups.get(str(service_group))
@@ -268,6 +283,9 @@ class Census:
     def service_files(self, service_group: str | ServiceGroup) -> Mapping[str, ServiceFile]:
         return self.files.get(str(service_group), MappingProxyType({}))
 
+    def gossip_problems(self, service_group: str | ServiceGroup) -> tuple[GossipProblem, ...]:
+        return self.problems.get(str(service_group), ())
+
 
 def empty_census(local_member_id: str) -> Census:
     return Census(local_member_id=local_member_id)
@@ -276,12 +294,40 @@ def empty_census(local_member_id: str) -> Census:
 # --- building -------------------------------------------------------------------------------------
 
 
-def build_census(local: Member, members: Iterable[Member], store: RumorStore) -> Census:
-    """The census of `store` as seen by `local`, with health from the member table `members`."""
+class CensusCache:
+    """The last census and the version of the ring it was built from: `get` rebuilds only when
+    the version or the local member changed. Config rumors are parsed once across rebuilds."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Member, int] | None = None
+        self._census: Census | None = None
+        self._configs = GossipConfigs()
+
+    def get(
+        self, local: Member, members: Iterable[Member], store: RumorStore, version: int
+    ) -> Census:
+        """`members` is only iterated on a rebuild; `version` must change whenever the member
+        table or the store does (`SwimCore.version`)."""
+        key = (local, version)
+        if self._census is None or key != self._key:
+            self._census = build_census(local, members, store, self._configs)
+            self._key = key
+        return self._census
+
+
+def build_census(
+    local: Member,
+    members: Iterable[Member],
+    store: RumorStore,
+    parsed: GossipConfigs | None = None,
+) -> Census:
+    """The census of `store` as seen by `local`, with health from the member table `members`.
+    `parsed`: config rumors parsed by an earlier build (a fresh cache parses every one)."""
     table: dict[str, Member] = {m.id: m for m in members}
     table.setdefault(local.id, local)
-    configs = _configs(store)
-    files = _files(store)
+    problems: dict[str, list[GossipProblem]] = {}
+    configs = _configs(store, parsed or GossipConfigs(), problems)
+    files = _files(store, problems)
     by_group: dict[ServiceGroup, list[ServiceRumor]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE):
         assert isinstance(rumor, ServiceRumor)
@@ -306,33 +352,36 @@ def build_census(local: Member, members: Iterable[Member], store: RumorStore) ->
         ring=tuple(sorted(table.values(), key=lambda m: m.id)),
         configs=MappingProxyType(configs),
         files=MappingProxyType({k: MappingProxyType(v) for k, v in files.items()}),
+        problems=MappingProxyType({k: tuple(v) for k, v in problems.items()}),
     )
 
 
-def _configs(store: RumorStore) -> dict[str, ServiceConfig]:
+def _configs(
+    store: RumorStore, parsed: GossipConfigs, problems: dict[str, list[GossipProblem]]
+) -> dict[str, ServiceConfig]:
     out: dict[str, ServiceConfig] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_CONFIG):
         assert isinstance(rumor, ServiceConfigRumor)
-        if rumor.encrypted:
-            log.warning("census.config_encrypted", service_group=rumor.service_group)
+        value = parsed.parse(rumor)
+        if isinstance(value, str):
+            problem = GossipProblem("config", rumor.incarnation, value)
+            problems.setdefault(rumor.service_group, []).append(problem)
             continue
-        try:
-            value = parse_gossip_config(rumor.config)
-        except ConfigError as e:
-            log.warning("census.config_invalid", service_group=rumor.service_group, error=str(e))
-            continue
-        out[rumor.service_group] = ServiceConfig(rumor.incarnation, MappingProxyType(value))
+        out[rumor.service_group] = ServiceConfig(rumor.incarnation, value)
+    parsed.keep_only({r.identity[1] for r in store.of_kind(RumorKind.SERVICE_CONFIG)})
     return out
 
 
-def _files(store: RumorStore) -> dict[str, dict[str, ServiceFile]]:
+def _files(
+    store: RumorStore, problems: dict[str, list[GossipProblem]]
+) -> dict[str, dict[str, ServiceFile]]:
     out: dict[str, dict[str, ServiceFile]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_FILE):
         assert isinstance(rumor, ServiceFileRumor)
         if rumor.encrypted:
-            log.warning(
-                "census.file_encrypted", service_group=rumor.service_group, file=rumor.filename
-            )
+            message = f"gossiped file {rumor.filename} is encrypted; no ring key to read it"
+            problem = GossipProblem(rumor.filename, rumor.incarnation, message)
+            problems.setdefault(rumor.service_group, []).append(problem)
             continue
         out.setdefault(rumor.service_group, {})[rumor.filename] = ServiceFile(
             rumor.filename, rumor.incarnation, rumor.body

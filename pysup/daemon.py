@@ -29,7 +29,7 @@ from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
-from pysup.census import Census, build_census
+from pysup.census import Census, CensusCache
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
@@ -105,6 +105,7 @@ class Supervisor:
         self._departing = False
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self.discovery: Discovery | None = None  # --peer-discovery, built in start()
+        self._census = CensusCache()
 
     # --- views for the gateways ---------------------------------------------------------
 
@@ -262,7 +263,8 @@ class Supervisor:
         return runtime
 
     def census(self) -> Census:
-        return build_census(self.core.me, self.core.members(), self.core.store)
+        store = self.core.store  # first: the native mode brings its state up to date when read
+        return self._census.get(self.core.me, self.core.members(), store, self.core.version)
 
     def publish(self, rumor: Rumor) -> None:
         assert self.runner is not None

@@ -60,6 +60,7 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.butterfly.rumors import RumorStore, StoredRumor
+from pysup.butterfly.version import next_version
 from pysup.discovery.configmap import DEFAULT_KEY, ConfigMapWatcher
 from pysup.discovery.kube_client import (
     KubeClient,
@@ -244,6 +245,7 @@ class NativeCore:
         self._store = RumorStore()
         self._members: dict[str, Member] = {}
         self._before_read = before_read
+        self._members_version = next_version()
 
     @property
     def store(self) -> RumorStore:
@@ -253,6 +255,12 @@ class NativeCore:
 
     def replace_state(self, me: Member, members: dict[str, Member], store: RumorStore) -> None:
         self.me, self._members, self._store = me, members, store
+        self._members_version = next_version()
+
+    @property
+    def version(self) -> int:
+        """Changes with every new state (`SwimCore.version`); read `store` first to sync."""
+        return max(self._members_version, self._store.version)
 
     def member(self, member_id: str) -> Member | None:
         if member_id == self.me.id:

@@ -54,7 +54,7 @@ from pysup.butterfly.validate import (
     plain_map_problem,
     service_group_problem,
 )
-from pysup.service.cfg import ConfigError, parse_gossip_config
+from pysup.gossipcfg import ConfigError, parse_gossip_config
 
 log = structlog.get_logger(__name__)
 

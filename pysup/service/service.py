@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import structlog
 
-from pysup.butterfly.messages import Rumor, ServiceConfigRumor, ServiceFileRumor, ServiceRumor
+from pysup.butterfly.messages import Rumor, ServiceRumor
 from pysup.census import Census, ElectionState, ServiceGroup
 from pysup.service.backoff import RestartBackoff
 from pysup.service.cfg import exported_cfg
@@ -277,7 +277,7 @@ class Service:
                 (self.svc_path / sub).mkdir(parents=True, exist_ok=True)
             self._chown_dirs()
             self.user_config_changed()
-            self.sources.take_census(self._census())
+            self.take_gossip()
             self._loop_task = self._spawn(self._loop(), "loop")
             if "health-check" in self.templates.hooks:
                 self._spawn(self.checker.run(), "health")
@@ -317,39 +317,28 @@ class Service:
             self._retry_handle.cancel()
 
     def census_changed(self) -> None:
-        if self.sources.take_census(self._census()):
-            self._log.info("config.gossip_taken", incarnation=self.sources.gossip_incarnation)
+        self.take_gossip()
         self.coordination.wake()
         self.wake()
+
+    def take_gossip(self) -> bool:
+        """Take our group's gossiped config and files from the census (the only route they
+        take); wake the loop if any is new. True if any was."""
+        before = self.sources.gossip_incarnation
+        news, errors = self.sources.take_census(self._census())
+        for error, event in errors:
+            self._error(error, event)
+        if self.sources.gossip_incarnation != before:
+            self._log.info("config.gossip_applied", incarnation=self.sources.gossip_incarnation)
+        if news:
+            self.wake()
+        return news
 
     def user_config_changed(self) -> None:
         error = self.sources.read_user_toml()
         if error is not None:
             self._error(error, "config.user_invalid")
         self.wake()
-
-    def apply_config_rumor(self, rumor: ServiceConfigRumor) -> bool:
-        """Take a gossiped config for our group if newer than ours; True if taken."""
-        taken, error = self.sources.offer_config(
-            rumor.service_group, rumor.incarnation, rumor.config, rumor.encrypted
-        )
-        if error is not None:
-            self._error(error, "config.gossip_invalid")
-        if taken:
-            self._log.info("config.gossip_applied", incarnation=rumor.incarnation)
-            self.wake()
-        return taken
-
-    def apply_file_rumor(self, rumor: ServiceFileRumor) -> bool:
-        """Queue a gossiped file for ``files/`` if newer than ours; True if taken."""
-        taken, error = self.sources.offer_file(
-            rumor.service_group, rumor.filename, rumor.incarnation, rumor.body, rumor.encrypted
-        )
-        if error is not None:
-            self._error(error, "file.rejected")
-        if taken:
-            self.wake()
-        return taken
 
     async def suitability(self) -> int | None:
         """Run the suitability hook (leader elections); None without a hook or on failure."""
