@@ -39,7 +39,8 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import Census, build_census, census_json
+from pysup.butterfly.version import next_version
+from pysup.census import Census, CensusCache, build_census, census_json
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
 from pysup.metrics import Metrics
@@ -52,7 +53,7 @@ def _mid(i: int) -> str:
 
 
 def _config_toml(group: int) -> bytes:
-    lines = [f"[app{k}]\nport = {8000 + k}\nname = \"group{group}-{k}\"\n" for k in range(24)]
+    lines = [f'[app{k}]\nport = {8000 + k}\nname = "group{group}-{k}"\n' for k in range(24)]
     return "".join(lines).encode()
 
 
@@ -91,6 +92,11 @@ class FakeRing:
                 ElectionRumor(f"svc{g}.default", leader, 1, 0, ElectionStatus.FINISHED, (leader,))
             )
         self.changes = 0
+        self.members_version = next_version()
+
+    @property
+    def version(self) -> int:
+        return max(self.members_version, self.store.version)
 
     def members(self) -> Iterator[Member]:
         return iter(self._members.values())
@@ -101,11 +107,13 @@ class FakeRing:
         mid = _mid(1 + self.changes % len(self._members))
         m = self._members[mid]
         self._members[mid] = m._replace(incarnation=m.incarnation + 1, health=Health.ALIVE)
+        self.members_version = next_version()
 
 
 def census_provider(ring: FakeRing, mode: str) -> Callable[[], Census]:
     if mode == "rebuild":
-        return lambda: build_census(ring.me, ring.members(), ring.store)
+        cache = CensusCache()  # what `Supervisor.census` does
+    return lambda: cache.get(ring.me, ring.members(), ring.store, ring.version)
     return lambda: build_census(ring.me, ring.members(), ring.store)
 
 

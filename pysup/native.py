@@ -56,8 +56,11 @@ from pysup.butterfly.messages import (
     ElectionRumor,
     ElectionStatus,
     Rumor,
+    RumorKind,
     ServiceConfigRumor,
     ServiceRumor,
+    by_kind,
+    kind_of,
 )
 from pysup.butterfly.rumors import RumorStore, StoredRumor
 from pysup.butterfly.version import next_version
@@ -236,6 +239,21 @@ def next_config_incarnation(previous: int, resource_version: str | None) -> int:
 # --- the view the daemon and the gateways read --------------------------------------------------
 
 
+_PUBLISH = by_kind(
+    "native publish",
+    {
+        RumorKind.MEMBER: "ignored",
+        RumorKind.SERVICE: "service",  # ours go into the EndpointSlice view
+        RumorKind.SERVICE_CONFIG: "ignored",  # config comes from the ConfigMap
+        RumorKind.SERVICE_FILE: "ignored",
+        RumorKind.DEPARTURE: "ignored",
+        RumorKind.ELECTION: "lease",
+        RumorKind.ELECTION_UPDATE: "lease",
+    },
+)
+"""What the Kubernetes-native mode does with a rumor its services publish."""
+
+
 class NativeCore:
     """The `SwimCore` queries, over the synthesized state."""
 
@@ -387,12 +405,15 @@ class NativeRuntime:
 
     def publish(self, rumor: Rumor) -> None:
         """My services' own Service rumors; anything else has no place in this mode."""
-        if isinstance(rumor, ServiceRumor) and rumor.member_id == self.core.me.id:
+        route = _PUBLISH[kind_of(rumor)]
+        mine = isinstance(rumor, ServiceRumor) and rumor.member_id == self.core.me.id
+        if route == "service" and mine:
+            assert isinstance(rumor, ServiceRumor)
             local = dict(self._in.local)
             local[rumor.service_group] = rumor
             self._update(local=local)
             return
-        if isinstance(rumor, ElectionRumor):
+        if route == "lease":
             return  # the Lease decides; the services' coordinators publish none (external_leader)
         log.warning(
             "native.rumor_ignored",
