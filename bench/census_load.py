@@ -112,9 +112,9 @@ class FakeRing:
 
 def census_provider(ring: FakeRing, mode: str) -> Callable[[], Census]:
     if mode == "rebuild":
-        cache = CensusCache()  # what `Supervisor.census` does
+        return lambda: build_census(ring.me, ring.members(), ring.store)
+    cache = CensusCache()  # what `Supervisor.census` does
     return lambda: cache.get(ring.me, ring.members(), ring.store, ring.version)
-    return lambda: build_census(ring.me, ring.members(), ring.store)
 
 
 class _View:
