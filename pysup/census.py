@@ -27,7 +27,7 @@ gossiped configuration and files reach services. Inputs:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -200,6 +200,8 @@ class GossipProblem:
     item: str
     incarnation: int
     message: str
+    sealed: bool = False
+    """Encrypted and not opened here (yet: the key may arrive)."""
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,8 @@ class Census:
         default_factory=lambda: MappingProxyType({})
     )
     """Gossiped config and files that cannot be used (not parsable, encrypted), by group."""
+    sealed: bool = False
+    """Some encrypted config or file could not be opened (``CensusCache`` rebuilds next time)."""
 
     def group(self, service_group: str | ServiceGroup) -> CensusGroup | None:
         return self.groups.get(str(service_group))
@@ -298,10 +302,11 @@ class CensusCache:
     """The last census and the version of the ring it was built from: `get` rebuilds only when
     the version or the local member changed. Config rumors are parsed once across rebuilds."""
 
-    def __init__(self) -> None:
+    def __init__(self, opener: Opener | None = None) -> None:
         self._key: tuple[Member, int] | None = None
         self._census: Census | None = None
         self._configs = GossipConfigs()
+        self._opener = opener
 
     def get(
         self, local: Member, members: Iterable[Member], store: RumorStore, version: int
@@ -310,24 +315,33 @@ class CensusCache:
         table or the store does (`SwimCore.version`)."""
         key = (local, version)
         if self._census is None or key != self._key:
-            self._census = build_census(local, members, store, self._configs)
-            self._key = key
+            self._census = build_census(local, members, store, self._opener, self._configs)
+            # A sealed rumor we could not open may open at the next call (its group's key was
+            # put in the key cache): keep rebuilding until every one is open.
+            self._key = None if self._census.sealed else key
         return self._census
+
+
+Opener = Callable[[ServiceConfigRumor | ServiceFileRumor], bytes | None]
+"""An encrypted rumor's plain payload, or None when it cannot be opened here
+(``pysup.crypto.sealed.RumorOpener.plain``, which also says why)."""
 
 
 def build_census(
     local: Member,
     members: Iterable[Member],
     store: RumorStore,
+    opener: Opener | None = None,
     parsed: GossipConfigs | None = None,
 ) -> Census:
-    """The census of `store` as seen by `local`, with health from the member table `members`.
+    """The census of `store` as seen by `local`, with health from the member table `members`;
+    encrypted configs and files are read through `opener` (without one they are left out).
     `parsed`: config rumors parsed by an earlier build (a fresh cache parses every one)."""
     table: dict[str, Member] = {m.id: m for m in members}
     table.setdefault(local.id, local)
     problems: dict[str, list[GossipProblem]] = {}
-    configs = _configs(store, parsed or GossipConfigs(), problems)
-    files = _files(store, problems)
+    configs = _configs(store, opener, parsed or GossipConfigs(), problems)
+    files = _files(store, opener, problems)
     by_group: dict[ServiceGroup, list[ServiceRumor]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE):
         assert isinstance(rumor, ServiceRumor)
@@ -353,16 +367,36 @@ def build_census(
         configs=MappingProxyType(configs),
         files=MappingProxyType({k: MappingProxyType(v) for k, v in files.items()}),
         problems=MappingProxyType({k: tuple(v) for k, v in problems.items()}),
+        sealed=any(p.sealed for ps in problems.values() for p in ps),
     )
 
 
+def _payload(rumor: ServiceConfigRumor | ServiceFileRumor, opener: Opener | None) -> bytes | None:
+    if not rumor.encrypted:
+        return rumor.config if isinstance(rumor, ServiceConfigRumor) else rumor.body
+    return None if opener is None else opener(rumor)
+
+
+def _sealed(rumor: ServiceConfigRumor | ServiceFileRumor, what: str) -> GossipProblem:
+    item = "config" if isinstance(rumor, ServiceConfigRumor) else rumor.filename
+    message = f"{what} {rumor.incarnation} is encrypted and cannot be opened here"
+    return GossipProblem(item, rumor.incarnation, message, sealed=True)
+
+
 def _configs(
-    store: RumorStore, parsed: GossipConfigs, problems: dict[str, list[GossipProblem]]
+    store: RumorStore,
+    opener: Opener | None,
+    parsed: GossipConfigs,
+    problems: dict[str, list[GossipProblem]],
 ) -> dict[str, ServiceConfig]:
     out: dict[str, ServiceConfig] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_CONFIG):
         assert isinstance(rumor, ServiceConfigRumor)
-        value = parsed.parse(rumor)
+        data = _payload(rumor, opener)
+        if data is None:
+            problems.setdefault(rumor.service_group, []).append(_sealed(rumor, "gossip config"))
+            continue
+        value = parsed.parse(rumor, data)
         if isinstance(value, str):
             problem = GossipProblem("config", rumor.incarnation, value)
             problems.setdefault(rumor.service_group, []).append(problem)
@@ -373,18 +407,18 @@ def _configs(
 
 
 def _files(
-    store: RumorStore, problems: dict[str, list[GossipProblem]]
+    store: RumorStore, opener: Opener | None, problems: dict[str, list[GossipProblem]]
 ) -> dict[str, dict[str, ServiceFile]]:
     out: dict[str, dict[str, ServiceFile]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_FILE):
         assert isinstance(rumor, ServiceFileRumor)
-        if rumor.encrypted:
-            message = f"gossiped file {rumor.filename} is encrypted; no ring key to read it"
-            problem = GossipProblem(rumor.filename, rumor.incarnation, message)
-            problems.setdefault(rumor.service_group, []).append(problem)
+        data = _payload(rumor, opener)
+        if data is None:
+            what = f"gossiped file {rumor.filename}"
+            problems.setdefault(rumor.service_group, []).append(_sealed(rumor, what))
             continue
         out.setdefault(rumor.service_group, {})[rumor.filename] = ServiceFile(
-            rumor.filename, rumor.incarnation, rumor.body
+            rumor.filename, rumor.incarnation, data
         )
     return out
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+from pysup.crypto.tls import TlsConfigError
 from pysup.ctl_client import CtlClientError, send
 from pysup.ctl_target import (
     DEFAULT_CTL,
@@ -47,7 +48,14 @@ from pysup.gateway.ctl_proto import (
     check_filename,
     check_version,
 )
-from pysup.key_cli import add_sup_secret_commands, add_svc_key_commands
+from pysup.gateway.tls_setup import ctl_client_tls
+from pysup.key_cli import (
+    CommandError,
+    add_sup_secret_commands,
+    add_svc_key_commands,
+    add_user_encryption_args,
+    seal_for_group,
+)
 from pysup.ringinfo import DEFAULT_RING_ROOT, RING_ROOT_ENV
 
 EXIT_ERROR: Final = 1
@@ -76,7 +84,11 @@ def _request(args: argparse.Namespace, req: Request) -> dict[str, Any]:
     if target.note:
         print(target.note, file=sys.stderr)
     try:
-        return asyncio.run(send(target.host, target.port, target.secret, req))
+        tls = ctl_client_tls(_env(), target.host)
+    except TlsConfigError as e:
+        raise UserError(f"control gateway TLS: {e}") from None
+    try:
+        return asyncio.run(send(target.host, target.port, target.secret, req, tls))
     except CtlClientError as e:
         raise UserError(str(e)) from None
 
@@ -85,7 +97,7 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (UserError, CtlProtocolError) as e:
+        except (UserError, CtlProtocolError, CommandError) as e:
             print(f"pysup: {e}", file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt:
@@ -266,13 +278,16 @@ def _add_config(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("service_group", metavar="SVC.GROUP")
     p.add_argument("version", metavar="VERSION", help="greater than the group's current version")
     p.add_argument("file", metavar="FILE", nargs="?", default="-", help="TOML file, - for stdin")
+    add_user_encryption_args(p)
     p.set_defaults(func=_run(_config_apply))
 
 
 def _config_apply(args: argparse.Namespace) -> int:
     version = _version(args.version)
     data = _read_input(args.file, "the config")
-    r = _request(args, ConfigApply(args.service_group, version, data))
+    if args.user:
+        data = seal_for_group(args, data, "TOML")
+    r = _request(args, ConfigApply(args.service_group, version, data, bool(args.user)))
     print(f"Applied version {r.get('version')} of the config of {r.get('service_group')}")
     return 0
 
@@ -285,6 +300,7 @@ def _add_file(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("version", metavar="VERSION", help="greater than the file's current version")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--name", help="the name in files/ [the FILE's base name]")
+    add_user_encryption_args(p)
     p.set_defaults(func=_run(_file_upload))
 
 
@@ -296,7 +312,9 @@ def _file_upload(args: argparse.Namespace) -> int:
     except CtlProtocolError as e:
         raise UserError(str(e)) from None
     body = _read_input(args.file, f"file {args.file}")
-    r = _request(args, FileUpload(args.service_group, version, name, body))
+    if args.user:
+        body = seal_for_group(args, body, f"file {name}")
+    r = _request(args, FileUpload(args.service_group, version, name, body, bool(args.user)))
     print(f"Uploaded {r.get('filename')} version {r.get('version')} to {r.get('service_group')}")
     return 0
 

@@ -8,9 +8,11 @@ exits non-zero without a traceback.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from types import TracebackType
 from typing import Any, Final
 
+from pysup.crypto.tls import explain_tls_error
 from pysup.gateway.ctl_proto import (
     HEADER,
     Auth,
@@ -21,6 +23,7 @@ from pysup.gateway.ctl_proto import (
     encode_frame,
     frame_length,
 )
+from pysup.gateway.tls_setup import ClientTls
 
 CONNECT_TIMEOUT_S: Final = 5.0
 """How long to wait for the TCP connection and the auth reply."""
@@ -43,6 +46,7 @@ class CtlClient:
         *,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        tls: ClientTls | None = None,
     ) -> None:
         self.host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         self.port = port
@@ -51,6 +55,7 @@ class CtlClient:
         self.request_timeout_s = request_timeout_s
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self.tls = tls
 
     @property
     def where(self) -> str:
@@ -73,7 +78,14 @@ class CtlClient:
         """Open the connection and authenticate."""
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    ssl=self.tls.context if self.tls else None,
+                    server_hostname=self.tls.server_name if self.tls else None,
+                )
+        except ssl.SSLError as e:
+            raise CtlClientError(explain_tls_error(e, self.where, "client")) from None
         except ConnectionRefusedError:
             raise CtlClientError(
                 f"no supervisor listening on {self.where} (is `pysup run` running?)"
@@ -108,14 +120,22 @@ class CtlClient:
                 writer.write(frame)
                 await writer.drain()
                 header = await reader.readexactly(HEADER.size)
+                if self.tls is None and _is_tls_record(header):
+                    raise CtlClientError(
+                        f"{self.where} speaks TLS: set HAB_CTL_SERVER_CA_CERTIFICATE to its "
+                        "certificate (or CA) to talk to it"
+                    )
                 body = await reader.readexactly(frame_length(header))
             return check_response(decode_body(body))
         except CtlProtocolError as e:
             raise CtlClientError(str(e)) from None
+        except ssl.SSLError as e:
+            raise CtlClientError(explain_tls_error(e, self.where, "client")) from None
         except TimeoutError:
             raise CtlClientError(f"{self.where} did not answer within {timeout:g}s") from None
         except asyncio.IncompleteReadError:
-            raise CtlClientError(f"{self.where} closed the connection") from None
+            hint = "" if self.tls else " (if it speaks TLS, set HAB_CTL_SERVER_CA_CERTIFICATE)"
+            raise CtlClientError(f"{self.where} closed the connection{hint}") from None
         except OSError as e:
             raise CtlClientError(f"connection to {self.where} failed: {e.strerror or e}") from None
 
@@ -130,7 +150,15 @@ class CtlClient:
                 pass
 
 
-async def send(host: str, port: int, secret: str, req: Request) -> dict[str, Any]:
+def _is_tls_record(header: bytes) -> bool:
+    """A TLS record header (an alert 0x15 or a handshake 0x16, version 3.x) where a frame
+    header was expected: a TLS server answering our plain text."""
+    return len(header) >= 2 and header[0] in (0x15, 0x16) and header[1] == 0x03
+
+
+async def send(
+    host: str, port: int, secret: str, req: Request, tls: ClientTls | None = None
+) -> dict[str, Any]:
     """Connect, authenticate, send one request, close."""
-    async with CtlClient(host, port, secret) as client:
+    async with CtlClient(host, port, secret, tls=tls) as client:
         return await client.request(req)

@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,13 @@ from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
 from pysup.census import Census, CensusCache
+from pysup.crypto.sealed import RumorOpener
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
+from pysup.events import EventHub, EventStream
+from pysup.events.translate import effect_event
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
+from pysup.gateway.tls_setup import http_tls_or_fail
 from pysup.metrics import Metrics
 from pysup.native import NativeConfigError, NativeCore, NativeRuntime, loaded_groups
 from pysup.peers import PeerWatchFile, resolve
@@ -105,7 +110,10 @@ class Supervisor:
         self._departing = False
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self.discovery: Discovery | None = None  # --peer-discovery, built in start()
-        self._census = CensusCache()
+        self.events: EventStream | None = None  # GET /events, made in start() (needs our id)
+        cache = Path(settings.key_cache) if settings.key_cache else default_key_cache(self.env)
+        self.opener = RumorOpener(cache, self.metrics.reject)  # encrypted config and files
+        self._census = CensusCache(self.opener.plain)
 
     # --- views for the gateways ---------------------------------------------------------
 
@@ -199,7 +207,11 @@ class Supervisor:
                 listener=self._on_event,
                 udp_backend=s.udp_backend,
             )
+        # Ids start at our start time in µs: above any id of an earlier run (docs/events.md).
+        hub = EventHub(first_id=int(time.time() * 1_000_000), member_id=member_id)
+        self.events = EventStream(hub)
         self.services = ServiceManager(
+            events=self.events.publish,
             state=self.state,
             sys_info=self.sys_info(),
             member_id=member_id,
@@ -242,7 +254,7 @@ class Supervisor:
         await self._load_services()
         from pysup.gateway.ctl import attach_ctl
 
-        await attach_ctl(self)
+        await attach_ctl(self, self.env)
         if s.mode != "kubernetes":
             self._spawn(self._join_loop())
         self._spawn(self._save_loop())
@@ -321,15 +333,22 @@ class Supervisor:
     async def _start_http(self) -> None:
         host, port = self.settings.http_addr()
         token = self.env.get("HAB_SUP_GATEWAY_AUTH_TOKEN") or None
+        tls = http_tls_or_fail(self.settings)
 
         def routes(app: web.Application) -> None:
             for add in self.extra_routes:
                 add(app)
 
-        app = make_app(self, token, routes)
+        app = make_app(self, token, routes, self.events)
         self.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.http_runner.setup()
-        site = web.TCPSite(self.http_runner, host, port, reuse_address=True)
+        site = web.TCPSite(
+            self.http_runner,
+            host,
+            port,
+            reuse_address=True,
+            ssl_context=tls.context if tls else None,
+        )
         try:
             await site.start()
         except OSError as e:
@@ -344,6 +363,8 @@ class Supervisor:
     # --- the ring -----------------------------------------------------------------------
 
     def _on_event(self, e: MemberChanged | RumorChanged | SelfChanged) -> None:
+        if self.events is not None:
+            self.events.publish(effect_event(e))
         if isinstance(e, MemberChanged):
             m = e.member
             log.info(
@@ -357,8 +378,9 @@ class Supervisor:
             if self.services is not None:
                 self.services.on_census_changed()
         elif isinstance(e, RumorChanged):
-            if self.services is not None:
-                self.services.on_rumor(e.rumor)
+            opened = self.opener.opened(e.rumor)  # None: encrypted to a key we lack
+            if self.services is not None and opened is not None:
+                self.services.on_rumor(opened)
         elif e.reason == "refuted":
             log.info("member.refuted", incarnation=e.member.incarnation)
             self.state.save_incarnation(e.member.incarnation)
@@ -456,6 +478,8 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         log.info("supervisor.stopping")
+        if self.events is not None:
+            self.events.close()  # first: an open /events stream must not hold the shutdown
         if self.runner is not None and not self.core.departed:
             await self.runner.leave()
         if self.services is not None:

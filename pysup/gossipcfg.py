@@ -59,14 +59,15 @@ class GossipConfigs:
     incarnation with other bytes: the store's tie-break). A problem is logged once, here."""
 
     def __init__(self) -> None:
-        self._parsed: dict[str, tuple[ServiceConfigRumor, ParsedConfig]] = {}
+        self._parsed: dict[str, tuple[ServiceConfigRumor, bytes, ParsedConfig]] = {}
 
-    def parse(self, rumor: ServiceConfigRumor) -> ParsedConfig:
+    def parse(self, rumor: ServiceConfigRumor, text: bytes) -> ParsedConfig:
+        """`text`: the rumor's config in the clear (opened, when the rumor is encrypted)."""
         cached = self._parsed.get(rumor.service_group)
-        if cached is not None and cached[0] == rumor:
-            return cached[1]
-        result = _parse(rumor)
-        self._parsed[rumor.service_group] = (rumor, result)
+        if cached is not None and cached[0] == rumor and cached[1] == text:
+            return cached[2]
+        result = _parse(rumor, text)
+        self._parsed[rumor.service_group] = (rumor, text, result)
         return result
 
     def keep_only(self, groups: set[str]) -> None:
@@ -75,13 +76,10 @@ class GossipConfigs:
             del self._parsed[group]
 
 
-def _parse(rumor: ServiceConfigRumor) -> ParsedConfig:
+def _parse(rumor: ServiceConfigRumor, text: bytes) -> ParsedConfig:
     group, inc = rumor.service_group, rumor.incarnation
-    if rumor.encrypted:
-        log.warning("census.config_encrypted", service_group=group, incarnation=inc)
-        return f"gossip config {inc} is encrypted; no ring key to read it"
     try:
-        return MappingProxyType(parse_gossip_config(rumor.config))
+        return MappingProxyType(parse_gossip_config(text))
     except ConfigError as e:
         log.warning("census.config_invalid", service_group=group, incarnation=inc, error=str(e))
         return f"gossip config {inc}: {e}"

@@ -304,6 +304,7 @@ def banner(
         f"pysup ring: {members} supervisors on {HOST}; state in {state_root}, "
         f"addresses in {ring_file(state_root)}",
         *table,
+        f"Dashboard: http://{HOST}:{http0}/ui/  (member 0's view of the ring, live)",
         "Try, from another terminal in this directory:",
         *(f"  {cmd:<{width}}  # {why}" for cmd, why in tries),
         "Ctrl-C stops them all.",

@@ -14,7 +14,9 @@ from typing import Any, Final, Literal
 
 from pysup.settings import Settings, env_var
 
-Kind = Literal["str", "float", "list", "switch"]
+Kind = Literal["str", "float", "list", "switch", "optional"]
+"""``optional``: the value may be left out (``nargs="?"``); the flag alone sets ``""``, which
+the setting reads as "the default place" (the ctl TLS flags: ``<key cache>/ctl``)."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,50 @@ FLAGS: Final = (
     Flag(
         ("--cache-key-path",),
         "key_cache",
-        "the ring key cache",
+        "the key cache: ring keys, service keys (encrypted config), ctl/ TLS files",
         "DIR",
         shown_default="/hab/cache/keys as root if it exists, else ~/.pysup/keys",
+    ),
+    Flag(
+        ("--key",),
+        "tls_key",
+        "the HTTP gateway's TLS private key (PEM); with --certs it serves HTTPS only",
+        "KEY_FILE",
+    ),
+    Flag(
+        ("--certs",),
+        "tls_certs",
+        "the HTTP gateway's TLS certificate chain (PEM); re-read when the file changes",
+        "CERT_FILE",
+    ),
+    Flag(
+        ("--ca-certs",),
+        "tls_ca_certs",
+        "HTTP clients must present a certificate signed by one of these CAs (PEM)",
+        "CA_FILE",
+    ),
+    Flag(
+        ("--ctl-server-certificate",),
+        "ctl_server_certificate",
+        "the control gateway's TLS certificate; a directory takes its newest "
+        "ctl-gateway-*.crt.pem; no value: <key cache>/ctl",
+        "PATH",
+        kind="optional",
+    ),
+    Flag(
+        ("--ctl-server-key",),
+        "ctl_server_key",
+        "the control gateway's TLS key; a directory takes its newest ctl-gateway-*.key.pem; "
+        "no value: <key cache>/ctl",
+        "PATH",
+        kind="optional",
+    ),
+    Flag(
+        ("--ctl-client-ca-certificate",),
+        "ctl_client_ca_certificate",
+        "control clients must present a certificate signed by this CA; no value: <key cache>/ctl",
+        "PATH",
+        kind="optional",
     ),
     Flag(("-D", "--http-disable"), "http_disable", "do not start the HTTP gateway", kind="switch"),
     Flag(
@@ -246,6 +289,8 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
                 kw["action"] = "append"
             elif f.kind == "float":
                 kw["type"] = float
+            elif f.kind == "optional":
+                kw.update(nargs="?", const="")
         p.add_argument(*f.names, **kw)
     p.add_argument(
         "--config",

@@ -98,6 +98,23 @@ class Settings:
     (``PID.json`` proves which): ``adopt`` keeps it serving with no downtime (Habitat's launcher
     keeps services across a supervisor crash too); ``stop`` restarts it fresh (new environment,
     binary and log pipes) at the cost of a restart."""
+    tls_key: str | None = None
+    """PEM private key of the HTTP gateway (Habitat's ``--key``): with ``tls_certs``, the gateway
+    serves HTTPS only (probes too: ``scheme: HTTPS``). Re-read when it changes on disk."""
+    tls_certs: str | None = None
+    """PEM certificate chain of the HTTP gateway (Habitat's ``--certs``), server first."""
+    tls_ca_certs: str | None = None
+    """PEM CA certificates (Habitat's ``--ca-certs``): clients of the HTTP gateway must present a
+    certificate one of them signed. Off by default: probes and curl need no certificate."""
+    ctl_server_certificate: str | None = None
+    """The control gateway's certificate: a file, or a directory whose newest
+    ``ctl-gateway-<rev>.crt.pem`` is taken; "" (the flag without a value) means
+    ``<key cache>/ctl``. With ``ctl_server_key``, the control gateway speaks only TLS."""
+    ctl_server_key: str | None = None
+    """The control gateway's private key: a file or directory as for the certificate."""
+    ctl_client_ca_certificate: str | None = None
+    """CA certificates control clients' certificates must be signed by (a file or directory as
+    above); unset: clients prove only the shared secret (inside TLS)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def gossip_addr(self) -> tuple[str, int]:
@@ -148,6 +165,28 @@ class Settings:
             raise SettingsError("--peer and --peer-watch-file cannot be used together")
         for p in self.peers:
             parse_peer(p)
+        _check_tls_pair(
+            "--certs", self.tls_certs, "--key", self.tls_key, "--ca-certs", self.tls_ca_certs
+        )
+        _check_tls_pair(
+            "--ctl-server-certificate",
+            self.ctl_server_certificate,
+            "--ctl-server-key",
+            self.ctl_server_key,
+            "--ctl-client-ca-certificate",
+            self.ctl_client_ca_certificate,
+        )
+
+
+def _check_tls_pair(
+    cert_flag: str, cert: str | None, key_flag: str, key: str | None, ca_flag: str, ca: str | None
+) -> None:
+    """A certificate needs its key (and the reverse); a client CA needs both."""
+    if (cert is None) != (key is None):
+        given, missing = (cert_flag, key_flag) if key is None else (key_flag, cert_flag)
+        raise SettingsError(f"{given} needs {missing} too")
+    if ca is not None and cert is None:
+        raise SettingsError(f"{ca_flag} needs {cert_flag} and {key_flag}")
 
 
 def parse_listen(value: str, default_port: int, what: str) -> tuple[str, int]:
@@ -201,6 +240,12 @@ ENV: dict[str, str] = {
     "departure_timeout_s": "PYSUP_DEPARTURE_TIMEOUT",
     "pkg_paths": "PYSUP_PKG_PATHS",
     "orphans": "PYSUP_ORPHANS",
+    "tls_key": "PYSUP_TLS_KEY",
+    "tls_certs": "PYSUP_TLS_CERTS",
+    "tls_ca_certs": "PYSUP_TLS_CA_CERTS",
+    "ctl_server_certificate": "HAB_CTL_SERVER_CERTIFICATE",
+    "ctl_server_key": "HAB_CTL_SERVER_KEY",
+    "ctl_client_ca_certificate": "HAB_CTL_CLIENT_CA_CERTIFICATE",
 }
 _BOOL_ENV: dict[str, str] = {
     "json_logging": "PYSUP_JSON_LOGGING",

@@ -15,6 +15,9 @@ TEST_PACKAGES="serf iproute2 iptables"
 # cgroups), netavark + aardvark-dns (a podman network with DNS names, like compose), iptables
 # (netavark's firewall), debootstrap + debian-archive-keyring (the offline base image).
 PODMAN_PACKAGES="podman runc netavark aardvark-dns iptables debootstrap debian-archive-keyring"
+# Headless chromium and its WebDriver (the dashboard's browser tests, tests/browser/, driven by
+# selenium from the dev extra).
+BROWSER_PACKAGES="chromium chromium-driver"
 
 STEP_TAG=${STEP_TAG:-$(basename "$0")}
 _step_start=0

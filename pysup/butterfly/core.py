@@ -712,10 +712,11 @@ class SwimCore:
             self._schedule("depart", m.id, now + self.config.departure_timeout_s)
         elif m.health == Health.DEPARTED:
             self._schedule("gc", m.id, now + self.config.departure_timeout_s)
+        by = by if m.health == Health.SUSPECT else ""
         if broadcast and not _beyond_bound(m):
-            rumor = MemberRumor(m, by if m.health == Health.SUSPECT else "")
+            rumor = MemberRumor(m, by)
             self._queue.enqueue(rumor, rumor_size(rumor))
-        effects.append(MemberChanged(m, None if stored is None else stored.health))
+        effects.append(MemberChanged(m, None if stored is None else stored.health, by))
 
     def _start_suspicion(self, m: Member, now: float, by: str) -> None:
         n = self.num_members()

@@ -34,6 +34,9 @@ class MemberChanged:
 
     member: Member
     previous: Health | None
+    suspected_by: str = ""
+    """For a Suspect record: the member that declared the suspicion (us after a failed probe,
+    or the suspecter the gossiped rumor names); "" otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from pysup.butterfly.messages import (
     by_kind,
     kind_of,
 )
-from pysup.election import Decision, GroupSize, Quorum
+from pysup.election import Decision, GroupSize, Quorum, members_needed, quorum
 from pysup.events.model import (
     MAX_LISTED_IDS,
     ConfigRumorEvent,
@@ -43,11 +43,19 @@ from pysup.events.model import (
 )
 
 
-def member_event(e: MemberChanged, suspected_by: str | None = None) -> MemberHealth:
-    """``member.health`` for a changed member record. `suspected_by`: the member whose suspicion
-    this is, when the source knows it (the core knows it where it applies the record)."""
+def effect_event(e: MemberChanged | RumorChanged | SelfChanged) -> Payload:
+    """The event for one of the ring's effects (what the daemon's listener receives)."""
+    if isinstance(e, MemberChanged):
+        return member_event(e)
+    if isinstance(e, RumorChanged):
+        return rumor_event(e)
+    return self_event(e)
+
+
+def member_event(e: MemberChanged) -> MemberHealth:
+    """``member.health`` for a changed member record (``suspected_by`` when Suspect and known)."""
     m = e.member
-    by = (suspected_by or None) if m.health is Health.SUSPECT else None
+    by = (e.suspected_by or None) if m.health is Health.SUSPECT else None
     return _member_health(m, e.previous, by)
 
 
@@ -153,6 +161,19 @@ def decision_event(decision: Decision, quorum: Quorum, needed: int) -> Payload |
     return None
 
 
+def election_event(
+    members: Mapping[str, Health | None],
+    stored: ElectionRumor | None,
+    rumor: ElectionRumor,
+    why: str,
+    update: bool,
+) -> Payload | None:
+    """``decision_event`` for what the coordinator publishes, from the group's member health and
+    the stored election it decided on."""
+    needed = members_needed(members, stored, update=update)
+    return decision_event(Decision(rumor, why), quorum(members), needed)
+
+
 def no_quorum_event(
     service_group: str, update: bool, term: int | None, quorum: Quorum, needed: int
 ) -> ElectionNoQuorum:
@@ -189,6 +210,8 @@ def size_events(
 
 __all__ = [
     "decision_event",
+    "effect_event",
+    "election_event",
     "member_event",
     "no_quorum_event",
     "rumor_event",

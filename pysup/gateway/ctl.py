@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import ssl
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -32,6 +35,8 @@ from pysup.butterfly.messages import (
 )
 from pysup.butterfly.rumors import RumorStore
 from pysup.census import ServiceGroup
+from pysup.crypto.sealed import check_sealed
+from pysup.crypto.tls import looks_like_tls
 from pysup.gateway.ctl_auth import constant_time_equal
 from pysup.gateway.ctl_proto import (
     HEADER,
@@ -56,6 +61,7 @@ from pysup.gateway.ctl_proto import (
     ok,
     parse_request,
 )
+from pysup.gateway.tls_setup import ctl_tls_or_fail
 from pysup.metrics import Metrics
 from pysup.service.api_json import process_json
 from pysup.service.cfg import ConfigError, parse_gossip_config
@@ -288,6 +294,10 @@ class CtlGateway:
                 if not e.partial:
                     return None
                 raise CtlProtocolError("truncated", "truncated frame header") from None
+        if looks_like_tls(header):
+            raise CtlProtocolError(
+                "tls_client", "this control gateway does not use TLS (plain TCP only)"
+            )
         length = frame_length(header)
         if length > max_len:
             raise CtlProtocolError("oversized", f"frame of {length} bytes exceeds {max_len}")
@@ -446,12 +456,15 @@ class CtlGateway:
 
     def _config_apply(self, req: ConfigApply) -> dict[str, Any]:
         sg = _service_group(req.service_group)
-        if len(req.config) > MAX_BODY:
+        if req.encrypted:
+            _check_sealed(req.config, sg)  # only members holding the service key can parse it
+        elif len(req.config) > MAX_BODY:
             raise CtlOpError(
                 f"config is {len(req.config)} bytes, over the {MAX_BODY} byte limit (64 KiB)",
                 reason="oversized",
             )
-        parse_gossip_config(req.config)  # ConfigError names the line
+        else:
+            parse_gossip_config(req.config)  # ConfigError names the line
         current = self.sup.core.store.get(RumorKind.SERVICE_CONFIG, sg, "config")
         cur = current.incarnation if isinstance(current, ServiceConfigRumor) else 0
         if req.version <= cur:
@@ -459,12 +472,14 @@ class CtlGateway:
                 f"version {req.version} of {sg}'s config must be greater than the current "
                 f"version {cur}"
             )
-        self._publish(ServiceConfigRumor(sg, req.version, req.config))
+        self._publish(ServiceConfigRumor(sg, req.version, req.config, req.encrypted))
         return ok(service_group=sg, version=req.version)
 
     def _file_upload(self, req: FileUpload) -> dict[str, Any]:
         sg = _service_group(req.service_group)
-        if len(req.body) > MAX_BODY:
+        if req.encrypted:
+            _check_sealed(req.body, sg)
+        elif len(req.body) > MAX_BODY:
             raise CtlOpError(
                 f"file is {len(req.body)} bytes, over the {MAX_BODY} byte limit (64 KiB)",
                 reason="oversized",
@@ -476,7 +491,7 @@ class CtlGateway:
                 f"version {req.version} of {sg}'s file {req.filename} must be greater than the "
                 f"current version {cur}"
             )
-        self._publish(ServiceFileRumor(sg, req.filename, req.version, req.body))
+        self._publish(ServiceFileRumor(sg, req.filename, req.version, req.body, req.encrypted))
         return ok(service_group=sg, filename=req.filename, version=req.version)
 
     # sup ...
@@ -497,6 +512,12 @@ def _service_group(text: str) -> str:
         return str(ServiceGroup.parse(text))
     except ValueError as e:
         raise CtlOpError(str(e)) from None
+
+
+def _check_sealed(data: bytes, service_group: str) -> None:
+    problem = check_sealed(data, service_group)
+    if problem is not None:
+        raise CtlOpError(problem, reason="bad_encrypted_payload")
 
 
 def _with_desired(spec: ServiceSpec, desired: DesiredState) -> ServiceSpec:
@@ -526,16 +547,28 @@ def status_row(svc: Service, now: float) -> dict[str, Any]:
 
 
 async def start_ctl_server(
-    sup: CtlSupervisor, host: str, port: int, *, auth_timeout_s: float = AUTH_TIMEOUT_S
+    sup: CtlSupervisor,
+    host: str,
+    port: int,
+    *,
+    auth_timeout_s: float = AUTH_TIMEOUT_S,
+    tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
-    """Listen for control connections; the secret is the state dir's CTL_SECRET."""
+    """Listen for control connections; the secret is the state dir's CTL_SECRET. With ``tls``
+    only TLS clients are served (the secret is then proven inside the TLS session)."""
     gateway = CtlGateway(sup, sup.state.ctl_secret(), auth_timeout_s)
     return await asyncio.start_server(
-        gateway.serve, host, port, reuse_address=True, limit=MAX_FRAME + HEADER.size
+        gateway.serve,
+        host,
+        port,
+        reuse_address=True,
+        limit=MAX_FRAME + HEADER.size,
+        ssl=tls,
+        ssl_handshake_timeout=auth_timeout_s if tls else None,
     )
 
 
-async def attach_ctl(sup: CtlSupervisor) -> None:
+async def attach_ctl(sup: CtlSupervisor, env: Mapping[str, str] | None = None) -> None:
     """Start the control gateway on ``--listen-ctl`` and close it once the supervisor stops.
 
     Raises ``pysup.daemon.StartupError`` when the address cannot be bound.
@@ -543,12 +576,13 @@ async def attach_ctl(sup: CtlSupervisor) -> None:
     from pysup.daemon import StartupError
 
     host, port = sup.settings.ctl_addr()
+    tls = ctl_tls_or_fail(sup.settings, os.environ if env is None else env)
     try:
-        server = await start_ctl_server(sup, host, port)
+        server = await start_ctl_server(sup, host, port, tls=tls.context if tls else None)
     except OSError as e:
         raise StartupError(f"cannot listen for control on {host}:{port}: {e.strerror}") from None
     bound = [s.getsockname() for s in server.sockets]
-    log.info("ctl.listening", addresses=[f"{a[0]}:{a[1]}" for a in bound])
+    log.info("ctl.listening", addresses=[f"{a[0]}:{a[1]}" for a in bound], tls=tls is not None)
 
     async def close_when_stopping() -> None:
         try:

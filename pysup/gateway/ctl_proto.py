@@ -163,6 +163,14 @@ def _bytes(msg: Mapping[str, Any], key: str) -> bytes:
     return value
 
 
+def _flag(msg: Mapping[str, Any], key: str) -> bool:
+    """An optional boolean (absent: False; older clients do not send it)."""
+    value = msg.get(key, False)
+    if not isinstance(value, bool):
+        raise _bad(f"{key} must be true or false")
+    return value
+
+
 def _strs(msg: Mapping[str, Any], key: str) -> tuple[str, ...]:
     value = msg.get(key, [])
     if value is None:
@@ -253,6 +261,8 @@ class ConfigApply(Request):
     service_group: str
     version: int
     config: bytes
+    encrypted: bool = False
+    """``config`` is a ``BOX-1`` payload for the group's service key (``--user``)."""
 
 
 @dataclass(frozen=True)
@@ -262,6 +272,8 @@ class FileUpload(Request):
     version: int
     filename: str
     body: bytes
+    encrypted: bool = False
+    """``body`` is a ``BOX-1`` payload for the group's service key (``--user``)."""
 
 
 @dataclass(frozen=True)
@@ -331,13 +343,21 @@ def parse_request(msg: Mapping[str, Any]) -> AnyRequest:
     if op == "config.apply":
         version = _int(msg, "version")
         check_version(version)
-        return ConfigApply(_str(msg, "service_group"), version, _bytes(msg, "config"))
+        return ConfigApply(
+            _str(msg, "service_group"), version, _bytes(msg, "config"), _flag(msg, "encrypted")
+        )
     if op == "file.upload":
         version = _int(msg, "version")
         check_version(version)
         filename = _str(msg, "filename")
         check_filename(filename)
-        return FileUpload(_str(msg, "service_group"), version, filename, _bytes(msg, "body"))
+        return FileUpload(
+            _str(msg, "service_group"),
+            version,
+            filename,
+            _bytes(msg, "body"),
+            _flag(msg, "encrypted"),
+        )
     if op == "sup.depart":
         return SupDepart(_str(msg, "member_id"))
     if op == "sup.term":

@@ -17,12 +17,18 @@ from aiohttp import web
 from pysup.butterfly.member import Member
 from pysup.butterfly.messages import RumorKind, by_kind, kind_of
 from pysup.butterfly.rumors import RumorStore
+from pysup.events.stream import EventStream
+from pysup.events.web import add_events_route
+from pysup.gateway.static import UI_OPEN_PATHS, add_ui_routes
 from pysup.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 """Probes must work without the token: the kubelet has none."""
+OPEN_PATHS = OPEN_ROUTES | UI_OPEN_PATHS
+"""Served without the token: the probes, and the dashboard's own files (they hold no data; the
+page asks for the token and sends it to the data routes, ``pysup.gateway.static``)."""
 
 
 class SupervisorView(Protocol):
@@ -52,6 +58,8 @@ INDEX = {
     "/census": "every service group across the ring, with members",
     "/butterfly": "the gossip ring: members and rumors",
     "/metrics": "Prometheus metrics",
+    "/events": "Server-Sent Events: what this member learns (docs/events.md)",
+    "/ui/": "the dashboard: members, service groups, elections, events",
     "/sup/depart (POST, loopback)": "leave the ring and stop services (container pre-stop)",
 }
 
@@ -162,14 +170,17 @@ def make_app(
     sup: SupervisorView,
     token: str | None,
     extra_routes: Callable[[web.Application], None] | None = None,
+    events: EventStream | None = None,
 ) -> web.Application:
+    """The gateway's app; `events`: the stream ``/events`` serves (None: no such route)."""
+
     @web.middleware
     async def auth_and_count(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         route = request.match_info.route.resource
         label = route.canonical if route is not None else "unmatched"
-        if token and request.path not in OPEN_ROUTES:
+        if token and request.path not in OPEN_PATHS:
             given = request.headers.get("Authorization", "")
             expected = f"Bearer {token}"
             # surrogateescape: aiohttp hands non-UTF-8 header bytes over as lone surrogates,
@@ -231,6 +242,9 @@ def make_app(
     app.router.add_get("/butterfly", butterfly)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sup/depart", depart)
+    if events is not None:
+        add_events_route(app, events)
+    add_ui_routes(app)
     if extra_routes is not None:
         extra_routes(app)
     return app

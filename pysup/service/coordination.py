@@ -39,9 +39,12 @@ from pysup.election import (
     Participant,
     group_size,
     members_needed,
+    quorum,
     reachable_quorum,
     size_notices,
 )
+from pysup.events.sink import EventSink, no_events
+from pysup.events.translate import election_event, size_events
 from pysup.service.plan import plan_fingerprint
 from pysup.service.spec import Topology, UpdateStrategy
 from pysup.service.updates import Turn, plan_turn
@@ -145,8 +148,10 @@ class Coordinator:
         suitability: Callable[[], Awaitable[int | None]],
         tuning: ElectionTuning,
         clock: Callable[[], float] = time.monotonic,
+        events: EventSink = no_events,
     ) -> None:
         self.sg = sg
+        self._events = events
         self.topology = topology
         self.strategy = strategy
         self.tuning = tuning
@@ -215,8 +220,12 @@ class Coordinator:
         group = census.group(self.sg)
         if group is None or group.me is None:
             return
-        size = group_size(group_view(census, group).members, group.election)
-        for event in size_notices(self._size, size):
+        members = group_view(census, group).members
+        size = group_size(members, group.election)
+        notices = size_notices(self._size, size)
+        for payload in size_events(str(self.sg), notices, size, quorum(members)):
+            self._events(payload)
+        for event in notices:
             if event == "election.even_population":
                 self._log.warning(event, members=size.population, message=EVEN_POPULATION)
             else:
@@ -252,6 +261,10 @@ class Coordinator:
                 votes=len(rumor.votes),
             )
             self._publish(rumor)
+            members = group_view(census, group).members
+            payload = election_event(members, stored, rumor, why, update)
+            if payload is not None:
+                self._events(payload)
 
     async def _decide(
         self,

@@ -29,6 +29,7 @@ import structlog
 
 from pysup.butterfly.messages import Rumor, RumorKind, by_kind, kind_of
 from pysup.census import Census
+from pysup.events.sink import EventSink, no_events
 from pysup.service.coordination import PlanWatcher
 from pysup.service.hooks import kill_group
 from pysup.service.pkgpaths import PkgPaths
@@ -63,6 +64,7 @@ class ServiceManager:
         plan_poll_s: float = 1.0,
         external_leader: bool = False,
         pkg_paths: PkgPaths | None = None,
+        events: EventSink = no_events,
     ) -> None:
         """`hook_timeout_s` overrides ``tuning.hook_timeout_s``. `env` is the environment of hooks
         and run processes (and where ``HAB_<PKG>`` is read); default: ours. `user_toml_poll_s`:
@@ -71,12 +73,14 @@ class ServiceManager:
         fingerprint checks of the plans of services with an update strategy; `external_leader`:
         leaders come from outside the ring (``ElectionTuning.external_leader``, native mode);
         `pkg_paths`: how plans' dependencies are found on this host (default: the PATH fallback
-        over `env`'s PATH, ``pysup.service.pkgpaths``)."""
+        over `env`'s PATH, ``pysup.service.pkgpaths``); `events`: where services publish their
+        events (``/events``)."""
         self.state = state
         self.sys_info = dict(sys_info)
         self.member_id = member_id
         self._census = census
         self._publish = publish
+        self._events = events
         self.tuning = replace(tuning or ServiceTuning(), hook_timeout_s=hook_timeout_s)
         if external_leader:
             election = replace(self.tuning.election, external_leader=True)
@@ -190,6 +194,7 @@ class ServiceManager:
             env=self._env,
             tuning=self.tuning,
             rng=self._rng,
+            events=self._events,
         )
 
     async def unload(self, name: str) -> None:

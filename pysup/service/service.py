@@ -38,6 +38,16 @@ import structlog
 
 from pysup.butterfly.messages import Rumor, ServiceRumor
 from pysup.census import Census, ElectionState, ServiceGroup
+from pysup.events.model import (
+    ConfigApplied,
+    ConfigRejected,
+    FileApplied,
+    FileRejected,
+    ServiceExited,
+    ServiceRestart,
+    ServiceStateChanged,
+)
+from pysup.events.sink import EventSink, health_event, hook_event, no_events
 from pysup.service.backoff import RestartBackoff
 from pysup.service.cfg import exported_cfg
 from pysup.service.checker import HealthChecker
@@ -106,8 +116,10 @@ class Service:
         tuning: ServiceTuning,
         rng: random.Random,
         wall_clock: Callable[[], float] = time.time,
+        events: EventSink = no_events,
     ) -> None:
         assert plan.svc_path is not None
+        self._events = events
         self.plan = plan
         self.spec = spec
         self.templates = templates
@@ -175,6 +187,7 @@ class Service:
             publish=publish,
             suitability=self.suitability,
             tuning=tuning.election,
+            events=events,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -325,11 +338,19 @@ class Service:
         """Take our group's gossiped config and files from the census (the only route they
         take); wake the loop if any is new. True if any was."""
         before = self.sources.gossip_incarnation
-        news, errors = self.sources.take_census(self._census())
-        for error, event in errors:
-            self._error(error, event)
-        if self.sources.gossip_incarnation != before:
-            self._log.info("config.gossip_applied", incarnation=self.sources.gossip_incarnation)
+        news, problems = self.sources.take_census(self._census())
+        sg = str(self.sg)
+        for p in problems:
+            if p.item == "config":
+                self._error(p.message, "config.gossip_invalid")
+                self._events(ConfigRejected(sg, "gossip", p.incarnation, p.message))
+            else:
+                self._error(p.message, "file.rejected")
+                self._events(FileRejected(sg, p.item, p.incarnation, p.message))
+        incarnation = self.sources.gossip_incarnation
+        if incarnation != before:
+            self._log.info("config.gossip_applied", incarnation=incarnation)
+            self._events(ConfigApplied(sg, "gossip", incarnation))
         if news:
             self.wake()
         return news
@@ -338,6 +359,10 @@ class Service:
         error = self.sources.read_user_toml()
         if error is not None:
             self._error(error, "config.user_invalid")
+        sg = str(self.sg)
+        self._events(
+            ConfigRejected(sg, "user", None, error) if error else ConfigApplied(sg, "user", None)
+        )
         self.wake()
 
     async def suitability(self) -> int | None:
@@ -369,6 +394,7 @@ class Service:
             if new not in TRANSITIONS[old]:
                 raise IllegalTransition(f"{self.sg}: {old.value} -> {new.value}")
             self._log.info("service.state", old=old.value, new=new.value, reason=reason)
+            self._events(ServiceStateChanged(str(self.sg), new.value, old.value, reason))
             self.state = new
         self.reason = reason
         self._changed.set()
@@ -409,9 +435,11 @@ class Service:
             changed = write_files(pending, self.svc_path / "files")
         except (OSError, ValueError) as e:
             self._error(f"cannot write gossiped files: {e}", "file.write_failed")
+            self._events(FileRejected(str(self.sg), None, None, f"cannot write: {e}"))
             return []
         if changed:
             self._log.info("file.written", files=changed)
+            self._events(FileApplied(str(self.sg), tuple(changed)))
         return changed
 
     def _publish_if_changed(self) -> None:
@@ -551,6 +579,7 @@ class Service:
             await self._init()  # a failure is recorded; the restart below still happens
         if restart is not None:
             self._log.info("service.restart", reason=restart)
+            self._events(ServiceRestart(str(self.sg), restart))
             self._cancel_post_run()
             await self.supervisor.restart()
         elif render.config:
@@ -591,8 +620,11 @@ class Service:
             )
         except HookError as e:
             self._error(f"{name} hook: {e}", "hook.failed", hook=name)
+            self._events(hook_event(str(self.sg), name, None, str(e)))
             return None
         self.last_hook[name] = result
+        if name != "health-check":  # service.health reports it, with its output
+            self._events(hook_event(str(self.sg), name, result))
         if result.timed_out:
             self._error(
                 f"{name} hook timed out after {self.tuning.hook_timeout_s:g}s and was killed",
@@ -617,6 +649,8 @@ class Service:
     def _on_process_exit(self, code: int | None, delay: float | None) -> None:
         self._cancel_post_run()
         self.last_error = f"run process exited with {code}; restarting in {delay or 0:.2f}s"
+        attempt = self.supervisor.backoff.attempts
+        self._events(ServiceExited(str(self.sg), code, round(delay or 0.0, 3), attempt))
 
     def _cancel_post_run(self) -> None:
         if self._post_run is not None and not self._post_run.done():
@@ -634,4 +668,6 @@ class Service:
 
     async def _check_health(self) -> HealthStatus:
         result = await self._run_hook("health-check")
-        return HealthStatus.from_exit_code(result.exit_code if result is not None else None)
+        status = HealthStatus.from_exit_code(result.exit_code if result is not None else None)
+        self._events(health_event(str(self.sg), status, self.health, result))
+        return status

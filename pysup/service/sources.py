@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pysup.census import Census
+from pysup.census import Census, GossipProblem
 from pysup.service.cfg import (
     ConfigError,
     env_var_name,
@@ -82,12 +82,12 @@ class ConfigSources:
         self.pending_files[filename] = body
         return True, None
 
-    def take_census(self, census: Census) -> tuple[bool, list[tuple[str, str]]]:
+    def take_census(self, census: Census) -> tuple[bool, list[GossipProblem]]:
         """Take the group's gossiped config and files from a census snapshot (the only route by
-        which they reach a service): (any news, [(error, event)]). Each problem is reported once,
-        and only while it is newer than what we run."""
+        which they reach a service): (any news, problems). Each problem is reported once, and
+        only while it is newer than what we run."""
         news = False
-        errors: list[tuple[str, str]] = []
+        errors: list[GossipProblem] = []
         group = self.service_group
         config = census.service_config(group)
         if config is not None and config.incarnation > self.gossip_incarnation:
@@ -98,7 +98,7 @@ class ConfigSources:
             taken, error = self._offer_file(f.filename, f.incarnation, f.body)
             news = news or taken
             if error is not None and self._first_report(f.filename, f.incarnation):
-                errors.append((error, "file.rejected"))
+                errors.append(GossipProblem(f.filename, f.incarnation, error))
         for p in census.gossip_problems(group):
             taken_inc = (
                 self.gossip_incarnation
@@ -106,8 +106,7 @@ class ConfigSources:
                 else self.file_incarnations.get(p.item, 0)
             )
             if p.incarnation > taken_inc and self._first_report(p.item, p.incarnation):
-                event = "config.gossip_invalid" if p.item == "config" else "file.rejected"
-                errors.append((p.message, event))
+                errors.append(p)
         return news, errors
 
     def _first_report(self, item: str, incarnation: int) -> bool:

@@ -100,7 +100,7 @@ class ScriptedRing:
         new = old._replace(health=health, incarnation=incarnation or old.incarnation)
         self.table[member_id] = new
         if publish:
-            self.publish(member_event(MemberChanged(new, old.health), suspected_by))
+            self.publish(member_event(MemberChanged(new, old.health, suspected_by or "")))
 
     def merge(self, rumor: ServiceRumor | ServiceConfigRumor | ElectionRumor) -> None:
         stored: StoredRumor | None = self.store.merge(rumor)

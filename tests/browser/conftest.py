@@ -7,6 +7,7 @@ extra). Without them every test here is skipped, saying which is missing.
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 import tempfile
 import threading
@@ -131,6 +132,24 @@ def serve() -> Iterator[Callable[..., Served]]:
     yield start
     for served in started:
         served.close()
+
+
+def save_full_page(browser: Any, name: str, width: int) -> Path:
+    """A PNG of the whole page (beyond the viewport) at `width` CSS pixels, saved as
+    build/screenshots/`name`.png."""
+    page = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = browser.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": page["height"], "scale": 1},
+        },
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
 
 
 EXPECTED_CONSOLE = ("Failed to load resource", "net::ERR_")

@@ -5,7 +5,6 @@ laptop and on a phone (screenshots in build/screenshots/)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pysup.butterfly.member import Health
 from pysup.butterfly.messages import ElectionRumor, ElectionStatus
 from pysup.events.model import BY_NAME, Payload
 from pysup.testing.uiring import ScriptedRing
-from tests.browser.conftest import SCREENSHOTS, Served
+from tests.browser.conftest import Served, save_full_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -33,7 +32,7 @@ def short(member_id: str) -> str:
     return member_id[:8]
 
 
-def wait(browser: Any, what: str, cond: Callable[[], Any]) -> Any:
+def wait(browser: Any, what: str, cond: Callable[[], Any], bound_s: float = PAGE_BOUND_S) -> Any:
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -44,9 +43,9 @@ def wait(browser: Any, what: str, cond: Callable[[], Any]) -> Any:
             return False
 
     try:
-        return WebDriverWait(browser, PAGE_BOUND_S, poll_frequency=0.1).until(check)
+        return WebDriverWait(browser, bound_s, poll_frequency=0.1).until(check)
     except Exception as e:
-        raise AssertionError(f"the page did not show {what} within {PAGE_BOUND_S}s") from e
+        raise AssertionError(f"the page did not show {what} within {bound_s}s") from e
 
 
 def css(browser: Any, selector: str) -> list[Any]:
@@ -255,18 +254,7 @@ def test_screenshot_during_a_member_kill(
             "return document.documentElement.scrollWidth - window.innerWidth"
         )
         assert overflow <= 0, f"the page is {overflow}px wider than a {width}px screen"
-        page = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-        shot = browser.execute_cdp_cmd(
-            "Page.captureScreenshot",
-            {
-                "format": "png",
-                "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": width, "height": page["height"], "scale": 1},
-            },
-        )
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"ui-{name}.png"
-        path.write_bytes(base64.b64decode(shot["data"]))
+        path = save_full_page(browser, f"ui-{name}", width)
         assert path.stat().st_size > 10_000
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

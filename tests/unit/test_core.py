@@ -128,6 +128,7 @@ def test_ping_then_ping_req_to_k_proxies_then_suspect() -> None:
     effects = h.advance(t0 + CFG.probe_interval_s)
     (changed,) = changes(effects, target.id)
     assert changed.member.health == Health.SUSPECT and changed.previous == Health.ALIVE
+    assert changed.suspected_by == h.core.me.id  # the event stream's member.health names us
     assert h.core.member(target.id).health == Health.SUSPECT  # type: ignore[union-attr]
     # Lifeguard: none of the 3 proxies nacked, so our own links look bad.
     assert h.core.local_health == 3
@@ -225,6 +226,18 @@ def test_relaying_a_ping_req_acks_or_nacks_the_asker() -> None:
 
 def suspected_at(h: Harness, target: Member, by: Member) -> None:
     h.feed(by, Gossip(by, (MemberRumor(target.with_health(Health.SUSPECT), by.id),)))
+
+
+def test_a_suspicion_learned_from_gossip_names_its_suspecter_and_confirmed_names_none() -> None:
+    members = ring(4)
+    h = Harness(members)
+    target, a = members[0], members[1]
+    effects = h.feed(a, Gossip(a, (MemberRumor(target.with_health(Health.SUSPECT), a.id),)))
+    (changed,) = changes(effects, target.id)
+    assert (changed.member.health, changed.suspected_by) == (Health.SUSPECT, a.id)
+    confirmed = target.with_health(Health.CONFIRMED)
+    (changed,) = changes(h.feed(a, Gossip(a, (MemberRumor(confirmed, a.id),))), target.id)
+    assert (changed.member.health, changed.suspected_by) == (Health.CONFIRMED, "")
 
 
 def confirm_time(h: Harness, target: Member, limit: float) -> float:

@@ -41,9 +41,9 @@ SG = "redis.default"
 
 def test_member_event_names_the_suspecter_only_for_a_suspicion() -> None:
     m = Member(B, 4, "10.0.0.2", 9638, Health.SUSPECT)
-    e = member_event(MemberChanged(m, Health.ALIVE), suspected_by=A)
+    e = member_event(MemberChanged(m, Health.ALIVE, suspected_by=A))
     assert e == MemberHealth(B, "10.0.0.2", 9638, 4, "Suspect", "Alive", A, False)
-    confirmed = member_event(MemberChanged(m.with_health(Health.CONFIRMED), Health.SUSPECT), A)
+    confirmed = member_event(MemberChanged(m.with_health(Health.CONFIRMED), Health.SUSPECT, A))
     assert (confirmed.health, confirmed.suspected_by) == ("Confirmed", None)
     new = member_event(MemberChanged(m.with_health(Health.ALIVE), None))
     assert new.previous is None

@@ -144,6 +144,7 @@ def test_the_banner_says_how_to_reach_every_member() -> None:
     ]
     assert "svc status --member 1 " in text and "--ring-root" not in text
     assert "curl -s localhost:8080/" in text and "state/ring/ring.json" in text
+    assert "Dashboard: http://127.0.0.1:9631/ui/ " in text  # member 0's
     other = localring.banner(1, [], Path("/tmp/r"), 9631)
     assert "svc status --member 0 --ring-root /tmp/r" in other
 

@@ -227,3 +227,32 @@ def test_native_set_uses_the_kubernetes_mode() -> None:
     # The census reads `ready` from the EndpointSlices: not-ready pods must stay not ready.
     assert svc["spec"]["publishNotReadyAddresses"] is False
     assert "user.toml" in only(objs, "ConfigMap")["data"]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_tls_statefulset_mounts_the_secrets_and_probes_over_https(version: str) -> None:
+    """kubernetes/tls/: the gossip StatefulSet with TLS on both gateways. Valid; the files the
+    supervisor reads (PYSUP_TLS_* env, --ctl-server-* args, parsed by the real CLI) lie in
+    read-only Secret volumes; every probe is HTTPS; otherwise it is the gossip set's pod."""
+    objs = load("tls")
+    sts = only(objs, "StatefulSet")
+    kubernetes_validate.validate(sts, version, strict=True)
+    c = container(sts)
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    args = build_parser().parse_args(["run", *c["args"]])
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "config_file", "command")}
+    s = load_settings(flags, env=env)
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    for path in (s.tls_certs, s.tls_key, s.ctl_server_certificate, s.ctl_server_key):
+        assert path, "TLS not configured on both gateways"
+        mount = mounts[str(Path(path).parent)]
+        assert mount["readOnly"] is True
+        assert volumes[mount["name"]]["secret"]["secretName"].startswith("pysup-")
+        assert Path(path).name in ("tls.crt", "tls.key")  # kubernetes.io/tls Secret keys
+    assert s.tls_ca_certs is None  # the kubelet's probes present no client certificate
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"]["scheme"] == "HTTPS"
+    gossip = only(load("gossip"), "StatefulSet")
+    assert settings_of(gossip).peer_discovery == s.peer_discovery == "kubernetes"
+    assert c["lifecycle"] == container(gossip)["lifecycle"]

@@ -65,7 +65,8 @@ def _packages(var: str) -> list[str]:
 
 
 def test_the_readme_names_exactly_the_debian_packages_make_test_installs() -> None:
-    wanted = list(dict.fromkeys(_packages("TEST_PACKAGES") + _packages("PODMAN_PACKAGES")))
+    names = ("TEST_PACKAGES", "PODMAN_PACKAGES", "BROWSER_PACKAGES")
+    wanted = list(dict.fromkeys(p for name in names for p in _packages(name)))
     readme = (REPO / "README.md").read_text()
     m = re.search(r"Debian packages `([^`]+)`", readme)
     assert m, "the README's table of what `make test` installs"
