@@ -32,7 +32,7 @@ from pysup.butterfly.keys import RingKey, RingKeyError, default_key_cache, resol
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.ring import GossipRing
-from pysup.census import Census, build_census
+from pysup.census import Census, CensusCache
 from pysup.crypto.sealed import RumorOpener
 from pysup.crypto.tls import TlsConfigError
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
@@ -131,6 +131,7 @@ class Supervisor:
             on_member_changed=self._member_changed.set,
             on_departed=self._departed,
         )
+        self._census = CensusCache(self.opener.plain)
 
     # --- views for the gateways (pysup.gateway.host) -----------------------------------
 
@@ -305,9 +306,9 @@ class Supervisor:
         return ring
 
     def census(self) -> Census:
-        self._before_census()
+        self._before_census()  # first: the native ring takes newly loaded groups in
         ring = self._ring()
-        return build_census(ring.me, ring.members(), ring.store, self.opener.plain)
+        return self._census.get(ring.me, ring.members(), ring.store, ring.version)
 
     def publish(self, rumor: Rumor) -> None:
         self._ring().publish(rumor)

@@ -55,10 +55,14 @@ from pysup.butterfly.messages import (
     ElectionRumor,
     ElectionStatus,
     Rumor,
+    RumorKind,
     ServiceConfigRumor,
     ServiceRumor,
+    by_kind,
+    kind_of,
 )
 from pysup.butterfly.rumors import RumorStore, StoredRumor
+from pysup.butterfly.version import next_version
 from pysup.discovery.configmap import DEFAULT_KEY, ConfigMapWatcher
 from pysup.discovery.kube_client import (
     KubeClient,
@@ -232,6 +236,21 @@ def next_config_incarnation(previous: int, resource_version: str | None) -> int:
     return previous + 1
 
 
+_PUBLISH = by_kind(
+    "native publish",
+    {
+        RumorKind.MEMBER: "ignored",
+        RumorKind.SERVICE: "service",  # ours go into the EndpointSlice view
+        RumorKind.SERVICE_CONFIG: "ignored",  # config comes from the ConfigMap
+        RumorKind.SERVICE_FILE: "ignored",
+        RumorKind.DEPARTURE: "ignored",
+        RumorKind.ELECTION: "lease",
+        RumorKind.ELECTION_UPDATE: "lease",
+    },
+)
+"""What the Kubernetes-native mode does with a rumor its services publish."""
+
+
 class NativeRing:
     """The `pysup.ring.Ring` of the Kubernetes-native mode (see the module docstring)."""
 
@@ -273,8 +292,8 @@ class NativeRing:
         self.store = RumorStore()
         """Synthesized from the inputs; replaced wholesale on every change (read-only outside)."""
         self._members: dict[str, Member] = {}
-        self.version = 0
-        """Moves on with every new state (`pysup.ring.RingView.version`)."""
+        self.version = next_version()
+        """Takes a new value with every new state (`pysup.ring.RingView.version`)."""
         self._rumors: dict[tuple[Any, ...], StoredRumor] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.elector: LeaseElector | None = None
@@ -368,12 +387,15 @@ class NativeRing:
 
     def publish(self, rumor: Rumor) -> None:
         """My services' own Service rumors; anything else has no place in this mode."""
-        if isinstance(rumor, ServiceRumor) and rumor.member_id == self.me.id:
+        route = _PUBLISH[kind_of(rumor)]
+        mine = isinstance(rumor, ServiceRumor) and rumor.member_id == self.me.id
+        if route == "service" and mine:
+            assert isinstance(rumor, ServiceRumor)
             local = dict(self._in.local)
             local[rumor.service_group] = rumor
             self._update(local=local)
             return
-        if isinstance(rumor, ElectionRumor):
+        if route == "lease":
             return  # the Lease decides; the services' coordinators publish none (external_leader)
         log.warning(
             "native.rumor_ignored",
@@ -513,7 +535,7 @@ class NativeRing:
                 events.append(RumorChanged(r))  # gone: the census changed all the same
         self.me, self.store = me, store
         self._members = {mid: m for mid, (m, _) in new_members.items()}
-        self.version += 1
+        self.version = next_version()
         self._rumors = rumors
         if not emit:
             return

@@ -1,8 +1,8 @@
 """The gossip ring behind the `pysup.ring.Ring` interface: one `SwimCore` driven by one `Runner`.
 
-The adapter adds no behaviour: queries read the core, commands go through the runner (which feeds
-the core the loop's clock), and the core's member and rumor effects reach the listener given here,
-each one moving `version` on.
+The adapter adds no behaviour: queries read the core (`version` is `SwimCore.version`), commands go
+through the runner (which feeds the core the loop's clock), and the core's member and rumor
+effects reach the listener given here.
 """
 
 from __future__ import annotations
@@ -39,22 +39,16 @@ class GossipRing:
         faults: Faults | None = None,
     ) -> None:
         self.core = core
-        self._listener = listener
-        self._version = 0
         self.runner = Runner(
             core,
             host,
             port,
             key=key,
             metrics=metrics,
-            listener=self._on_event,
+            listener=listener,
             udp_backend=udp_backend,
             faults=faults,
         )
-
-    def _on_event(self, e: Event) -> None:
-        self._version += 1
-        self._listener(e)
 
     # --- the view -------------------------------------------------------------------------
 
@@ -68,8 +62,7 @@ class GossipRing:
 
     @property
     def version(self) -> int:
-        """Moves on with every member, rumor or self event the core emits."""
-        return self._version
+        return self.core.version
 
     @property
     def departed(self) -> bool:
