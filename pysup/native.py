@@ -1,16 +1,16 @@
 """Kubernetes-native mode (`--mode kubernetes`): no gossip ring; the Kubernetes API is the ring.
 
 `NativeRing` implements the `pysup.ring.Ring` interface the daemon, the census and the gateways
-read, as the gossip ring does. It keeps a member table and a `RumorStore` *synthesized*
-from three Kubernetes objects, so the census, `/census`, `/services` and the templates work
-unchanged:
+read, as the gossip ring does, with no stand-ins. It keeps a member table and a `RumorStore`
+*synthesized* from three Kubernetes objects, so the census, `/census`, `/services` and the
+templates work unchanged:
 
 - **Members** are the pods in the EndpointSlices of `--kubernetes-service`, with
   `census_from_slices`' health (ready -> Alive, not ready -> Suspect, terminating -> Departed). A
   pod that leaves the slices leaves the table (announced once as Departed). Member id =
-  `member_id_for(pod name)`, the first 32 hex digits of its SHA-256: stable across restarts and
-  computable by every member (no MEMBER_ID file). Myself = POD_NAME (else the hostname), always
-  Alive until I leave.
+  `member_id_for(pod name)` (``pysup.native_state``, with the rest of the pure part), the first
+  32 hex digits of its SHA-256: stable across restarts and computable by every member (no
+  MEMBER_ID file). Myself = POD_NAME (else the hostname), always Alive until I leave.
 - **Service rumors**: my own services publish theirs as in gossip mode. For every other pod the
   runtime derives one from mine (its member id, `sys.ip`/`hostname` = the pod's IP and name,
   `initialized` = its endpoint is ready, no health-check result). This assumes a *homogeneous
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -52,11 +51,8 @@ import structlog
 from pysup.butterfly.effects import Addr, MemberChanged, RumorChanged, SelfChanged
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import (
-    ElectionRumor,
-    ElectionStatus,
     Rumor,
     RumorKind,
-    ServiceConfigRumor,
     ServiceRumor,
     by_kind,
     kind_of,
@@ -71,11 +67,12 @@ from pysup.discovery.kube_client import (
     KubeNotFound,
     log_forbidden,
 )
-from pysup.discovery.kubernetes import SERVICE_NAME_LABEL, CensusEntry, census_from_slices
+from pysup.discovery.kubernetes import SERVICE_NAME_LABEL, census_from_slices
 from pysup.discovery.lease import LeaseElector
 from pysup.discovery.reflector import ListWatcher, WatchTuning
 from pysup.discovery.runtime import kube_config_from_env
 from pysup.faults import Faults
+from pysup.native_state import NativeInputs, me_of, members_of, next_config_incarnation, rumors_of
 from pysup.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,11 +87,6 @@ Groups = Callable[[], Mapping[str, bool]]
 
 class NativeConfigError(ValueError):
     """Native mode cannot start (no --kubernetes-service, not in a cluster, bad tunable)."""
-
-
-def member_id_for(name: str) -> str:
-    """A pod's member id: 32 lowercase hex, the same on every member and across restarts."""
-    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
 
 
 def loaded_groups(services: ServiceManager | None) -> dict[str, bool]:
@@ -139,101 +131,6 @@ class NativeTuning:
         if t.renew_s >= t.lease_duration_s:
             raise NativeConfigError("the lease renew period must be shorter than its duration")
         return t
-
-
-# --- the pure part: Kubernetes objects -> members and rumors -----------------------------------
-
-
-@dataclass(frozen=True)
-class NativeInputs:
-    """Everything the synthesized member table and rumor store are made of."""
-
-    pod: str
-    ip: str
-    gossip_port: int
-    entries: Mapping[str, CensusEntry] = field(default_factory=dict)
-    """`census_from_slices` of the Service's EndpointSlices: address -> entry."""
-    groups: Mapping[str, bool] = field(default_factory=dict)
-    local: Mapping[str, ServiceRumor] = field(default_factory=dict)
-    """My own Service rumors by group, as my services published them."""
-    lease_known: bool = False
-    """The Lease has been read at least once since campaigning began."""
-    holder: str | None = None
-    """The Lease holder's identity (pod name); None: the Lease is free."""
-    term: int = 0
-    """Counts holder changes seen here (the Election rumor's term; informational)."""
-    config: bytes | None = None
-    """The ConfigMap's TOML; None: never seen, or gone without ever being seen."""
-    config_incarnation: int = 0
-    left: bool = False
-
-
-def me_of(inputs: NativeInputs) -> Member:
-    health = Health.DEPARTED if inputs.left else Health.ALIVE
-    return Member(member_id_for(inputs.pod), 1, inputs.ip, inputs.gossip_port, health)
-
-
-def members_of(inputs: NativeInputs) -> dict[str, tuple[Member, str]]:
-    """The other pods: member id -> (member, pod name). A pod listed under several addresses
-    keeps its best health (and the first address with it)."""
-    out: dict[str, tuple[Member, str]] = {}
-    for addr, e in sorted(inputs.entries.items()):
-        name = e.pod or addr  # an endpoint without a pod reference is known by its address
-        if name == inputs.pod or (e.pod is None and addr == inputs.ip):
-            continue
-        mid = member_id_for(name)
-        m = Member(mid, 1, addr, inputs.gossip_port, Health(int(e.health)))
-        old = out.get(mid)
-        if old is None or m.health < old[0].health:
-            out[mid] = (m, name)
-    return out
-
-
-def _pod_sys(mine: Mapping[str, Any], my_ip: str, ip: str, name: str) -> dict[str, Any]:
-    sys = {k: (ip if v == my_ip else v) for k, v in mine.items()}
-    sys["ip"], sys["hostname"] = ip, name
-    return sys
-
-
-def rumors_of(inputs: NativeInputs) -> list[StoredRumor]:
-    """Service rumors (mine and the derived ones), config and election rumors of loaded groups."""
-    out: list[StoredRumor] = []
-    others = members_of(inputs)
-    for group, leader in sorted(inputs.groups.items()):
-        mine = inputs.local.get(group)
-        if mine is not None:
-            out.append(mine)
-            for member, name in others.values():
-                out.append(
-                    replace(
-                        mine,
-                        member_id=member.id,
-                        initialized=member.health is Health.ALIVE,
-                        sys=_pod_sys(mine.sys, inputs.ip, member.address, name),
-                        health_check="",
-                    )
-                )
-        if inputs.config is not None:
-            out.append(ServiceConfigRumor(group, inputs.config_incarnation, inputs.config))
-        if leader and inputs.lease_known:
-            if inputs.holder:
-                hid = member_id_for(inputs.holder)
-                out.append(
-                    ElectionRumor(group, hid, inputs.term, 0, ElectionStatus.FINISHED, (hid,))
-                )
-            else:
-                out.append(ElectionRumor(group, "", inputs.term, 0, ElectionStatus.RUNNING))
-    return out
-
-
-def next_config_incarnation(previous: int, resource_version: str | None) -> int:
-    """The ConfigMap's resourceVersion when it is a number above `previous`, else previous + 1
-    (resourceVersions are opaque strings; etcd's happen to be increasing integers)."""
-    if resource_version is not None and resource_version.isdigit():
-        rv = int(resource_version)
-        if rv > previous:
-            return rv
-    return previous + 1
 
 
 _PUBLISH = by_kind(

@@ -21,11 +21,9 @@ from pysup.butterfly.rumors import RumorStore
 from pysup.census import ElectionState, build_census, census_json
 from pysup.discovery.kube_client import InClusterConfig, KubeClient
 from pysup.discovery.kubernetes import census_from_slices
-from pysup.native import (
-    NativeConfigError,
+from pysup.native import NativeConfigError, NativeRing, NativeTuning
+from pysup.native_state import (
     NativeInputs,
-    NativeRing,
-    NativeTuning,
     me_of,
     member_id_for,
     members_of,
