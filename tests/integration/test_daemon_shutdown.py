@@ -18,21 +18,9 @@ from typing import Any
 import pytest
 
 from pysup.daemon import Supervisor
-from pysup.settings import Settings
-from tests.util import free_port
+from tests.integration.daemons import in_process_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-def settings(tmp_path: Path) -> Settings:
-    g, h, c = free_port(), free_port(), free_port()
-    return Settings(
-        listen_gossip=f"127.0.0.1:{g}",
-        listen_http=f"127.0.0.1:{h}",
-        listen_ctl=f"127.0.0.1:{c}",
-        state_dir=str(tmp_path / "state"),
-        gossip_profile="local",
-    )
 
 
 async def refuses(port: int) -> bool:
@@ -65,7 +53,7 @@ def record(steps: list[str], obj: Any, method: str, name: str) -> None:
 
 
 async def test_shutdown_closes_every_server_in_one_order(tmp_path: Path) -> None:
-    s = Supervisor(settings(tmp_path), env={})
+    s = Supervisor(in_process_settings(tmp_path), env={})
     await s.start()
     ctl_port = s.settings.ctl_addr()[1]
     assert not await refuses(ctl_port), "the control gateway listens once started"

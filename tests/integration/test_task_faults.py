@@ -40,7 +40,7 @@ from pysup.butterfly.runner import Runner
 from pysup.daemon import EXIT_TASK_DIED, Supervisor
 from pysup.joining import Joiner
 from pysup.metrics import Metrics
-from pysup.settings import Settings
+from tests.integration.daemons import in_process_settings
 from tests.util import async_wait_for, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -89,20 +89,9 @@ class Prober:
         self.sock.close()
 
 
-def settings(tmp_path: Path) -> Settings:
-    g, h, c = free_port(), free_port(), free_port()
-    return Settings(
-        listen_gossip=f"127.0.0.1:{g}",
-        listen_http=f"127.0.0.1:{h}",
-        listen_ctl=f"127.0.0.1:{c}",
-        state_dir=str(tmp_path / "state"),
-        gossip_profile="local",
-    )
-
-
 @pytest.fixture
 async def sup(tmp_path: Path) -> AsyncIterator[Supervisor]:
-    s = Supervisor(settings(tmp_path), env={})
+    s = Supervisor(in_process_settings(tmp_path), env={})
     await s.start()
     try:
         yield s
@@ -205,7 +194,8 @@ async def test_a_timer_tick_that_raises_is_rearmed(monkeypatch: pytest.MonkeyPat
 async def test_a_critical_task_that_dies_stops_the_supervisor_and_fails_healthz(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = Supervisor(dataclasses.replace(settings(tmp_path), peers=("127.0.0.1:9",)), env={})
+    with_seed = dataclasses.replace(in_process_settings(tmp_path), peers=("127.0.0.1:9",))
+    s = Supervisor(with_seed, env={})
 
     async def broken(self: Joiner) -> list[tuple[str, int]]:
         raise RuntimeError("the seed list cannot be read")
