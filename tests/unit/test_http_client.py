@@ -45,9 +45,7 @@ def test_a_client_certificate_comes_from_flags_or_the_hooks_variables(ca: TestCA
         http_target("https://localhost", {}, str(ca.certificate), cert=str(client.certificate))
     # the flag wins over the environment: a wrong key given by flag is refused, naming it
     with pytest.raises(UserError, match="does not belong"):
-        http_target(
-            "https://localhost", env, str(ca.certificate), key=str(ca.issue("other").key)
-        )
+        http_target("https://localhost", env, str(ca.certificate), key=str(ca.issue("other").key))
 
 
 def test_bad_addresses_and_files_are_one_line(tmp_path: Path, ca: TestCA) -> None:
