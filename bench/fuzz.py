@@ -438,6 +438,9 @@ class FakeSupervisor:
     def readiness(self) -> tuple[bool, str]:
         return True, "fuzz"
 
+    def liveness(self) -> list[str]:
+        return []
+
     def local_member(self) -> Member:
         return self.me
 

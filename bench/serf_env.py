@@ -10,10 +10,10 @@ import math
 import random
 import resource
 import shutil
-import socket
 import subprocess
 
 from bench import measure
+from pysup.testing.ports import bindable
 
 HOST = "127.0.0.1"
 
@@ -102,21 +102,11 @@ def free_ports(count: int, host: str = HOST, lo: int = 20000, hi: int = 32000) -
     ports: list[int] = []
     for i in range(hi - lo):
         port = lo + (start - lo + i) % (hi - lo)
-        if _bindable(host, port):
+        if bindable(host, port):
             ports.append(port)
             if len(ports) == count:
                 return ports
     raise ClusterError(f"only {len(ports)} free ports of {count} needed in [{lo}, {hi})")
-
-
-def _bindable(host: str, port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                return False
-    return True
 
 
 def raise_nofile_limit() -> int:

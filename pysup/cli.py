@@ -44,9 +44,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"pysup: {e}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.json_logging, settings.verbose)
-    sup = Supervisor(settings)
     try:
-        return asyncio.run(sup.run())
+        return asyncio.run(Supervisor(settings).run())
     except StartupError as e:
         print(f"pysup: {e}", file=sys.stderr)
         return EXIT_ERROR

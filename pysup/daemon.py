@@ -13,9 +13,9 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -26,7 +26,7 @@ from pysup.butterfly.config import PRESETS
 from pysup.butterfly.core import SwimCore
 from pysup.butterfly.effects import Addr, MemberChanged, RumorChanged, SelfChanged
 from pysup.butterfly.keys import RingKey, RingKeyError, default_key_cache, resolve_ring_key
-from pysup.butterfly.member import Health, Member
+from pysup.butterfly.member import Health, Member, next_incarnation
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
@@ -35,9 +35,12 @@ from pysup.crypto.sealed import RumorOpener
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.events import EventHub, EventStream
 from pysup.events.translate import effect_event
+from pysup.faults import Faults, one_line
 from pysup.gateway.http import make_app
+from pysup.gateway.http_server import HttpServer
 from pysup.gateway.service_routes import add_service_routes
 from pysup.gateway.tls_setup import http_tls_or_fail
+from pysup.listener import raise_fd_limit
 from pysup.metrics import Metrics
 from pysup.native import NativeConfigError, NativeCore, NativeRuntime, loaded_groups
 from pysup.peers import PeerWatchFile, resolve
@@ -50,13 +53,18 @@ from pysup.service.reaper import Reaper
 from pysup.service.render import ServiceLoadError
 from pysup.service.spec import ServiceSpec, SpecError
 from pysup.settings import Settings
-from pysup.statedir import StateDir
+from pysup.statedir import StateDir, describe_error
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_DEPARTED = 3
 """Exit status when the ring departed us (`pysup sup depart`): a restart would be refused."""
+EXIT_TASK_DIED = 70
+"""Exit status when a critical task died (EX_SOFTWARE): the process stops rather than run on as a
+member that no longer gossips or answers; a restart (by its init system) starts it afresh."""
 
 
 class StartupError(Exception):
@@ -86,7 +94,11 @@ class Supervisor:
         self.settings = settings
         self.env = dict(os.environ if env is None else env)
         self.metrics = Metrics()
-        self.state = StateDir(Path(settings.state_dir))
+        self.faults = Faults(self.metrics, on_fatal=self._task_died)
+        try:
+            self.state = StateDir(Path(settings.state_dir))
+        except OSError as e:
+            raise StartupError(describe_error(Path(settings.state_dir), e)) from None
         self.gossip_config = PRESETS[settings.gossip_profile]
         if settings.departure_timeout_s is not None:
             self.gossip_config = self.gossip_config.with_(
@@ -98,10 +110,13 @@ class Supervisor:
         self.sys_ip = detect_ip(settings)
         self.key: RingKey | None = None
         self.runner: Runner | NativeRuntime | None = None  # NativeRuntime: --mode kubernetes
-        self.http_runner: web.AppRunner | None = None
+        self.http: HttpServer | None = None
         self.http_port: int | None = None
         self.services: ServiceManager | None = None
         self.joined = False
+        self._incarnation_saved = False
+        """Set once this start persisted its incarnation: a start that fails before that saves
+        nothing at shutdown, so failed starts do not raise the stored incarnation each time."""
         self._tasks: list[asyncio.Task[None]] = []
         self._peer_watch = (
             PeerWatchFile(settings.peer_watch_file) if settings.peer_watch_file else None
@@ -157,6 +172,12 @@ class Supervisor:
                 return False, "; ".join(self.services.load_errors.values())
         return True, "joined" if not self.core.is_alone() else "standalone ring"
 
+    def liveness(self) -> list[str]:
+        problems = self.faults.problems()
+        if isinstance(self.runner, Runner):
+            problems += self.runner.problems()
+        return problems
+
     # --- start --------------------------------------------------------------------------
 
     def _load_key(self) -> RingKey | None:
@@ -184,15 +205,12 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         self.key = self._load_key()
         host, port = s.gossip_addr()
+        rumors: list[Rumor] = []
         if s.mode == "kubernetes":  # no gossip ring: the Kubernetes API stands in for it
             self.runner = self._native_runtime()
-            member_id, incarnation, rumors = self.runner.core.me.id, 1, []
+            member_id, incarnation = self.runner.core.me.id, 1
         else:
-            seed = random.Random(self.rng.getrandbits(64))
-            member_id = self.state.load_or_create_member_id(seed)
-            incarnation = self.state.load_incarnation() + 1
-            self.state.save_incarnation(incarnation)
-            rumors = self._load_rumors()
+            member_id, incarnation, rumors = self._load_state()
             me = Member(member_id, incarnation, self.sys_ip, port, Health.ALIVE, s.permanent_peer)
             core = SwimCore(
                 self.gossip_config, me, random.Random(self.rng.getrandbits(64)), loop.time(), rumors
@@ -205,6 +223,7 @@ class Supervisor:
                 metrics=self.metrics,
                 listener=self._on_event,
                 udp_backend=s.udp_backend,
+                faults=self.faults,
             )
         # Ids start at our start time in µs: above any id of an earlier run (docs/events.md).
         hub = EventHub(first_id=int(time.time() * 1_000_000), member_id=member_id)
@@ -220,6 +239,7 @@ class Supervisor:
             hook_timeout_s=s.hook_timeout_s,
             env=self.env,
             external_leader=s.mode == "kubernetes",  # the Lease decides (pysup/native.py)
+            faults=self.faults,
             pkg_paths=PkgPaths.from_settings(
                 s.pkg_paths, s.pkg_path_fallback, self.env.get("PATH")
             ),
@@ -234,6 +254,11 @@ class Supervisor:
             await self.runner.start()
         except OSError as e:
             raise StartupError(f"cannot listen for gossip on {host}:{port}: {e.strerror}") from None
+        if s.mode != "kubernetes":
+            # Saved once the sockets are bound, so a start that fails (a port in use) does not
+            # raise the stored incarnation each time; before the first packet goes out.
+            self._persist(lambda: self.state.save_incarnation(incarnation))
+        self._incarnation_saved = True
         log.info(
             "supervisor.started",
             member_id=member_id,
@@ -250,14 +275,29 @@ class Supervisor:
             )
         except DiscoveryConfigError as e:
             raise StartupError(str(e)) from None
-        self._spawn(self.discovery.run())
+        self._spawn("discovery", self.discovery.run())
         await self._load_services()
         from pysup.gateway.ctl import attach_ctl
 
         await attach_ctl(self, self.env)
         if s.mode != "kubernetes":
-            self._spawn(self._join_loop())
-        self._spawn(self._save_loop())
+            self._spawn("ring.join", self._join_loop())
+        self._spawn("state.save", self._save_loop())
+
+    def _load_state(self) -> tuple[str, int, list[Rumor]]:
+        """Member id, the incarnation to run with (one above the stored one), saved rumors."""
+        self._persist(self.state.remove_stale_tmp)
+        seed = random.Random(self.rng.getrandbits(64))
+        member_id = self._persist(lambda: self.state.load_or_create_member_id(seed))
+        incarnation = next_incarnation(self._persist(self.state.load_incarnation))
+        return member_id, incarnation, self._persist(self._load_rumors)
+
+    def _persist(self, step: Callable[[], T]) -> T:
+        """A state-dir step at start: what cannot be fixed is one line and exit status 1."""
+        try:
+            return step()
+        except OSError as e:
+            raise StartupError(describe_error(self.state.path, e)) from None
 
     def _native_runtime(self) -> NativeRuntime:
         """`--mode kubernetes`: members, config and leader from the API (pysup/native.py)."""
@@ -268,6 +308,7 @@ class Supervisor:
                 sys_ip=self.sys_ip,
                 groups=lambda: loaded_groups(self.services),
                 listener=self._on_event,
+                faults=self.faults,
             )
         except NativeConfigError as e:
             raise StartupError(str(e)) from None
@@ -338,26 +379,30 @@ class Supervisor:
             for add in self.extra_routes:
                 add(app)
 
-        app = make_app(self, token, routes, self.events)
-        self.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self.http_runner.setup()
-        site = web.TCPSite(
-            self.http_runner,
-            host,
-            port,
-            reuse_address=True,
-            ssl_context=tls.context if tls else None,
+        self.http = HttpServer(
+            make_app(self, token, routes, self.events), self.metrics, self.faults
         )
         try:
-            await site.start()
+            self.http_port = await self.http.start(host, port, tls.context if tls else None)
         except OSError as e:
+            self.http = None
             raise StartupError(f"cannot listen for HTTP on {host}:{port}: {e.strerror}") from None
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = int(sockets[0].getsockname()[1]) if sockets else port
 
-    def _spawn(self, coro: Any) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))
+    def _spawn(self, name: str, coro: Any) -> None:
+        """A critical long-lived task (pysup/faults.py): if it dies, the supervisor stops."""
+        self._tasks.append(self.faults.spawn(name, coro))
+
+    def _task_died(self, name: str, exc: BaseException) -> None:
+        log.error(
+            "supervisor.task_died",
+            task=name,
+            error=one_line(exc),
+            message=f"{name} cannot continue; the supervisor stops (exit {EXIT_TASK_DIED}) "
+            "rather than run on without it",
+        )
+        if self.exit_code == EXIT_OK:
+            self.exit_code = EXIT_TASK_DIED
+        self.stopping.set()
 
     # --- the ring -----------------------------------------------------------------------
 
@@ -382,7 +427,12 @@ class Supervisor:
                 self.services.on_rumor(opened)
         elif e.reason == "refuted":
             log.info("member.refuted", incarnation=e.member.incarnation)
-            self.state.save_incarnation(e.member.incarnation)
+            try:
+                self.state.save_incarnation(e.member.incarnation)
+            except OSError as err:
+                # The refutation is already on its way: gossip first, the disk when it can (the
+                # save loop retries). A restart meanwhile refutes again, from the ring's value.
+                log.error("state.save_failed", file="INCARNATION", error=str(err))
         elif e.reason == "departed":
             log.error(
                 "supervisor.departed",
@@ -445,16 +495,24 @@ class Supervisor:
     async def _save_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.state_save_interval_s)
-            self.save_state()
+            with self.faults.guard("state.save"):
+                self.save_state()
 
     def save_state(self) -> None:
-        if self.runner is None:
+        if self.runner is None or not self._incarnation_saved:
             return
         try:
-            self.state.save_rumors(codec.encode_rumors(self.core.all_rumors()))
+            self.persist_rumors()
             self.state.save_incarnation(self.core.me.incarnation)
         except OSError as e:
             log.error("state.save_failed", error=str(e))
+
+    def persist_rumors(self, extra: Sequence[Rumor] = ()) -> None:
+        """Save the rumor store, plus `extra` rumors about to be published (so what the control
+        gateway acknowledges is on disk first). Raises OSError when it could not be saved."""
+        if self.runner is None:
+            return
+        self.state.save_rumors(codec.encode_rumors([*self.core.all_rumors(), *extra]))
 
     # --- stop ---------------------------------------------------------------------------
 
@@ -477,6 +535,7 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         log.info("supervisor.stopping")
+        self.faults.closing = True  # tasks ending from here on are shutdown, not failures
         if self.events is not None:
             self.events.close()  # first: an open /events stream must not hold the shutdown
         if self.runner is not None and not self.core.departed:
@@ -495,12 +554,15 @@ class Supervisor:
         self.save_state()
         if self.runner is not None:
             await self.runner.close()
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
+        if self.http is not None:
+            await self.http.close()
+        await self.faults.close()
         log.info("supervisor.stopped", exit_code=self.exit_code)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self.faults.loop_exception)
+        raise_fd_limit()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         # PID 1 in a container: orphans of hooks and services are reparented to us; reap them.

@@ -72,6 +72,18 @@ class Metrics:
             "asyncio tasks alive in this process (set when /metrics is scraped)",
             registry=r,
         )
+        self.task_faults = Counter(
+            "pysup_task_faults",
+            "Exceptions a long-lived task survived (one message or tick lost), by task and error",
+            ["task", "error"],
+            registry=r,
+        )
+        self.task_deaths = Counter(
+            "pysup_task_deaths",
+            "Long-lived tasks that ended with an exception (a critical one stops the supervisor)",
+            ["task"],
+            registry=r,
+        )
         # process_resident_memory_bytes, process_open_fds, process_cpu_seconds_total ...
         # (read from /proc at scrape time; absent on systems without /proc).
         ProcessCollector(registry=r)

@@ -72,6 +72,7 @@ from pysup.discovery.kubernetes import SERVICE_NAME_LABEL, CensusEntry, census_f
 from pysup.discovery.lease import LeaseElector
 from pysup.discovery.reflector import ListWatcher, WatchTuning
 from pysup.discovery.runtime import kube_config_from_env
+from pysup.faults import Faults
 from pysup.settings import Settings
 
 if TYPE_CHECKING:
@@ -298,7 +299,10 @@ class NativeRuntime:
         configmap_key: str = DEFAULT_KEY,
         tuning: NativeTuning | None = None,
         rng: random.Random | None = None,
+        faults: Faults | None = None,
     ) -> None:
+        self.faults = faults if faults is not None else Faults()
+        """The watches are critical tasks (pysup/faults.py): without them membership is stale."""
         self.client = client
         self.namespace = namespace
         self.service = service
@@ -327,6 +331,7 @@ class NativeRuntime:
         sys_ip: str,
         groups: Groups,
         listener: Listener,
+        faults: Faults | None = None,
     ) -> NativeRuntime:
         if not settings.kubernetes_service:
             raise NativeConfigError("--mode kubernetes needs --kubernetes-service")
@@ -348,6 +353,7 @@ class NativeRuntime:
             lease_name=env.get("PYSUP_LEASE_NAME") or None,
             configmap_name=env.get("PYSUP_CONFIGMAP_NAME") or None,
             tuning=NativeTuning.from_env(env),
+            faults=faults,
         )
 
     # --- the Runner interface --------------------------------------------------------------
@@ -362,7 +368,7 @@ class NativeRuntime:
             lease=self.lease_name,
             configmap=f"{self.configmap_name}/{self.configmap_key}",
         )
-        self._spawn(self._watch_slices())
+        self._spawn("native.slices", self._watch_slices())
         watcher = ConfigMapWatcher(
             self.client,
             self.namespace,
@@ -372,7 +378,7 @@ class NativeRuntime:
             tuning=self.tuning.watch,
             rng=self._rng,
         )
-        self._spawn(watcher.run(self._on_config))
+        self._spawn("native.configmap", watcher.run(self._on_config))
 
     def join(self, addrs: Iterable[Addr]) -> None:
         """Nothing to join: membership comes from the EndpointSlices."""
@@ -413,8 +419,8 @@ class NativeRuntime:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))
+    def _spawn(self, name: str, coro: Any, critical: bool = True) -> None:
+        self._tasks.append(self.faults.spawn(name, coro, critical=critical))
 
     async def _watch_slices(self) -> None:
         path = f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices"
@@ -461,7 +467,7 @@ class NativeRuntime:
             )
             self._elector_task = asyncio.ensure_future(self.elector.run())
         elif not want and self.elector is not None:
-            self._spawn(self._stop_elector())
+            self._spawn("native.lease_release", self._stop_elector(), critical=False)
 
     async def _stop_elector(self) -> None:
         elector, task = self.elector, self._elector_task
@@ -527,7 +533,5 @@ class NativeRuntime:
         if not emit:
             return
         for e in events:
-            try:
+            with self.faults.guard("native.listener"):
                 self._listener(e)
-            except Exception:
-                log.exception("native.listener_failed")

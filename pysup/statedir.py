@@ -16,16 +16,20 @@ Why not 0700 everywhere: a service runs as its ``pkg_svc_user`` and must reach i
 ``0755``. Every secret is a ``0600`` file, and ``specs/`` and ``user/`` are ``0700``.
 
 Every write is atomic (temp file in the same directory, fsync, rename, fsync the directory), so a
-crash leaves either the old or the new content, never a torn file. Nothing here raises on a corrupt
-file at load time: the file is moved aside to ``<name>.corrupt-<UTC timestamp>``, a
-``state.corrupt`` event is logged, and the caller gets the "absent" value (a fresh member id,
-incarnation 0, no rumors).
+crash leaves either the old or the new content, never a torn file; the temp files a kill left
+behind are removed at start (``remove_stale_tmp``). Nothing here raises on a corrupt file at load
+time: the file (a value out of bounds or a symlink loop included) is moved aside to
+``<name>.corrupt-<UTC timestamp>``, a ``state.corrupt`` event is logged, and the caller gets the
+"absent" value (a fresh member id, incarnation 0, no rumors). What cannot be fixed here (a full
+disk, no permission, the directory itself a broken link) raises OSError; ``describe_error`` turns
+it into the one line the daemon exits with.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import os
 import random
 import re
@@ -37,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
+
+from pysup.butterfly.config import MAX_INCARNATION
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +61,16 @@ RUMORS_FILE = "rumors.dat"
 CTL_SECRET_FILE = "CTL_SECRET"
 CTL_SECRET_BYTES = 64
 
+MAX_STORED_INCARNATION = MAX_INCARNATION
+"""Largest incarnation accepted from ``INCARNATION``: the ring's bound (2^63 - 1, see
+``butterfly/config.py``). A stored 2^64-1 made every start fail (its successor cannot be packed),
+and a value above the ring's bound would be refused by every peer; increments saturate at it, so
+no honest member writes more. A larger value is treated as corrupt and moved aside."""
+_MAX_INCARNATION_DIGITS = len(str(MAX_STORED_INCARNATION))
+
 _MEMBER_ID_RE = re.compile(r"[0-9a-f]{32}")
+_STALE_TMP_RE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+"""The names ``atomic_write`` gives its temp files (``tempfile.mkstemp``: 8 random characters)."""
 _SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -102,6 +117,33 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_FIXES = {
+    errno.ENOSPC: "free space on its filesystem, or point --state-dir at another one",
+    errno.EDQUOT: "raise the disk quota, or point --state-dir at another filesystem",
+    errno.EROFS: "the filesystem is read-only: point --state-dir at a writable one",
+    errno.EACCES: "let this user write there (chown/chmod), or point --state-dir elsewhere",
+    errno.EPERM: "let this user write there (chown/chmod), or point --state-dir elsewhere",
+    errno.ELOOP: "remove the symlink loop, or point --state-dir elsewhere",
+    errno.ENOTDIR: "a file stands where a directory should be: move it away",
+    errno.EEXIST: "a file or broken symlink stands where the directory should be: move it away",
+    errno.EMFILE: "raise the open-files limit (ulimit -n)",
+    errno.EIO: "the disk reports I/O errors: check it",
+}
+
+
+def describe_error(state_dir: Path, e: OSError) -> str:
+    """One line for an operator: what failed in the state dir, and how to fix it."""
+    what = e.strerror or str(e)
+    where = f" ({e.filename})" if e.filename else ""
+    fix = _FIXES.get(e.errno or 0, "fix the state directory, or point --state-dir elsewhere")
+    if os.path.islink(state_dir) and not os.path.exists(state_dir):
+        what, fix = (
+            "it is a symlink that does not resolve (a loop or a dangling link)",
+            ("replace the link with a directory, or point --state-dir elsewhere"),
+        )
+    return f"state dir {state_dir}: {what}{where}; {fix}"
+
+
 class StateDir:
     """The Supervisor's state directory; see the module docstring for the layout and modes.
 
@@ -143,6 +185,11 @@ class StateDir:
         except IsADirectoryError:
             self.quarantine(name, reason="is a directory")
             return None
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            self.quarantine(name, reason="a symlink loop")
+            return None
         # Other OSErrors (permissions, I/O) propagate: they are not corruption, and replacing e.g.
         # MEMBER_ID because it was momentarily unreadable would silently change our identity.
 
@@ -174,6 +221,29 @@ class StateDir:
         log.warning("state.corrupt", file=str(src), reason=reason, moved_to=str(dst))
         return dst
 
+    def remove_stale_tmp(self) -> list[Path]:
+        """Delete the temp files of writes a kill interrupted (``.<name>.XXXXXXXX.tmp``) in the
+        directories the supervisor writes: the root, specs/, and each service's own files
+        (``svc/<name>``, its config/, hooks/ and files/). Returns what was removed."""
+        dirs = [self.path, self.path / "specs"]
+        svc = self.path / "svc"
+        with contextlib.suppress(OSError):
+            for service in sorted(p for p in svc.iterdir() if p.is_dir()):
+                dirs.append(service)
+                for sub in ("config", "hooks", "files"):
+                    dirs.extend(d for d in (service / sub).glob("**") if d.is_dir())
+        removed: list[Path] = []
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                for entry in d.iterdir():
+                    if _STALE_TMP_RE.fullmatch(entry.name) and entry.is_file():
+                        with contextlib.suppress(OSError):
+                            entry.unlink()
+                            removed.append(entry)
+        if removed:
+            log.info("state.stale_tmp_removed", files=[str(p) for p in removed])
+        return removed
+
     # -- member id -------------------------------------------------------------------------------
 
     def load_or_create_member_id(self, rng: random.Random) -> str:
@@ -201,15 +271,19 @@ class StateDir:
         if raw is None:
             return 0
         text = raw.decode("ascii", errors="replace").strip()
-        if text.isdigit() and text.isascii():
-            return int(text)
-        self.quarantine(INCARNATION_FILE, reason="not a non-negative integer")
-        return 0
+        if not (text.isdigit() and text.isascii()):
+            self.quarantine(INCARNATION_FILE, reason="not a non-negative integer")
+            return 0
+        # Length first: int() of thousands of digits is slow, and refused beyond 4,300.
+        if len(text) > _MAX_INCARNATION_DIGITS or int(text) > MAX_STORED_INCARNATION:
+            self.quarantine(INCARNATION_FILE, reason=f"beyond {MAX_STORED_INCARNATION}")
+            return 0
+        return int(text)
 
     def save_incarnation(self, n: int) -> None:
-        """Persist our incarnation (must be >= 0)."""
-        if n < 0:
-            raise ValueError(f"incarnation must be >= 0, got {n}")
+        """Persist our incarnation (0 <= n <= MAX_STORED_INCARNATION)."""
+        if not 0 <= n <= MAX_STORED_INCARNATION:
+            raise ValueError(f"incarnation must be within [0, {MAX_STORED_INCARNATION}], got {n}")
         self._write(INCARNATION_FILE, f"{n}\n".encode("ascii"))
 
     # -- rumors ----------------------------------------------------------------------------------

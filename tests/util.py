@@ -1,12 +1,16 @@
-"""Helpers shared by the integration tests: bounded waits that poll for a condition."""
+"""Helpers shared by the integration tests: bounded waits that poll for a condition,
+``free_port`` (collision-proof: see pysup/testing/ports.py) and ``process_alive``."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from pysup.testing.ports import free_port
+
+__all__ = ["async_wait_for", "free_port", "process_alive", "wait_for"]
 
 T = TypeVar("T")
 
@@ -45,18 +49,3 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(b")") + 2 :][:1] != b"Z"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free for both UDP and TCP on `host` right now."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((host, 0))
-            port = int(t.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")

@@ -28,6 +28,7 @@ from pysup.butterfly.effects import (
 )
 from pysup.butterfly.messages import Message, PushPull, Rumor
 from pysup.butterfly.transport import Transport, TransportError
+from pysup.faults import Faults
 from pysup.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -35,6 +36,14 @@ log = structlog.get_logger(__name__)
 EventListener = Callable[[MemberChanged | RumorChanged | SelfChanged], None]
 REJECT_LOG_INTERVAL_S = 10.0
 """At most one log line per reason per this many seconds for rejected packets."""
+TIMER_FAULT_DELAY_S = 0.1
+"""After a tick that raised, the timer fires again no sooner than this: the deadline that failed
+is still due, and re-arming at it would spin the loop on a fault that repeats. 0.1 s is a tenth of
+the LAN probe interval, so one lost tick delays probing by that much at most."""
+TIMER_STALL_S = 5.0
+"""The gossip timer counts as stalled (``problems``: /healthz fails) when its earliest deadline is
+this many seconds overdue: the loop is answering HTTP, so only a timer that is no longer armed can
+be that late. Longer than any honest scheduling delay on a loaded machine."""
 
 
 def _kind(msg: Message) -> str:
@@ -52,11 +61,13 @@ class Runner:
         metrics: Metrics | None = None,
         listener: EventListener | None = None,
         udp_backend: str = "asyncio-dgram",
+        faults: Faults | None = None,
     ) -> None:
         self.core = core
         self.key = key
         self.metrics = metrics
         self.listener = listener
+        self.faults = faults if faults is not None else Faults(metrics)
         self.transport = Transport(
             host,
             port,
@@ -64,6 +75,7 @@ class Runner:
             self._on_stream,
             on_reject=self._reject,
             udp_backend=udp_backend,
+            faults=self.faults,
             check_header=lambda header: codec.header_problem(header, self.key),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -140,6 +152,12 @@ class Runner:
         self._handle(self.core.receive(src, msg, self.now()))
 
     async def _on_stream(self, data: bytes, src: Addr) -> bytes | None:
+        reply: bytes | None = None
+        with self.faults.guard("gossip.stream"):
+            reply = self._on_stream_frame(data, src)
+        return reply
+
+    def _on_stream_frame(self, data: bytes, src: Addr) -> bytes | None:
         msg = self._decode(data, src, codec.MAX_FRAME)
         if msg is None:
             return None
@@ -171,22 +189,34 @@ class Runner:
 
     def _handle(self, effects: list[Effect]) -> None:
         for e in effects:
-            if isinstance(e, Send):
-                data = codec.encode(e.msg, self.key)
-                self._count_out(e.msg, len(data))
-                self.transport.send(data, e.addr)
-            elif isinstance(e, StreamSend):
-                self._spawn(self._stream(e))
-            elif isinstance(e, ProbeRtt):
-                if self.metrics is not None:
-                    self.metrics.probe_rtt.observe(e.seconds)
-            elif isinstance(e, Rejected):
-                self._reject(e.reason, e.source or ("local", 0), e.detail)
-            elif self.listener is not None:
-                self.listener(e)
+            # One effect that fails (an event listener that cannot save, a message that cannot
+            # be encoded) must not drop the ones after it: the refutation it carries, say.
+            try:
+                self._apply(e)
+            except Exception as exc:
+                self.faults.record("gossip.effect", exc, effect=type(e).__name__)
         self._rearm()
 
+    def _apply(self, e: Effect) -> None:
+        if isinstance(e, Send):
+            data = codec.encode(e.msg, self.key)
+            self._count_out(e.msg, len(data))
+            self.transport.send(data, e.addr)
+        elif isinstance(e, StreamSend):
+            self._spawn(self._stream(e))
+        elif isinstance(e, ProbeRtt):
+            if self.metrics is not None:
+                self.metrics.probe_rtt.observe(e.seconds)
+        elif isinstance(e, Rejected):
+            self._reject(e.reason, e.source or ("local", 0), e.detail)
+        elif self.listener is not None:
+            self.listener(e)
+
     async def _stream(self, e: StreamSend) -> None:
+        with self.faults.guard("gossip.stream"):
+            await self._stream_exchange(e)
+
+    async def _stream_exchange(self, e: StreamSend) -> None:
         data = codec.encode(e.msg, self.key)
         self._count_out(e.msg, len(data))
         want_reply = isinstance(e.msg, PushPull) and not e.msg.reply
@@ -211,10 +241,10 @@ class Runner:
 
     # --- the one timer ------------------------------------------------------------------
 
-    def _rearm(self) -> None:
+    def _rearm(self, not_before: float = 0.0) -> None:
         if self._loop is None:
             return
-        deadline = self.core.next_deadline()
+        deadline = max(self.core.next_deadline(), not_before)
         if deadline == self._timer_at and self._timer is not None:
             return  # the common case: the earliest deadline did not move
         # Re-arm when it moved either way: earlier (a new timer) or later (the earliest was
@@ -229,4 +259,16 @@ class Runner:
 
     def _fire(self) -> None:
         self._timer, self._timer_at = None, float("inf")
-        self._handle(self.core.tick(self.now()))
+        with self.faults.guard("gossip.timer") as fault:
+            self._handle(self.core.tick(self.now()))
+        if fault.error is not None:  # the tick raised before _handle re-armed
+            self._rearm(not_before=self.now() + TIMER_FAULT_DELAY_S)
+
+    def problems(self) -> list[str]:
+        """Why this member no longer gossips although its process runs (for /healthz)."""
+        if self._loop is None:
+            return []
+        overdue = self.now() - self.core.next_deadline()
+        if overdue > TIMER_STALL_S:
+            return [f"the gossip timer is {overdue:.0f}s overdue"]
+        return []

@@ -34,6 +34,8 @@ import structlog
 from pysup.butterfly.codec import HEADER_LEN, MAX_DATAGRAM, MAX_FRAME, CodecError
 from pysup.butterfly.config import STREAM_BYTES_BUDGET
 from pysup.butterfly.effects import Addr
+from pysup.faults import Faults
+from pysup.listener import ConnectionLimits, Listener
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +58,15 @@ UDP_BACKENDS = ("asyncio-dgram", "asyncio")
 SEND_QUEUE_LIMIT = 10_000
 """asyncio-dgram back end: datagrams waiting to be sent beyond this many are dropped (and
 counted), so a stalled socket cannot grow memory without bound."""
+RECV_ERRORS_IN_A_ROW = 10_000
+"""asyncio-dgram back end: a receive that fails this many times in a row without one datagram in
+between means the socket is broken (one ICMP error per dead peer's packet never comes close); the
+receive task then dies, which stops the supervisor instead of leaving a member that is deaf."""
+STREAM_LIMITS = ConnectionLimits(
+    max_connections=MAX_STREAM_CONNECTIONS, evict_idle=False, backlog=STREAM_BACKLOG
+)
+"""Inbound gossip streams: beyond the cap a connection is closed at once (``stream_refused``);
+each stream keeps its own deadline (STREAM_TIMEOUT_S), so there is no idle sweep."""
 
 
 class TransportError(Exception):
@@ -124,6 +135,7 @@ class Transport:
         on_stream: StreamHandler,
         on_reject: RejectHandler | None = None,
         udp_backend: str = "asyncio-dgram",
+        faults: Faults | None = None,
         check_header: HeaderCheck | None = None,
     ) -> None:
         if udp_backend not in UDP_BACKENDS:
@@ -138,8 +150,10 @@ class Transport:
         self._on_stream = on_stream
         self._on_reject = on_reject
         self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: asyncio.Server | None = None
+        self._tcp: Listener | None = None
         self._streams = 0
+        self._closing = False
+        self.faults = faults if faults is not None else Faults()
         self._check_header = check_header
         self.budget = ByteBudget(STREAM_BYTES_BUDGET)
         self.stats = TransportStats()
@@ -159,15 +173,11 @@ class Transport:
                 lambda: _DatagramProtocol(self), local_addr=(self.host, self.port)
             )
             self.port = int(self._udp.get_extra_info("sockname")[1])
+        self._tcp = Listener(
+            "gossip.stream", self._stream_protocol, STREAM_LIMITS, self.faults, self._refused
+        )
         try:
-            self._tcp = await asyncio.start_server(
-                self._serve_stream,
-                self.host,
-                self.port,
-                reuse_address=True,
-                limit=MAX_FRAME,
-                backlog=STREAM_BACKLOG,
-            )
+            await self._tcp.start(self.host, self.port)
         except OSError:
             if self._udp is not None:
                 self._udp.close()
@@ -175,35 +185,53 @@ class Transport:
                 self._dgram.close()
             raise
         if self._dgram is not None:
-            self._spawn(self._dgram_recv_loop(self._dgram))
-            self._spawn(self._dgram_send_loop(self._dgram))
+            self._spawn("gossip.receive", self._dgram_recv_loop(self._dgram))
+            self._spawn("gossip.send", self._dgram_send_loop(self._dgram))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _stream_protocol(self) -> asyncio.StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=MAX_FRAME)
+        return asyncio.StreamReaderProtocol(reader, self._serve_stream)
+
+    def _refused(self, reason: str, peer: Addr) -> None:
+        self.stats.stream_refused += 1
+        self._rejected("stream_refused", peer)
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        """A critical task: if it dies the member is deaf or mute, and the supervisor stops."""
+        task = self.faults.spawn(name, coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _dgram_recv_loop(self, dgram: asyncio_dgram.aio.DatagramServer) -> None:
+        errors = 0
         while True:
             try:
                 data, addr = await dgram.recv()
             except asyncio_dgram.TransportClosed:
-                return
+                if self._closing:
+                    return
+                raise TransportError("the UDP socket was closed") from None
             except OSError:
                 self.stats.udp_send_errors += 1  # ICMP errors surface here: nothing for SWIM
+                errors += 1
+                if errors >= RECV_ERRORS_IN_A_ROW:
+                    raise
                 continue
+            errors = 0
             host, port = cast(tuple[str, int], addr)[:2]
             self._received(data, (str(host), int(port)))
 
     async def _dgram_send_loop(self, dgram: asyncio_dgram.aio.DatagramServer) -> None:
         while True:
             data, addr = await self._outq.get()
-            try:
-                await dgram.send(data, addr)
-            except (OSError, asyncio_dgram.TransportClosed):
-                self.stats.udp_send_errors += 1
+            with self.faults.guard("gossip.send"):
+                try:
+                    await dgram.send(data, addr)
+                except (OSError, asyncio_dgram.TransportClosed):
+                    self.stats.udp_send_errors += 1
 
     async def close(self) -> None:
+        self._closing = True
         if self._tcp is not None:
             self._tcp.close()
         for task in list(self._tasks):
@@ -216,8 +244,7 @@ class Transport:
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tcp.wait_closed(), 1.0)
+            await self._tcp.wait_closed()
 
     # --- datagrams ----------------------------------------------------------------------
 
@@ -247,7 +274,13 @@ class Transport:
             self.stats.udp_send_errors += 1
 
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self._on_datagram(data, (addr[0], addr[1]))
+        # One datagram that makes its handler raise (a full disk while saving a refutation, no
+        # descriptor left) is lost; the receive loop goes on. (`faults.guard` spelled out: this
+        # is the hot path, and try costs nothing until it catches.)
+        try:
+            self._on_datagram(data, (addr[0], addr[1]))
+        except Exception as e:
+            self.faults.record("gossip.receive", e)
 
     # --- streams ------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ connection is closed. Then each frame is one request and gets one response (see 
 Service specs loaded here are written to ``<state>/specs/<name>.spec.toml`` so a restarted
 supervisor loads them again (``load_saved_specs``). ``config apply`` and ``file upload`` publish a
 versioned rumor; the rumor store and anti-entropy carry it to every member (also those down at the
-time), and the store is saved at once so it survives a restart of this member.
+time). What is acknowledged is on disk first (etcd's rule): the rumor store is saved *with* the new
+rumor before it is published, and when that save fails (a full disk) nothing is published and the
+operator gets ``NOT applied: ...`` with the reason; a spec is saved before the answer too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import contextlib
 import os
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -37,6 +39,7 @@ from pysup.butterfly.rumors import RumorStore
 from pysup.census import ServiceGroup
 from pysup.crypto.sealed import check_sealed
 from pysup.crypto.tls import looks_like_tls
+from pysup.faults import Faults
 from pysup.gateway.ctl_auth import constant_time_equal
 from pysup.gateway.ctl_proto import (
     HEADER,
@@ -62,6 +65,7 @@ from pysup.gateway.ctl_proto import (
     parse_request,
 )
 from pysup.gateway.tls_setup import ctl_tls_or_fail
+from pysup.listener import ConnectionLimits, Listener
 from pysup.metrics import Metrics
 from pysup.service.api_json import process_json
 from pysup.service.cfg import ConfigError, parse_gossip_config
@@ -85,6 +89,9 @@ MAX_AUTH_FRAME: Final = 16 * 1024
 """Largest first (auth) frame: an unauthenticated client cannot make us buffer a megabyte."""
 MAX_CONNECTIONS: Final = 32
 """Concurrent control connections; more are refused (the gateway is for operators, not load)."""
+LISTENER_LIMITS: Final = ConnectionLimits(max_connections=2 * MAX_CONNECTIONS, backlog=64)
+"""Up to MAX_CONNECTIONS are served and as many again are answered "too many" and closed; beyond
+that the listener closes them unanswered, so a flood holds at most 64 descriptors."""
 SPEC_SUFFIX: Final = ".spec.toml"
 
 
@@ -143,7 +150,14 @@ class CtlSupervisor(Protocol):
     @property
     def services(self) -> ServiceManager | None: ...
 
+    @property
+    def faults(self) -> Faults: ...
+
     def save_state(self) -> None: ...
+
+    def persist_rumors(self, extra: Sequence[Rumor] = ()) -> None:
+        """Save the rumor store with `extra` added; raises OSError when not saved."""
+        ...
 
 
 # --- saved specs --------------------------------------------------------------------------------
@@ -155,7 +169,19 @@ def spec_path(state: StateDir, name: str) -> Path:
 
 
 def save_spec(state: StateDir, name: str, spec: ServiceSpec) -> None:
-    atomic_write(spec_path(state, name), spec.to_toml().encode("utf-8"))
+    """Raises CtlOpError (the operator's to fix: a full disk ...) when it could not be saved."""
+    try:
+        atomic_write(spec_path(state, name), spec.to_toml().encode("utf-8"))
+    except OSError as e:
+        raise _not_saved(f"the spec of {name}", e) from None
+
+
+def _not_saved(what: str, e: OSError) -> CtlOpError:
+    where = f" ({e.filename})" if e.filename else ""
+    return CtlOpError(
+        f"NOT applied: cannot save {what} to the state dir: {e.strerror or e}{where}",
+        reason="not_persisted",
+    )
 
 
 def load_saved_specs(state: StateDir) -> list[ServiceSpec]:
@@ -406,10 +432,10 @@ class CtlGateway:
         name = svc.name
         try:
             save_spec(self.sup.state, name, spec)
-        except OSError as e:
+        except CtlOpError:
             with contextlib.suppress(Exception):
                 await manager.unload(name)
-            raise CtlOpError(f"cannot save the spec of {name}: {e.strerror or e}") from None
+            raise
         return ok(name=name, service_group=str(svc.service_group))
 
     async def _svc_unload(self, name: str) -> dict[str, Any]:
@@ -445,14 +471,18 @@ class CtlGateway:
     # config apply / file upload
 
     def _publish(self, rumor: Rumor) -> None:
+        """Persist, then publish: nothing is gossiped (or acknowledged) that is not on disk."""
         runner = self.sup.runner
         if runner is None:
             raise CtlOpError("the gossip ring is not started yet")
         problem = rumor_problem(rumor)  # the rule every member applies on receipt
         if problem is not None:
             raise CtlOpError(f"the ring would refuse it: {problem.detail}", reason="bad_request")
+        try:
+            self.sup.persist_rumors([rumor])
+        except OSError as e:
+            raise _not_saved("the rumor store", e) from None
         runner.publish(rumor)
-        self.sup.save_state()
 
     def _config_apply(self, req: ConfigApply) -> dict[str, Any]:
         sg = _service_group(req.service_group)
@@ -552,20 +582,36 @@ async def start_ctl_server(
     port: int,
     *,
     auth_timeout_s: float = AUTH_TIMEOUT_S,
+    faults: Faults | None = None,
     tls: ssl.SSLContext | None = None,
-) -> asyncio.Server:
+) -> Listener:
     """Listen for control connections; the secret is the state dir's CTL_SECRET. With ``tls``
     only TLS clients are served (the secret is then proven inside the TLS session)."""
     gateway = CtlGateway(sup, sup.state.ctl_secret(), auth_timeout_s)
-    return await asyncio.start_server(
-        gateway.serve,
-        host,
-        port,
-        reuse_address=True,
-        limit=MAX_FRAME + HEADER.size,
-        ssl=tls,
-        ssl_handshake_timeout=auth_timeout_s if tls else None,
+    faults = faults if faults is not None else Faults(sup.metrics)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with faults.guard("ctl.connection"):  # a bug ends one connection, not the gateway
+            await gateway.serve(reader, writer)
+
+    def protocol() -> asyncio.StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=MAX_FRAME + HEADER.size)
+        return asyncio.StreamReaderProtocol(reader, serve)
+
+    def refused(reason: str, peer: tuple[str, int]) -> None:
+        sup.metrics.reject("ctl", reason)
+
+    listener = Listener(
+        "ctl",
+        protocol,
+        LISTENER_LIMITS,
+        faults,
+        refused,
+        tls=tls,
+        tls_handshake_timeout_s=auth_timeout_s,
     )
+    await listener.start(host, port)
+    return listener
 
 
 async def attach_ctl(sup: CtlSupervisor, env: Mapping[str, str] | None = None) -> None:
@@ -578,7 +624,9 @@ async def attach_ctl(sup: CtlSupervisor, env: Mapping[str, str] | None = None) -
     host, port = sup.settings.ctl_addr()
     tls = ctl_tls_or_fail(sup.settings, os.environ if env is None else env)
     try:
-        server = await start_ctl_server(sup, host, port, tls=tls.context if tls else None)
+        server = await start_ctl_server(
+            sup, host, port, faults=sup.faults, tls=tls.context if tls else None
+        )
     except OSError as e:
         raise StartupError(f"cannot listen for control on {host}:{port}: {e.strerror}") from None
     bound = [s.getsockname() for s in server.sockets]
@@ -589,9 +637,7 @@ async def attach_ctl(sup: CtlSupervisor, env: Mapping[str, str] | None = None) -
             await sup.stopping.wait()
         finally:
             server.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2.0):
-                    await server.wait_closed()
+            await server.wait_closed()
 
     _closers.add(task := asyncio.ensure_future(close_when_stopping()))
     task.add_done_callback(_closers.discard)

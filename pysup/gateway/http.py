@@ -44,6 +44,11 @@ class SupervisorView(Protocol):
 
     def readiness(self) -> tuple[bool, str]: ...
 
+    def liveness(self) -> list[str]:
+        """Why the supervisor is broken (a critical task died, the gossip timer stalled); empty
+        when it is alive."""
+        ...
+
     def local_member(self) -> Member: ...
 
     def ring_members(self) -> list[Member]: ...
@@ -55,7 +60,7 @@ class SupervisorView(Protocol):
 
 INDEX = {
     "/": "this index",
-    "/healthz": "liveness: 200 while the event loop answers",
+    "/healthz": "liveness: 200 while every critical task runs, else 503 with the reason",
     "/readyz": "readiness: 200 when ready (see --readiness), else 503 with a reason",
     "/services": "every service this supervisor runs (Habitat's JSON)",
     "/services/{svc}/{group}[/{org}]": "one service",
@@ -182,6 +187,11 @@ def make_app(
         return web.json_response({"pysup": INDEX})
 
     async def healthz(request: web.Request) -> web.Response:
+        problems = sup.liveness()
+        if problems:
+            return web.json_response(
+                {"status": "failing", "reason": "; ".join(problems)}, status=503
+            )
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:

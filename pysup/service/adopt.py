@@ -28,6 +28,7 @@ from typing import IO, Final
 
 import structlog
 
+from pysup.faults import RateLimiter
 from pysup.service.hooks import LineSink, OutputPipe, open_log
 from pysup.service.pidfile import (
     PROC,
@@ -46,6 +47,9 @@ log = structlog.get_logger(__name__)
 POLL_S: Final = 0.5
 """Seconds between `/proc` checks of an adopted process where pidfds are unavailable: how late its
 exit may be noticed (and its restart begin). One stat read per adopted process per period."""
+POLL_LOG_INTERVAL_S: Final = 60.0
+"""At most one `adopt.poll_failed` line a minute while /proc cannot be read (a descriptor shortage
+can last; one line a poll would flood the log it is reported in)."""
 
 
 def spare_reader(write_fd: int) -> int:
@@ -161,6 +165,7 @@ class ExitWatch:
         self._pidfd = pidfd
         self._proc = proc
         self._exited: asyncio.Future[None] | None = None
+        self._poll_log = RateLimiter(POLL_LOG_INTERVAL_S)
 
     @classmethod
     def take(cls, record: RunRecord, proc: Path = PROC) -> tuple[ExitWatch | None, Verification]:
@@ -210,9 +215,16 @@ class ExitWatch:
 
     async def _poll(self) -> None:
         while True:  # a polling period: there is nothing to wait on without a pidfd
-            if not verify(self.record, observe(self.record.pid, self._proc)).ours:
-                self._on_exit()
-                return
+            try:
+                view = observe(self.record.pid, self._proc)
+            except OSError as e:  # cannot tell (out of descriptors): ask again next period
+                held = self._poll_log.allow("poll")
+                if held is not None:
+                    log.warning("adopt.poll_failed", pid=self.record.pid, error=str(e), held=held)
+            else:
+                if not verify(self.record, view).ours:
+                    self._on_exit()
+                    return
             await asyncio.sleep(POLL_S)
 
     def close(self) -> None:

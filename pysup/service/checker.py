@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from pysup.faults import Faults
 from pysup.service.health import HealthSchedule, HealthStatus
 
 log = structlog.get_logger(__name__)
@@ -35,8 +36,11 @@ class HealthChecker:
         service_group: str,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[], None] | None = None,
+        faults: Faults | None = None,
     ) -> None:
-        """`on_change` is called after ``status`` changed (the service gossips its health)."""
+        """`on_change` is called after ``status`` changed (the service gossips its health); a
+        check that raises is a fault of ``service.health`` (`faults`) and the loop goes on."""
+        self._faults = faults if faults is not None else Faults()
         self.schedule = schedule
         self.status: HealthStatus | None = None
         """The last result; None before the first check and after a stop."""
@@ -76,12 +80,20 @@ class HealthChecker:
                 self.status = HealthStatus.CRITICAL
                 self._next_at = None
                 continue
-            status = await self._run_check()
-            if status is not self.status:
-                old = self.status.value if self.status is not None else None
-                log.info("health.changed", service_group=self._sg, old=old, new=status.value)
-            self.status = status
-            if self._on_change is not None:
-                self._on_change()
-            if self._next_at == due:  # not re-armed by a restart meanwhile
-                self._next_at = self.schedule.next_check(self._clock(), status, self._rng)
+            with self._faults.guard("service.health", service_group=self._sg) as fault:
+                await self._check(due)
+            if fault.error is not None and self._next_at == due:  # not again at once
+                self._next_at = self.schedule.next_check(
+                    self._clock(), HealthStatus.UNKNOWN, self._rng
+                )
+
+    async def _check(self, due: float) -> None:
+        status = await self._run_check()
+        if status is not self.status:
+            old = self.status.value if self.status is not None else None
+            log.info("health.changed", service_group=self._sg, old=old, new=status.value)
+        self.status = status
+        if self._on_change is not None:
+            self._on_change()
+        if self._next_at == due:  # not re-armed by a restart meanwhile
+            self._next_at = self.schedule.next_check(self._clock(), status, self._rng)

@@ -45,6 +45,7 @@ from pysup.election import (
 )
 from pysup.events.sink import EventSink, no_events
 from pysup.events.translate import election_event, size_events
+from pysup.faults import Faults
 from pysup.service.plan import plan_fingerprint
 from pysup.service.spec import Topology, UpdateStrategy
 from pysup.service.updates import Turn, plan_turn
@@ -148,8 +149,10 @@ class Coordinator:
         suitability: Callable[[], Awaitable[int | None]],
         tuning: ElectionTuning,
         clock: Callable[[], float] = time.monotonic,
+        faults: Faults | None = None,
         events: EventSink = no_events,
     ) -> None:
+        self._faults = faults if faults is not None else Faults()
         self.sg = sg
         self._events = events
         self.topology = topology
@@ -195,12 +198,8 @@ class Coordinator:
         """Evaluate on every wake-up and every tick until closed (or cancelled)."""
         while not self._closed:
             self._wake.clear()
-            try:
+            with self._faults.guard("service.election", service_group=str(self.sg)):
                 await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._log.exception("election.step_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tuning.tick_s)
 
@@ -320,7 +319,9 @@ class PlanWatcher:
         update: Callable[[Service], Awaitable[object]],
         poll_s: float = 1.0,
         pending_poll_s: float = 0.25,
+        faults: Faults | None = None,
     ) -> None:
+        self._faults = faults if faults is not None else Faults()
         self._services = services
         self._census = census
         self._update = update
@@ -331,12 +332,8 @@ class PlanWatcher:
     async def run(self) -> None:
         while True:
             pending = False
-            try:
+            with self._faults.guard("service.plan_watch"):
                 pending = await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("update.check_failed")
             await asyncio.sleep(self.pending_poll_s if pending else self.poll_s)
 
     async def check(self) -> bool:

@@ -37,6 +37,7 @@ from pysup.butterfly.messages import (
 )
 from pysup.census import Census
 from pysup.events.sink import EventSink, no_events
+from pysup.faults import Faults
 from pysup.service.coordination import PlanWatcher
 from pysup.service.hooks import kill_group
 from pysup.service.pkgpaths import PkgPaths
@@ -70,6 +71,7 @@ class ServiceManager:
         census_debounce_s: float = 0.1,
         plan_poll_s: float = 1.0,
         external_leader: bool = False,
+        faults: Faults | None = None,
         pkg_paths: PkgPaths | None = None,
         events: EventSink = no_events,
     ) -> None:
@@ -79,9 +81,11 @@ class ServiceManager:
         of census changes is collected before services re-render; `plan_poll_s`: seconds between
         fingerprint checks of the plans of services with an update strategy; `external_leader`:
         leaders come from outside the ring (``ElectionTuning.external_leader``, native mode);
+        `faults`: where the services' loops report what they survive (pysup/faults.py);
         `pkg_paths`: how plans' dependencies are found on this host (default: the PATH fallback
         over `env`'s PATH, ``pysup.service.pkgpaths``); `events`: where services publish their
         events (``/events``)."""
+        self.faults = faults if faults is not None else Faults()
         self.state = state
         self.sys_info = dict(sys_info)
         self.member_id = member_id
@@ -104,7 +108,11 @@ class ServiceManager:
         self._watcher: asyncio.Task[None] | None = None
         self._plan_watcher: asyncio.Task[None] | None = None
         self.plans = PlanWatcher(
-            services=self.services, census=census, update=self.update, poll_s=plan_poll_s
+            services=self.services,
+            census=census,
+            update=self.update,
+            poll_s=plan_poll_s,
+            faults=self.faults,
         )
         self._census_timer: asyncio.TimerHandle | None = None
 
@@ -201,6 +209,7 @@ class ServiceManager:
             env=self._env,
             tuning=self.tuning,
             rng=self._rng,
+            faults=self.faults,
             events=self._events,
         )
 
@@ -290,16 +299,16 @@ class ServiceManager:
     # --- user.toml --------------------------------------------------------------------------------
 
     def _ensure_watcher(self) -> None:
-        loop = asyncio.get_running_loop()
         if self._watcher is None or self._watcher.done():
-            self._watcher = loop.create_task(self._watch_user_toml(), name="user.toml watcher")
+            self._watcher = self.faults.spawn("service.user_toml_watch", self._watch_user_toml())
         if self._plan_watcher is None or self._plan_watcher.done():
-            self._plan_watcher = loop.create_task(self.plans.run(), name="plan watcher")
+            self._plan_watcher = self.faults.spawn("service.plan_watch", self.plans.run())
 
     async def _watch_user_toml(self) -> None:
         while True:
             await asyncio.sleep(self.user_toml_poll_s)  # the polling period
-            self.check_user_toml()
+            with self.faults.guard("service.user_toml_watch"):
+                self.check_user_toml()
 
     def check_user_toml(self) -> None:
         """Compare each service's user.toml (mtime, size) with the last seen; notify changes."""

@@ -241,11 +241,13 @@ def boot_id(proc: Path = PROC) -> str:
 
 
 def observe(pid: int, proc: Path = PROC, boot: str | None = None) -> ProcessView | None:
-    """What `/proc` says about `pid` now; None if there is no such process."""
+    """What `/proc` says about `pid` now; None if there is no such process. Raises OSError when
+    /proc cannot be read (EMFILE, ENFILE, EACCES): "cannot tell" must never read as "gone", or a
+    supervisor out of descriptors would start a second copy of a service that still runs."""
     base = proc / str(pid)
     try:
         state, sid, starttime = parse_stat((base / "stat").read_bytes())
-    except (OSError, ValueError):
+    except (FileNotFoundError, ProcessLookupError, ValueError):  # ESRCH: exited while read
         return None
     return ProcessView(
         pid=pid,

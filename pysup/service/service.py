@@ -48,6 +48,7 @@ from pysup.events.model import (
     ServiceStateChanged,
 )
 from pysup.events.sink import EventSink, health_event, hook_event, no_events
+from pysup.faults import Faults
 from pysup.service.backoff import RestartBackoff
 from pysup.service.cfg import exported_cfg
 from pysup.service.checker import HealthChecker
@@ -116,8 +117,10 @@ class Service:
         tuning: ServiceTuning,
         rng: random.Random,
         wall_clock: Callable[[], float] = time.time,
+        faults: Faults | None = None,
         events: EventSink = no_events,
     ) -> None:
+        self._faults = faults if faults is not None else Faults()
         assert plan.svc_path is not None
         self._events = events
         self.plan = plan
@@ -178,6 +181,7 @@ class Service:
             rng=rng,
             service_group=str(self.sg),
             on_change=self._publish_if_changed,
+            faults=self._faults,
         )
         self.coordination = Coordinator(
             sg=self.sg,
@@ -187,6 +191,7 @@ class Service:
             publish=publish,
             suitability=self.suitability,
             tuning=tuning.election,
+            faults=self._faults,
             events=events,
         )
         self._tasks: set[asyncio.Task[None]] = set()
@@ -470,12 +475,11 @@ class Service:
             if self.state is _S.UNLOADED:
                 return
             try:
-                await self._reconcile()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # IllegalTransition included: a bug, logged, loop survives
-                self._log.exception("service.reconcile_failed")
-                self.last_error = f"internal error: {e}"
+                # IllegalTransition included: a bug, counted and logged; the loop survives.
+                with self._faults.guard("service.reconcile", service_group=str(self.sg)) as fault:
+                    await self._reconcile()
+                if fault.error is not None:
+                    self.last_error = f"internal error: {fault.error}"
             finally:
                 self._changed.set()
 

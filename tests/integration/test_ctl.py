@@ -13,7 +13,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,10 @@ class FakeSup:
         self.saves = 0
 
     def save_state(self) -> None:
+        self.saves += 1
+
+    def persist_rumors(self, extra: Sequence[Rumor] = ()) -> None:
+        """What the gateway saves before it publishes (and acknowledges)."""
         self.saves += 1
 
     def rejected(self, reason: str) -> float:

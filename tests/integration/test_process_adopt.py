@@ -29,7 +29,8 @@ from pysup.service.backoff import RestartBackoff
 from pysup.service.pidfile import Verdict, load_record
 from pysup.service.process import ProcessState, ProcessSupervisor, SupervisedProcess
 from pysup.testing.procs import kill_processes_under
-from tests.integration.test_process import ENV, SG, alive, until
+from tests.integration.test_process import ENV, SG, until
+from tests.util import process_alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -119,7 +120,7 @@ async def test_adopted_process_is_up_its_output_arrives_and_it_stops_on_request(
     assert out_log.read_text() == "started\n"  # read by the supervisor before it was killed
     os.kill(pid, signal.SIGUSR1)  # written while no one reads the pipe: it must not kill it
     await until((svc / "usr1-1.done").exists, what="the trap wrote its line")
-    assert alive(pid)
+    assert process_alive(pid)
 
     p = fresh(svc)
     with capture_logs() as logs:
@@ -131,7 +132,7 @@ async def test_adopted_process_is_up_its_output_arrives_and_it_stops_on_request(
         os.kill(pid, signal.SIGUSR1)
         await until(lambda: "usr1-2\n" in out_log.read_text(), what="new line after adoption")
         await p.stop("TERM", timeout_s=5.0)
-    assert p.state is ProcessState.DOWN and p.pid is None and not alive(pid)
+    assert p.state is ProcessState.DOWN and p.pid is None and not process_alive(pid)
     assert p.last_exit_code is None  # not our child: its status went to its parent
     assert not (svc / "PID").exists() and not (svc / "PID.json").exists()
     lines = [e["line"] for e in logs if e["event"] == "hook.output"]
@@ -163,7 +164,7 @@ async def test_adopted_process_that_exits_is_restarted_by_the_supervisor(
     assert new is not None
     pids.append(new)
     await sup.close()
-    assert not alive(new)
+    assert not process_alive(new)
 
 
 async def test_stop_policy_stops_the_orphan_without_announcing_it(
@@ -177,7 +178,7 @@ async def test_stop_policy_stops_the_orphan_without_announcing_it(
     sup = ProcessSupervisor(p, shutdown_timeout_s=5.0)
     checked = await sup.adopt(stop=True)
     assert checked is not None and checked.ours
-    assert not alive(pid) and p.state is ProcessState.DOWN and not sup.desired_up
+    assert not process_alive(pid) and p.state is ProcessState.DOWN and not sup.desired_up
     assert states == []  # it was never ours to serve: no UP/DOWN for the service to act on
     await sup.start()  # the caller's fresh start
     assert sup.pid not in (None, pid) and states == [ProcessState.UP]
@@ -201,7 +202,7 @@ async def test_records_that_do_not_verify_never_touch_a_process(
     pid = await orphan(svc, pids)
     good = json.loads((svc / "PID.json").read_text())
     os.killpg(pid, signal.SIGKILL)
-    await until(lambda: not alive(pid), what="the recorded process is gone")
+    await until(lambda: not process_alive(pid), what="the recorded process is gone")
 
     cases: list[tuple[str, str | None, Verdict | None]] = [
         ("gone", json.dumps(good), Verdict.GONE),

@@ -9,13 +9,17 @@ round-trips and refuses what it cannot trust; the stat parser survives hostile c
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from pysup.service import adopt
 from pysup.service.pidfile import (
     MAX_RECORD_BYTES,
     ProcessView,
@@ -30,6 +34,7 @@ from pysup.service.pidfile import (
     read_pid_file,
     verify,
 )
+from tests.util import async_wait_for
 
 BOOT = "4b1c8e0e-8d0d-4f47-a5c5-8c1f2f1f9e01"
 RECORD = RunRecord(
@@ -184,6 +189,74 @@ def test_observe_reads_a_fake_proc(tmp_path: Path) -> None:
     (base / "cmdline").write_bytes(b"/bin/sh\0/hab/svc/api/hooks/run\0")
     assert observe(4242, proc) == SAME
     assert observe(4243, proc) is None
+
+
+def fake_proc(tmp_path: Path) -> Path:
+    """A /proc in a temp dir with our recorded process (pid 4242) in it."""
+    proc = tmp_path / "proc"
+    (proc / "sys/kernel/random").mkdir(parents=True)
+    (proc / "sys/kernel/random/boot_id").write_text(BOOT + "\n")
+    base = proc / "4242"
+    base.mkdir()
+    tail = [b"S", b"1", b"4242", b"4242"] + [b"0"] * 15 + [b"987654", b"0"]
+    (base / "stat").write_bytes(b"4242 (sh) " + b" ".join(tail) + b"\n")
+    os.symlink("/hab/svc/api", base / "cwd")
+    os.symlink("/bin/sh", base / "exe")
+    (base / "cmdline").write_bytes(b"/bin/sh\0/hab/svc/api/hooks/run\0")
+    return proc
+
+
+def test_an_unreadable_proc_entry_is_cannot_tell_not_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE while reading /proc must not read as "exited": the caller would start a second copy
+    of a service that still runs. Only ENOENT/ESRCH mean gone."""
+    proc = fake_proc(tmp_path)
+    real = Path.read_bytes
+
+    def out_of_descriptors(self: Path) -> bytes:
+        if self.name == "stat":
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", out_of_descriptors)
+    with pytest.raises(OSError):
+        observe(4242, proc)
+    monkeypatch.setattr(Path, "read_bytes", real)
+    assert observe(4242, proc) == SAME
+
+
+async def test_an_adopted_process_is_still_watched_while_proc_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The /proc poll (no pidfd) retries on EMFILE and reports the exit only once the entry is
+    really gone."""
+    proc = fake_proc(tmp_path)
+    monkeypatch.setattr(adopt, "POLL_S", 0.01)
+    reads = 0
+    real = Path.read_bytes
+
+    def flaky(self: Path) -> bytes:
+        nonlocal reads
+        if self.name == "stat":
+            reads += 1
+            if reads <= 5:
+                raise OSError(errno.EMFILE, "Too many open files")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", flaky)
+    watch = adopt.ExitWatch(RECORD, None, proc)
+    exited = asyncio.ensure_future(watch.exited())
+    # five failed polls, then three that see the process: none of them reports an exit
+    await async_wait_for(lambda: _true(reads >= 8), timeout=5, what="eight polls")
+    assert not exited.done()
+    shutil.rmtree(proc / "4242")
+    await asyncio.wait_for(exited, timeout=5)
+    watch.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def test_load_record_and_pid_file(tmp_path: Path) -> None:
