@@ -215,6 +215,7 @@ class Supervisor:
         # Ids start at our start time in µs: above any id of an earlier run (docs/events.md).
         hub = EventHub(first_id=int(time.time() * 1_000_000), member_id=member_id)
         self.events = self.listener.events = EventStream(hub)
+        self.metrics.watch_events(hub.stats)
         self.services = self.listener.services = ServiceManager(
             events=self.events.publish,
             state=self.state,

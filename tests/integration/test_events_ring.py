@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.measure import rss_mib
 from pysup.ctl_client import CtlClient
@@ -182,6 +183,18 @@ def open_slow_client(sup: Sup) -> socket.socket:
     return s
 
 
+def event_metrics(sup: Sup) -> dict[str, float]:
+    """The pysup_event_* and pysup_events_* samples of /metrics."""
+    status, body = sup.get("/metrics")
+    assert status == 200, status
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name.startswith("pysup_event")
+    }
+
+
 def healthz_s(sup: Sup) -> float:
     t = time.monotonic()
     with urllib.request.urlopen(sup.url("/healthz"), timeout=HEALTHZ_BOUND_S * 5) as r:
@@ -242,7 +255,20 @@ def test_200_slow_clients_bound_memory_and_never_delay_healthz(
     assert max(latencies) <= HEALTHZ_BOUND_S, sorted(latencies)[-5:]
     assert growth <= RSS_BOUND_MIB, (baseline, peak[0])
 
-    # Shut down with them all still connected: the streams end first, nothing waits for them.
+    # /metrics counts them: every slow client holds a slot, none was refused, the burst was
+    # published. None is dropped or stalled within this window: with the kernel send buffer
+    # bounded (EventLimits.send_buffer_bytes) their writes block, and a blocked client is
+    # counted stalled only after write_timeout_s (30 s) and dropped when it next takes a chunk.
+    # Those two counters moving is proven on the hub (tests/unit/test_metrics_events.py).
+    m = event_metrics(sup)
+    report_line = {k.removeprefix("pysup_"): v for k, v in m.items()}
+    print(f"event metrics with {SLOW_CLIENTS} slow clients connected: {report_line}")
+    assert m["pysup_event_clients"] == SLOW_CLIENTS
+    assert m["pysup_event_clients_refused_total"] == 0
+    assert m["pysup_events_published_total"] >= BURST
+
+    # Shut down with them all still connected and their writes blocked: the streams end first
+    # and blocked writes are cut off, so nothing waits for them.
     t1 = time.monotonic()
     sup.signal(signal.SIGTERM)
     assert sup.wait_exit(SHUTDOWN_BOUND_S) == 0
