@@ -73,6 +73,7 @@ from pysup.discovery.reflector import ListWatcher, WatchTuning
 from pysup.discovery.runtime import kube_config_from_env
 from pysup.faults import Faults
 from pysup.native_state import NativeInputs, me_of, members_of, next_config_incarnation, rumors_of
+from pysup.ring import RingEvent, RingListener
 from pysup.settings import Settings
 
 if TYPE_CHECKING:
@@ -80,7 +81,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-Listener = Callable[[MemberChanged | RumorChanged | SelfChanged], None]
 Groups = Callable[[], Mapping[str, bool]]
 """Loaded service group -> is it in leader topology."""
 
@@ -161,7 +161,7 @@ class NativeRing:
         ip: str,
         gossip_port: int,
         groups: Groups,
-        listener: Listener,
+        listener: RingListener,
         lease_name: str | None = None,
         configmap_name: str | None = None,
         configmap_key: str = DEFAULT_KEY,
@@ -204,7 +204,7 @@ class NativeRing:
         *,
         sys_ip: str,
         groups: Groups,
-        listener: Listener,
+        listener: RingListener,
         faults: Faults | None = None,
     ) -> NativeRing:
         if not settings.kubernetes_service:
@@ -406,7 +406,7 @@ class NativeRing:
 
     def _apply(self, *, emit: bool) -> None:
         inputs = self._in
-        events: list[MemberChanged | RumorChanged | SelfChanged] = []
+        events: list[RingEvent] = []
         me = me_of(inputs)
         if me != self.me and me.health is Health.DEPARTED:
             events.append(SelfChanged(me, "left"))

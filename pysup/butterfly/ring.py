@@ -7,19 +7,18 @@ effects reach the listener given here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from pysup.butterfly import codec
 from pysup.butterfly.core import SwimCore
-from pysup.butterfly.effects import Addr, MemberChanged, RumorChanged, SelfChanged
+from pysup.butterfly.effects import Addr
 from pysup.butterfly.member import Member
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
 from pysup.faults import Faults
 from pysup.metrics import Metrics
-
-Event = MemberChanged | RumorChanged | SelfChanged
+from pysup.ring import RingListener
 
 
 class GossipRing:
@@ -32,7 +31,7 @@ class GossipRing:
         host: str,
         port: int,
         *,
-        listener: Callable[[Event], None],
+        listener: RingListener,
         key: codec.Cipher | None = None,
         metrics: Metrics | None = None,
         udp_backend: str = "asyncio-dgram",
