@@ -38,7 +38,7 @@ from pysup.crypto.tls import TlsConfigError
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.events import EventHub, EventStream
 from pysup.faults import Faults, one_line
-from pysup.gateway.ctl import load_saved_specs, start_ctl_server
+from pysup.gateway.ctl import start_ctl_server
 from pysup.gateway.http import make_app
 from pysup.gateway.http_server import HttpServer
 from pysup.gateway.service_routes import add_service_routes
@@ -317,6 +317,8 @@ class Supervisor:
     async def _load_services(self) -> None:
         """Specs saved by `svc load` first, then the plans given on the command line (or
         PYSUP_DEFAULT_PLANS), skipping any whose service is already loaded."""
+        from pysup.gateway.ctl import load_saved_specs
+
         assert self.services is not None
         s = self.settings
         for spec in load_saved_specs(self.state):
