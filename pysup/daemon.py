@@ -50,9 +50,9 @@ from pysup.service.manager import ServiceManager
 from pysup.service.pkgpaths import PkgPaths
 from pysup.service.process import ProcessState
 from pysup.service.reaper import Reaper
-from pysup.service.render import ServiceLoadError
 from pysup.service.saved import load_saved_specs
 from pysup.service.spec import ServiceSpec, SpecError
+from pysup.service.svcdir import ServiceLoadError
 from pysup.settings import Settings
 from pysup.statedir import StateDir, describe_error
 

@@ -66,7 +66,9 @@ from pysup.service.lifecycle import (
 )
 from pysup.service.plan import Plan
 from pysup.service.process import ProcessState, ProcessSupervisor, SupervisedProcess
-from pysup.service.render import (
+from pysup.service.sources import ConfigSources
+from pysup.service.spec import DesiredState, ServiceSpec
+from pysup.service.svcdir import (
     SVC_SUBDIRS,
     RenderResult,
     ServiceLoadError,
@@ -76,8 +78,6 @@ from pysup.service.render import (
     resolve_run_user,
     write_files,
 )
-from pysup.service.sources import ConfigSources
-from pysup.service.spec import DesiredState, ServiceSpec
 from pysup.statedir import atomic_write
 
 __all__ = [
