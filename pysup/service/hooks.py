@@ -409,16 +409,7 @@ async def run_hook(
         started = time.monotonic()
         try:
             try:
-                proc = await spawn_registered(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out.write_fd,
-                    stderr=errp.write_fd,
-                    cwd=cwd,
-                    env=dict(env),
-                    start_new_session=True,
-                    **creds,
-                )
+                proc = await _spawn(argv, out, errp, cwd, env, creds)
             except (OSError, ValueError) as e:
                 raise HookError(f"{what}: cannot start {path}: {e}") from e
             out.child_started()
@@ -446,6 +437,27 @@ async def run_hook(
         duration_s=round(result.duration_s, 3),
     )
     return result
+
+
+async def _spawn(
+    argv: list[str],
+    out: OutputPipe,
+    err: OutputPipe,
+    cwd: Path,
+    env: Mapping[str, str],
+    creds: dict[str, Any],
+) -> asyncio.subprocess.Process:
+    """Start the hook in its own session (so its whole group can be killed), output to the pipes."""
+    return await spawn_registered(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=out.write_fd,
+        stderr=err.write_fd,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+        **creds,
+    )
 
 
 def _pipe(service_group: str, hook: str, stream: str, file: IO[bytes], tail: int) -> OutputPipe:

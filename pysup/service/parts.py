@@ -64,6 +64,33 @@ _S = ServiceState
 class ServiceParts:
     """The parts and status of one loaded service (see the module docstring)."""
 
+    # The status the API shows; the class values are those of a service just loaded.
+    state: ServiceState = ServiceState.LOADED
+    reason: str | None = None
+    """Why the service waits (WAITING) or failed (FAILED)."""
+    last_error: str | None = None
+    """The last error (hook failure, bad config, template error), for the API. It stays until
+    the next error: the API shows what last went wrong, also after recovery."""
+    initialized: bool = False
+    """install and init succeeded (or an adopted process ran them): the rumor says so."""
+    incarnation: int = 0
+    """Of the Service rumor last published."""
+    update_status: str | None = None
+    """A pending or running update of the plan (set by the manager's plan watcher)."""
+    cfg: dict[str, Any]
+    """The layered config the templates last rendered with."""
+    exported: dict[str, Any]
+    """Only the keys named in pkg_exports (what the Service rumor carries)."""
+    last_render: RenderResult
+    """Which config files and hooks the last render changed."""
+
+    # Tasks and timers of the service, None while not running.
+    _loop_task: asyncio.Task[None] | None = None
+    _post_run: asyncio.Task[None] | None = None
+    _retry_handle: asyncio.TimerHandle | None = None
+    _published: tuple[bool, dict[str, Any], str] | None = None
+    """What the last published Service rumor carried (initialized, exported, health)."""
+
     def __init__(
         self,
         *,
@@ -101,21 +128,9 @@ class ServiceParts:
         self._log = log.bind(service_group=str(self.sg))
         self.run_as = RunAs(str(self.sg), plan.svc_path, dict(env), *resolve_run_user(plan))
 
-        self.state = ServiceState.LOADED
-        self.reason: str | None = None
-        """Why the service waits (WAITING) or failed (FAILED)."""
-        self.last_error: str | None = None
-        """The last error (hook failure, bad config, template error), for the API. It stays until
-        the next error: the API shows what last went wrong, also after recovery."""
-        self.initialized = False
-        self.cfg: dict[str, Any] = dict(plan.default_cfg)
-        self.exported: dict[str, Any] = {}
-        """Only the keys named in pkg_exports (what the Service rumor carries)."""
-        self.incarnation = 0
-        self.last_render: RenderResult = RenderResult()
-        self.update_status: str | None = None
-        """A pending or running update of the plan (set by the manager's plan watcher)."""
-
+        self.cfg = dict(plan.default_cfg)
+        self.exported = {}
+        self.last_render = RenderResult()
         self._desired = spec.desired_state
         self.sources = ConfigSources(
             service_group=str(self.sg),
@@ -124,16 +139,12 @@ class ServiceParts:
             env=env,
             user_toml=user_toml,
         )
-        self._published: tuple[bool, dict[str, Any], str] | None = None
         self._init_backoff = RestartBackoff(
             base_s=tuning.init_retry_base_s, max_s=tuning.init_retry_max_s
         )
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._post_run: asyncio.Task[None] | None = None
-        self._retry_handle: asyncio.TimerHandle | None = None
 
         self.hooks = ServiceHooks(
             self.run_as, tuning, lambda: self.templates.hooks, self._error, events
