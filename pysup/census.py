@@ -1,8 +1,10 @@
 """The census: every service group across the ring, built from rumors and the member table (pure).
 
-A ``Census`` is an immutable snapshot rebuilt from scratch whenever the caller wants one (Habitat
+A ``Census`` is an immutable snapshot rebuilt from scratch whenever the ring changed (Habitat
 rebuilds its whole census whenever any rumor store or the member list changed; so do we, which keeps
-it consistent by construction). Inputs:
+it consistent by construction): ``CensusCache`` keeps the last one for the ring's version, and each
+config rumor's TOML is parsed once (``pysup.gossipcfg``). The census is the only route by which
+gossiped configuration and files reach services. Inputs:
 
 - ``ServiceRumor``s make groups and their members (service, group, org, pkg, sys, exported cfg,
   initialized);
@@ -44,7 +46,7 @@ from pysup.butterfly.messages import (
 )
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.validate import GROUP_PART_RE, check_service_group_parts, split_service_group
-from pysup.service.cfg import ConfigError, parse_gossip_config
+from pysup.gossipcfg import GossipConfigs
 
 log = structlog.get_logger(__name__)
 
@@ -192,6 +194,17 @@ class ServiceFile:
 
 
 @dataclass(frozen=True)
+class GossipProblem:
+    """A gossiped config (`item` "config") or file (`item` its name) a service cannot use."""
+
+    item: str
+    incarnation: int
+    message: str
+    sealed: bool = False
+    """Encrypted and not opened here (yet: the key may arrive)."""
+
+
+@dataclass(frozen=True)
 class CensusGroup:
     """One service group across the ring."""
 
@@ -258,6 +271,12 @@ class Census:
         default_factory=lambda: MappingProxyType({})
     )
     """Gossiped files of every service group: group -> filename -> file."""
+    problems: Mapping[str, tuple[GossipProblem, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Gossiped config and files that cannot be used (not parsable, encrypted), by group."""
+    sealed: bool = False
+    """Some encrypted config or file could not be opened (``CensusCache`` rebuilds next time)."""
 
     def group(self, service_group: str | ServiceGroup) -> CensusGroup | None:
         return self.groups.get(str(service_group))
@@ -268,6 +287,9 @@ class Census:
     def service_files(self, service_group: str | ServiceGroup) -> Mapping[str, ServiceFile]:
         return self.files.get(str(service_group), MappingProxyType({}))
 
+    def gossip_problems(self, service_group: str | ServiceGroup) -> tuple[GossipProblem, ...]:
+        return self.problems.get(str(service_group), ())
+
 
 def empty_census(local_member_id: str) -> Census:
     return Census(local_member_id=local_member_id)
@@ -276,20 +298,50 @@ def empty_census(local_member_id: str) -> Census:
 # --- building -------------------------------------------------------------------------------------
 
 
+class CensusCache:
+    """The last census and the version of the ring it was built from: `get` rebuilds only when
+    the version or the local member changed. Config rumors are parsed once across rebuilds."""
+
+    def __init__(self, opener: Opener | None = None) -> None:
+        self._key: tuple[Member, int] | None = None
+        self._census: Census | None = None
+        self._configs = GossipConfigs()
+        self._opener = opener
+
+    def get(
+        self, local: Member, members: Iterable[Member], store: RumorStore, version: int
+    ) -> Census:
+        """`members` is only iterated on a rebuild; `version` must change whenever the member
+        table or the store does (`SwimCore.version`)."""
+        key = (local, version)
+        if self._census is None or key != self._key:
+            self._census = build_census(local, members, store, self._opener, self._configs)
+            # A sealed rumor we could not open may open at the next call (its group's key was
+            # put in the key cache): keep rebuilding until every one is open.
+            self._key = None if self._census.sealed else key
+        return self._census
+
+
 Opener = Callable[[ServiceConfigRumor | ServiceFileRumor], bytes | None]
 """An encrypted rumor's plain payload, or None when it cannot be opened here
 (``pysup.crypto.sealed.RumorOpener.plain``, which also says why)."""
 
 
 def build_census(
-    local: Member, members: Iterable[Member], store: RumorStore, opener: Opener | None = None
+    local: Member,
+    members: Iterable[Member],
+    store: RumorStore,
+    opener: Opener | None = None,
+    parsed: GossipConfigs | None = None,
 ) -> Census:
     """The census of `store` as seen by `local`, with health from the member table `members`;
-    encrypted configs and files are read through `opener` (without one they are left out)."""
+    encrypted configs and files are read through `opener` (without one they are left out).
+    `parsed`: config rumors parsed by an earlier build (a fresh cache parses every one)."""
     table: dict[str, Member] = {m.id: m for m in members}
     table.setdefault(local.id, local)
-    configs = _configs(store, opener)
-    files = _files(store, opener)
+    problems: dict[str, list[GossipProblem]] = {}
+    configs = _configs(store, opener, parsed or GossipConfigs(), problems)
+    files = _files(store, opener, problems)
     by_group: dict[ServiceGroup, list[ServiceRumor]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE):
         assert isinstance(rumor, ServiceRumor)
@@ -314,6 +366,8 @@ def build_census(
         ring=tuple(sorted(table.values(), key=lambda m: m.id)),
         configs=MappingProxyType(configs),
         files=MappingProxyType({k: MappingProxyType(v) for k, v in files.items()}),
+        problems=MappingProxyType({k: tuple(v) for k, v in problems.items()}),
+        sealed=any(p.sealed for ps in problems.values() for p in ps),
     )
 
 
@@ -323,28 +377,45 @@ def _payload(rumor: ServiceConfigRumor | ServiceFileRumor, opener: Opener | None
     return None if opener is None else opener(rumor)
 
 
-def _configs(store: RumorStore, opener: Opener | None) -> dict[str, ServiceConfig]:
+def _sealed(rumor: ServiceConfigRumor | ServiceFileRumor, what: str) -> GossipProblem:
+    item = "config" if isinstance(rumor, ServiceConfigRumor) else rumor.filename
+    message = f"{what} {rumor.incarnation} is encrypted and cannot be opened here"
+    return GossipProblem(item, rumor.incarnation, message, sealed=True)
+
+
+def _configs(
+    store: RumorStore,
+    opener: Opener | None,
+    parsed: GossipConfigs,
+    problems: dict[str, list[GossipProblem]],
+) -> dict[str, ServiceConfig]:
     out: dict[str, ServiceConfig] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_CONFIG):
         assert isinstance(rumor, ServiceConfigRumor)
         data = _payload(rumor, opener)
         if data is None:
+            problems.setdefault(rumor.service_group, []).append(_sealed(rumor, "gossip config"))
             continue
-        try:
-            value = parse_gossip_config(data)
-        except ConfigError as e:
-            log.warning("census.config_invalid", service_group=rumor.service_group, error=str(e))
+        value = parsed.parse(rumor, data)
+        if isinstance(value, str):
+            problem = GossipProblem("config", rumor.incarnation, value)
+            problems.setdefault(rumor.service_group, []).append(problem)
             continue
-        out[rumor.service_group] = ServiceConfig(rumor.incarnation, MappingProxyType(value))
+        out[rumor.service_group] = ServiceConfig(rumor.incarnation, value)
+    parsed.keep_only({r.identity[1] for r in store.of_kind(RumorKind.SERVICE_CONFIG)})
     return out
 
 
-def _files(store: RumorStore, opener: Opener | None) -> dict[str, dict[str, ServiceFile]]:
+def _files(
+    store: RumorStore, opener: Opener | None, problems: dict[str, list[GossipProblem]]
+) -> dict[str, dict[str, ServiceFile]]:
     out: dict[str, dict[str, ServiceFile]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_FILE):
         assert isinstance(rumor, ServiceFileRumor)
         data = _payload(rumor, opener)
         if data is None:
+            what = f"gossiped file {rumor.filename}"
+            problems.setdefault(rumor.service_group, []).append(_sealed(rumor, what))
             continue
         out.setdefault(rumor.service_group, {})[rumor.filename] = ServiceFile(
             rumor.filename, rumor.incarnation, data

@@ -5,7 +5,8 @@ Each command builds one request (``pysup.gateway.ctl_proto``), sends it to the c
 ``HAB_CTL_SECRET``/``PYSUP_CTL_SECRET`` or ``<state dir>/CTL_SECRET``, and prints the result.
 ``--member N`` takes both from the ring file of a ``pysup ring`` run in this directory; with
 nothing named at all, member 0 of such a ring is used (``pysup.ctl_target``).
-``census`` reads the HTTP gateway instead. Every error is one line on stderr and exit status 1.
+``census`` reads the HTTP gateway instead (HTTPS too: ``pysup.http_client``). Every error is one
+line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import asyncio
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -28,7 +27,6 @@ from pysup.ctl_target import (
     DEFAULT_STATE_DIR,
     UserError,
     control_target,
-    parse_addr,
     ring_member,
     ring_root,
 )
@@ -49,6 +47,13 @@ from pysup.gateway.ctl_proto import (
     check_version,
 )
 from pysup.gateway.tls_setup import ctl_client_tls
+from pysup.http_client import (
+    HTTP_CA_ENV,
+    HTTP_CLIENT_CERT_ENV,
+    HTTP_CLIENT_KEY_ENV,
+    get_json,
+    http_target,
+)
 from pysup.key_cli import (
     CommandError,
     add_sup_secret_commands,
@@ -61,7 +66,6 @@ from pysup.ringinfo import DEFAULT_RING_ROOT, RING_ROOT_ENV
 EXIT_ERROR: Final = 1
 DEFAULT_HTTP: Final = "127.0.0.1:9631"
 STATUS_COLUMNS: Final = ("package", "type", "desired", "state", "elapsed (s)", "pid", "group")
-HTTP_TIMEOUT_S: Final = 10.0
 
 AddCommand = Callable[["argparse._SubParsersAction[Any]"], None]
 
@@ -353,39 +357,21 @@ def _add_census(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("census", help="members and service groups, from the HTTP gateway")
     p.add_argument(
         "--http",
-        metavar="HOST:PORT",
+        metavar="[https://]HOST:PORT",
         help=f"HTTP gateway [$HAB_LISTEN_HTTP or {DEFAULT_HTTP}]",
     )
+    p.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help=f"speak HTTPS, trusting this CA or certificate [${HTTP_CA_ENV}]",
+    )
+    p.add_argument(
+        "--cert", metavar="FILE", help=f"HTTPS client certificate [${HTTP_CLIENT_CERT_ENV}]"
+    )
+    p.add_argument("--key", metavar="FILE", help=f"its private key [${HTTP_CLIENT_KEY_ENV}]")
     p.add_argument("--json", action="store_true", help="the gateway's JSON, for scripts")
     _ring_flags(p, "HTTP gateway")
     p.set_defaults(func=_run(_census))
-
-
-def fetch_census(host: str, port: int, token: str | None) -> dict[str, Any]:
-    where = f"{host}:{port}"
-    req = urllib.request.Request(f"http://{where}/census")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
-            data = resp.read()
-    except urllib.error.HTTPError as e:
-        raise UserError(f"the HTTP gateway at {where} answered {e.code} {e.reason}") from None
-    except urllib.error.URLError as e:
-        if isinstance(e.reason, ConnectionRefusedError):
-            raise UserError(
-                f"no supervisor HTTP gateway listening on {where} (is `pysup run` running?)"
-            ) from None
-        raise UserError(f"cannot reach the HTTP gateway at {where}: {e.reason}") from None
-    except (OSError, TimeoutError) as e:
-        raise UserError(f"cannot reach the HTTP gateway at {where}: {e}") from None
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise UserError(f"the HTTP gateway at {where} did not answer JSON") from None
-    if not isinstance(value, dict):
-        raise UserError(f"the HTTP gateway at {where} answered an unexpected shape")
-    return value
 
 
 def census_tables(census: Mapping[str, Any]) -> str:
@@ -436,8 +422,8 @@ def _census(args: argparse.Namespace) -> int:
         addr = ring_member(ring_root(args.ring_root, _env()), args.member).http
     else:
         addr = args.http or _env().get("HAB_LISTEN_HTTP") or DEFAULT_HTTP
-    host, port = parse_addr(addr, 9631, "--http")
-    census = fetch_census(host, port, _env().get("HAB_SUP_GATEWAY_AUTH_TOKEN") or None)
+    target = http_target(addr, _env(), args.cacert, args.cert, args.key)
+    census = get_json(target, "/census")
     if args.json:
         print(json.dumps(census, indent=2, sort_keys=True))
     else:

@@ -30,7 +30,7 @@ from pysup.butterfly.member import Health, Member, next_incarnation
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.runner import Runner
-from pysup.census import Census, build_census
+from pysup.census import Census, CensusCache
 from pysup.crypto.sealed import RumorOpener
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.events import EventHub, EventStream
@@ -129,6 +129,7 @@ class Supervisor:
         self.events: EventStream | None = None  # GET /events, made in start() (needs our id)
         cache = Path(settings.key_cache) if settings.key_cache else default_key_cache(self.env)
         self.opener = RumorOpener(cache, self.metrics.reject)  # encrypted config and files
+        self._census = CensusCache(self.opener.plain)
 
     # --- views for the gateways ---------------------------------------------------------
 
@@ -229,6 +230,7 @@ class Supervisor:
         # Ids start at our start time in µs: above any id of an earlier run (docs/events.md).
         hub = EventHub(first_id=int(time.time() * 1_000_000), member_id=member_id)
         self.events = EventStream(hub)
+        self.metrics.watch_events(hub.stats)
         self.services = ServiceManager(
             events=self.events.publish,
             state=self.state,
@@ -316,7 +318,8 @@ class Supervisor:
         return runtime
 
     def census(self) -> Census:
-        return build_census(self.core.me, self.core.members(), self.core.store, self.opener.plain)
+        store = self.core.store  # first: the native mode brings its state up to date when read
+        return self._census.get(self.core.me, self.core.members(), store, self.core.version)
 
     def publish(self, rumor: Rumor) -> None:
         assert self.runner is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -10,6 +12,10 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pysup.events.hub import HubStats
 
 
 class Metrics:
@@ -82,8 +88,50 @@ class Metrics:
         # (read from /proc at scrape time; absent on systems without /proc).
         ProcessCollector(registry=r)
 
+    def watch_events(self, stats: HubStats) -> None:
+        """Export the event stream's counters (``/events``, docs/events.md), read at scrape time:
+        the hub stays free of metrics code and its counters are never copied twice."""
+        self.registry.register(EventStreamCollector(stats))
+
     def reject(self, source: str, reason: str) -> None:
         self.rejected.labels(source=source, reason=reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class EventStreamCollector(Collector):
+    """``pysup_event_*``: the ``/events`` hub's :class:`HubStats` as Prometheus metrics."""
+
+    def __init__(self, stats: HubStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        yield GaugeMetricFamily("pysup_event_clients", "/events clients connected now", s.clients)
+        counters = (
+            ("pysup_events_published", "Events published to /events", s.published),
+            ("pysup_events_oversize", "Events over the size bound, sent as a stub", s.oversize),
+            (
+                "pysup_event_clients_dropped",
+                "/events clients dropped: too slow for the history (sent stream.dropped)",
+                s.dropped,
+            ),
+            (
+                "pysup_event_clients_stalled",
+                "/events clients disconnected after accepting no bytes for the write timeout",
+                s.stalled,
+            ),
+            (
+                "pysup_event_clients_refused",
+                "/events connections refused (503) at the client limit",
+                s.refused,
+            ),
+            (
+                "pysup_event_clients_reset",
+                "/events clients told to resync: their resume point had left the history",
+                s.resets,
+            ),
+        )
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value)

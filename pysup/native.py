@@ -56,10 +56,14 @@ from pysup.butterfly.messages import (
     ElectionRumor,
     ElectionStatus,
     Rumor,
+    RumorKind,
     ServiceConfigRumor,
     ServiceRumor,
+    by_kind,
+    kind_of,
 )
 from pysup.butterfly.rumors import RumorStore, StoredRumor
+from pysup.butterfly.version import next_version
 from pysup.discovery.configmap import DEFAULT_KEY, ConfigMapWatcher
 from pysup.discovery.kube_client import (
     KubeClient,
@@ -236,6 +240,21 @@ def next_config_incarnation(previous: int, resource_version: str | None) -> int:
 # --- the view the daemon and the gateways read --------------------------------------------------
 
 
+_PUBLISH = by_kind(
+    "native publish",
+    {
+        RumorKind.MEMBER: "ignored",
+        RumorKind.SERVICE: "service",  # ours go into the EndpointSlice view
+        RumorKind.SERVICE_CONFIG: "ignored",  # config comes from the ConfigMap
+        RumorKind.SERVICE_FILE: "ignored",
+        RumorKind.DEPARTURE: "ignored",
+        RumorKind.ELECTION: "lease",
+        RumorKind.ELECTION_UPDATE: "lease",
+    },
+)
+"""What the Kubernetes-native mode does with a rumor its services publish."""
+
+
 class NativeCore:
     """The `SwimCore` queries, over the synthesized state."""
 
@@ -245,6 +264,7 @@ class NativeCore:
         self._store = RumorStore()
         self._members: dict[str, Member] = {}
         self._before_read = before_read
+        self._members_version = next_version()
 
     @property
     def store(self) -> RumorStore:
@@ -254,6 +274,12 @@ class NativeCore:
 
     def replace_state(self, me: Member, members: dict[str, Member], store: RumorStore) -> None:
         self.me, self._members, self._store = me, members, store
+        self._members_version = next_version()
+
+    @property
+    def version(self) -> int:
+        """Changes with every new state (`SwimCore.version`); read `store` first to sync."""
+        return max(self._members_version, self._store.version)
 
     def member(self, member_id: str) -> Member | None:
         if member_id == self.me.id:
@@ -385,12 +411,15 @@ class NativeRuntime:
 
     def publish(self, rumor: Rumor) -> None:
         """My services' own Service rumors; anything else has no place in this mode."""
-        if isinstance(rumor, ServiceRumor) and rumor.member_id == self.core.me.id:
+        route = _PUBLISH[kind_of(rumor)]
+        mine = isinstance(rumor, ServiceRumor) and rumor.member_id == self.core.me.id
+        if route == "service" and mine:
+            assert isinstance(rumor, ServiceRumor)
             local = dict(self._in.local)
             local[rumor.service_group] = rumor
             self._update(local=local)
             return
-        if isinstance(rumor, ElectionRumor):
+        if route == "lease":
             return  # the Lease decides; the services' coordinators publish none (external_leader)
         log.warning(
             "native.rumor_ignored",

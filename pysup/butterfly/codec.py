@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgpack
 import structlog
@@ -40,10 +40,12 @@ from pysup.butterfly.messages import (
     PingReq,
     PushPull,
     Rumor,
+    RumorKind,
     RumorPush,
     ServiceConfigRumor,
     ServiceFileRumor,
     ServiceRumor,
+    by_kind,
 )
 from pysup.butterfly.validate import (
     IP_LITERALS,
@@ -52,7 +54,7 @@ from pysup.butterfly.validate import (
     plain_map_problem,
     service_group_problem,
 )
-from pysup.service.cfg import ConfigError, parse_gossip_config
+from pysup.gossipcfg import ConfigError, parse_gossip_config
 
 log = structlog.get_logger(__name__)
 
@@ -235,31 +237,38 @@ def _member_problem(v: list[Any]) -> str | None:
     return None
 
 
-_K_MEMBER, _K_SERVICE, _K_CONFIG, _K_FILE, _K_DEPARTURE, _K_ELECTION = range(1, 7)
+def _pack_member_rumor(r: MemberRumor) -> list[Any]:
+    return [_K_MEMBER, _pack_member(r.member), bytes.fromhex(r.by)]
 
 
-def _pack_rumor(r: Rumor) -> list[Any]:
-    if isinstance(r, MemberRumor):
-        return [_K_MEMBER, _pack_member(r.member), bytes.fromhex(r.by)]
-    if isinstance(r, ServiceRumor):
-        return [
-            _K_SERVICE,
-            bytes.fromhex(r.member_id),
-            r.service_group,
-            r.incarnation,
-            r.pkg,
-            r.initialized,
-            dict(r.cfg),
-            dict(r.sys),
-            r.health_check,
-            r.plan_fingerprint,
-        ]
-    if isinstance(r, ServiceConfigRumor):
-        return [_K_CONFIG, r.service_group, r.incarnation, r.config, r.encrypted]
-    if isinstance(r, ServiceFileRumor):
-        return [_K_FILE, r.service_group, r.filename, r.incarnation, r.body, r.encrypted]
-    if isinstance(r, DepartureRumor):
-        return [_K_DEPARTURE, bytes.fromhex(r.member_id)]
+def _pack_service(r: ServiceRumor) -> list[Any]:
+    return [
+        _K_SERVICE,
+        bytes.fromhex(r.member_id),
+        r.service_group,
+        r.incarnation,
+        r.pkg,
+        r.initialized,
+        dict(r.cfg),
+        dict(r.sys),
+        r.health_check,
+        r.plan_fingerprint,
+    ]
+
+
+def _pack_config(r: ServiceConfigRumor) -> list[Any]:
+    return [_K_CONFIG, r.service_group, r.incarnation, r.config, r.encrypted]
+
+
+def _pack_file(r: ServiceFileRumor) -> list[Any]:
+    return [_K_FILE, r.service_group, r.filename, r.incarnation, r.body, r.encrypted]
+
+
+def _pack_departure(r: DepartureRumor) -> list[Any]:
+    return [_K_DEPARTURE, bytes.fromhex(r.member_id)]
+
+
+def _pack_election(r: ElectionRumor) -> list[Any]:
     return [
         _K_ELECTION,
         r.service_group,
@@ -270,6 +279,10 @@ def _pack_rumor(r: Rumor) -> list[Any]:
         [bytes.fromhex(v) for v in r.votes],
         r.update,
     ]
+
+
+def _pack_rumor(r: Rumor) -> list[Any]:
+    return _PACK_BY_CLASS[type(r)](r)
 
 
 def _unpack_id(v: Any) -> str:
@@ -317,67 +330,124 @@ def _check_config(body: bytes) -> None:
         raise CodecError("value", f"config: {problem}")
 
 
+def _unpack_member_rumor(v: list[Any]) -> MemberRumor:
+    by = v[2]
+    _expect(isinstance(by, bytes) and len(by) in (0, 16), "suspector id")
+    return MemberRumor(_unpack_member(v[1]), bytes(by).hex())
+
+
+def _unpack_service(v: list[Any]) -> ServiceRumor:
+    # 8 fields: a sender from before health_check/plan_fingerprint were gossiped.
+    _, mid, group, inc, pkg, initialized, cfg, sys, *status = v
+    _expect(isinstance(initialized, bool), "service")
+    health, fingerprint = status or ("", "")
+    return ServiceRumor(
+        _unpack_id(mid),
+        _unpack_group(group),
+        _unpack_inc(inc, "service incarnation"),
+        _unpack_str(pkg, "pkg"),
+        initialized,
+        _unpack_map(cfg, "service cfg"),
+        _unpack_map(sys, "service sys"),
+        _unpack_str(health, "service health"),
+        _unpack_str(fingerprint, "plan fingerprint"),
+    )
+
+
+def _unpack_config(v: list[Any]) -> ServiceConfigRumor:
+    _, group, inc, config, encrypted = v
+    _expect(isinstance(encrypted, bool), "service config")
+    _expect(isinstance(config, bytes) and len(config) <= MAX_BLOB, "config body")
+    if not encrypted:
+        _check_config(config)
+    return ServiceConfigRumor(
+        _unpack_group(group), _unpack_inc(inc, "config version"), config, encrypted
+    )
+
+
+def _unpack_file(v: list[Any]) -> ServiceFileRumor:
+    _, group, filename, inc, body, encrypted = v
+    _expect(isinstance(encrypted, bool), "service file")
+    _expect(isinstance(body, bytes) and len(body) <= MAX_BLOB, "file body")
+    name = _unpack_str(filename, "filename", 255)
+    problem = file_name_problem(name)
+    if problem is not None:
+        raise CodecError("name", problem)
+    return ServiceFileRumor(
+        _unpack_group(group), name, _unpack_inc(inc, "file version"), body, encrypted
+    )
+
+
+def _unpack_departure(v: list[Any]) -> DepartureRumor:
+    return DepartureRumor(_unpack_id(v[1]))
+
+
+def _unpack_election(v: list[Any]) -> ElectionRumor:
+    _, group, mid, term, suit, status, votes, update = v
+    _expect(_is_uint(suit, 64), "election suitability")
+    _expect(status in _ELECTION_STATUSES, "election status")
+    _expect(isinstance(votes, list), "votes")
+    _expect(isinstance(update, bool), "election update flag")
+    return ElectionRumor(
+        _unpack_group(group),
+        _unpack_id(mid),
+        _unpack_inc(term, "election term"),
+        suit,
+        ElectionStatus(status),
+        tuple(_unpack_id(x) for x in votes),
+        update,
+    )
+
+
+_ELECTION_STATUSES = frozenset(s.value for s in ElectionStatus)
+
+
+class _Wire(NamedTuple):
+    """One rumor kind on the wire: `[tag, fields...]`, a list of one of `lengths`."""
+
+    tag: int
+    cls: type[Any]
+    pack: Callable[[Any], list[Any]]
+    unpack: Callable[[list[Any]], Rumor]
+    lengths: tuple[int, ...]
+
+
+# The tags are the wire format: never renumber one (Election and ElectionUpdate share a tag and
+# class; the `update` flag tells them apart).
+_K_MEMBER, _K_SERVICE, _K_CONFIG, _K_FILE, _K_DEPARTURE, _K_ELECTION = range(1, 7)
+_ELECTION_WIRE = _Wire(_K_ELECTION, ElectionRumor, _pack_election, _unpack_election, (8,))
+_WIRE = by_kind(
+    "codec wire format",
+    {
+        RumorKind.MEMBER: _Wire(
+            _K_MEMBER, MemberRumor, _pack_member_rumor, _unpack_member_rumor, (3,)
+        ),
+        RumorKind.SERVICE: _Wire(_K_SERVICE, ServiceRumor, _pack_service, _unpack_service, (8, 10)),
+        RumorKind.SERVICE_CONFIG: _Wire(
+            _K_CONFIG, ServiceConfigRumor, _pack_config, _unpack_config, (5,)
+        ),
+        RumorKind.SERVICE_FILE: _Wire(_K_FILE, ServiceFileRumor, _pack_file, _unpack_file, (6,)),
+        RumorKind.DEPARTURE: _Wire(
+            _K_DEPARTURE, DepartureRumor, _pack_departure, _unpack_departure, (2,)
+        ),
+        RumorKind.ELECTION: _ELECTION_WIRE,
+        RumorKind.ELECTION_UPDATE: _ELECTION_WIRE,
+    },
+)
+_PACK_BY_CLASS = {w.cls: w.pack for w in _WIRE.values()}
+_WIRE_BY_TAG = {w.tag: w for w in _WIRE.values()}
+
+
 def _unpack_rumor(v: Any) -> Rumor:
     _expect(isinstance(v, list) and len(v) >= 2, "rumor")
-    kind = v[0]
-    if kind == _K_MEMBER and len(v) == 3:
-        by = v[2]
-        _expect(isinstance(by, bytes) and len(by) in (0, 16), "suspector id")
-        return MemberRumor(_unpack_member(v[1]), bytes(by).hex())
-    if kind == _K_SERVICE and len(v) in (8, 10):
-        # 8 fields: a sender from before health_check/plan_fingerprint were gossiped.
-        _, mid, group, inc, pkg, initialized, cfg, sys, *status = v
-        _expect(isinstance(initialized, bool), "service")
-        health, fingerprint = status or ("", "")
-        return ServiceRumor(
-            _unpack_id(mid),
-            _unpack_group(group),
-            _unpack_inc(inc, "service incarnation"),
-            _unpack_str(pkg, "pkg"),
-            initialized,
-            _unpack_map(cfg, "service cfg"),
-            _unpack_map(sys, "service sys"),
-            _unpack_str(health, "service health"),
-            _unpack_str(fingerprint, "plan fingerprint"),
-        )
-    if kind == _K_CONFIG and len(v) == 5:
-        _, group, inc, config, encrypted = v
-        _expect(isinstance(encrypted, bool), "service config")
-        _expect(isinstance(config, bytes) and len(config) <= MAX_BLOB, "config body")
-        if not encrypted:
-            _check_config(config)
-        return ServiceConfigRumor(
-            _unpack_group(group), _unpack_inc(inc, "config version"), config, encrypted
-        )
-    if kind == _K_FILE and len(v) == 6:
-        _, group, filename, inc, body, encrypted = v
-        _expect(isinstance(encrypted, bool), "service file")
-        _expect(isinstance(body, bytes) and len(body) <= MAX_BLOB, "file body")
-        name = _unpack_str(filename, "filename", 255)
-        problem = file_name_problem(name)
-        if problem is not None:
-            raise CodecError("name", problem)
-        return ServiceFileRumor(
-            _unpack_group(group), name, _unpack_inc(inc, "file version"), body, encrypted
-        )
-    if kind == _K_DEPARTURE and len(v) == 2:
-        return DepartureRumor(_unpack_id(v[1]))
-    if kind == _K_ELECTION and len(v) == 8:
-        _, group, mid, term, suit, status, votes, update = v
-        _expect(_is_uint(suit, 64), "election suitability")
-        _expect(status in {s.value for s in ElectionStatus}, "election status")
-        _expect(isinstance(votes, list), "votes")
-        _expect(isinstance(update, bool), "election update flag")
-        return ElectionRumor(
-            _unpack_group(group),
-            _unpack_id(mid),
-            _unpack_inc(term, "election term"),
-            suit,
-            ElectionStatus(status),
-            tuple(_unpack_id(x) for x in votes),
-            update,
-        )
-    raise CodecError("unknown", f"rumor kind {kind!r}")
+    tag = v[0]
+    try:
+        wire = _WIRE_BY_TAG.get(tag)
+    except TypeError:  # a list or map where the tag goes
+        wire = None
+    if wire is None or len(v) not in wire.lengths:
+        raise CodecError("unknown", f"rumor kind {tag!r}")
+    return wire.unpack(v)
 
 
 def _unpack_rumors(v: Any) -> tuple[Rumor, ...]:

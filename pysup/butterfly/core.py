@@ -55,6 +55,7 @@ from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.suspicion import LocalHealth, Suspicion, expected_confirmations
 from pysup.butterfly.table import MemberTable
 from pysup.butterfly.validate import is_ip_literal
+from pysup.butterfly.version import next_version
 
 PACKET_OVERHEAD = 160
 """Bytes reserved in a datagram for the message header, sender record and encryption."""
@@ -96,6 +97,7 @@ class SwimCore:
             raise ValueError(f"a member's address must be an IP literal, not {me.address!r}")
         self.config = config
         self._me = me._replace(incarnation=min(me.incarnation, MAX_INCARNATION))
+        self._versioned_me, self._me_version = self._me, next_version()
         self._rng = rng
         self._table = MemberTable(config.unproven_probe_every)
         self._members = self._table.by_id  # the same dict: read here, written by the table
@@ -142,6 +144,13 @@ class SwimCore:
     @property
     def store(self) -> RumorStore:
         return self._store
+
+    @property
+    def version(self) -> int:
+        """Changes whenever the local member, the member table or the rumor store does."""
+        if self._me is not self._versioned_me:
+            self._versioned_me, self._me_version = self._me, next_version()
+        return max(self._me_version, self._table.version, self._store.version)
 
     @property
     def local_health(self) -> int:
@@ -542,7 +551,7 @@ class SwimCore:
             and stored.address != src[0]
             and stored.incarnation == seen.incarnation
         ):
-            self._members[sender.id] = stored._replace(address=src[0])
+            self._table.readdress(sender.id, src[0])
         return True
 
     # --- admission ----------------------------------------------------------------------

@@ -11,12 +11,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 from pysup.butterfly.member import Member
 
 
 class RumorKind(StrEnum):
+    """Habitat's rumor kinds: the key of every table that handles rumors kind by kind.
+
+    A new kind: a member here, a rumor class below (its `identity` names the kind), then one
+    entry in each `by_kind` table, which refuses at import to be built without it:
+    the wire format (`codec._WIRE`), the store's merge rule (`rumors._MERGE`), the `/butterfly`
+    view (`gateway.http._BUTTERFLY`), the services' reaction (`service.manager._REACTIONS`),
+    the event (`events.translate._EVENTS`), the Kubernetes-native mode (`native._PUBLISH`) and
+    the generators of the tests and the fuzzer (`tests/unit/gossip_strategies.py`,
+    `bench/fuzz.py`). The census reads the store by kind (`census.build_census`).
+    `tests/unit/test_rumor_kinds.py` checks that every table is there and complete.
+    """
+
     MEMBER = "member"
     SERVICE = "service"
     SERVICE_CONFIG = "service_config"
@@ -135,6 +148,27 @@ Rumor = (
     | DepartureRumor
     | ElectionRumor
 )
+
+
+def kind_of(rumor: Rumor) -> RumorKind:
+    return rumor.identity[0]
+
+
+_T = TypeVar("_T")
+
+KIND_TABLES: dict[str, Mapping[RumorKind, Any]] = {}
+"""Every `by_kind` table by name (what `tests/unit/test_rumor_kinds.py` checks)."""
+
+
+def by_kind(name: str, table: Mapping[RumorKind, _T]) -> Mapping[RumorKind, _T]:
+    """A read-only table with an entry for every rumor kind: raises `TypeError` (at import,
+    where tables are built) when a kind has none, so a new kind cannot be half handled."""
+    missing = [k.value for k in RumorKind if k not in table]
+    if missing:
+        raise TypeError(f"{name}: no entry for rumor kind(s) {', '.join(missing)}")
+    frozen = MappingProxyType(dict(table))
+    KIND_TABLES[name] = frozen
+    return frozen
 
 
 @dataclass(frozen=True, slots=True)

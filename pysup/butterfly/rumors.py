@@ -9,7 +9,7 @@ Membership itself lives in the member table (`core.py`), not here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from pysup.butterfly.codec import encode_rumors
 from pysup.butterfly.messages import (
@@ -22,7 +22,9 @@ from pysup.butterfly.messages import (
     ServiceConfigRumor,
     ServiceFileRumor,
     ServiceRumor,
+    by_kind,
 )
+from pysup.butterfly.version import next_version
 
 StoredRumor = ServiceRumor | ServiceConfigRumor | ServiceFileRumor | DepartureRumor | ElectionRumor
 
@@ -95,9 +97,47 @@ def merge_election(stored: ElectionRumor, new: ElectionRumor) -> ElectionRumor:
     )
 
 
+def _merge_versioned(stored: StoredRumor, new: StoredRumor) -> StoredRumor | None:
+    assert not isinstance(stored, DepartureRumor | ElectionRumor)
+    return new if _versioned_wins(stored, new) else None
+
+
+def _merge_departure(stored: StoredRumor, new: StoredRumor) -> StoredRumor | None:
+    return None  # inserted once, never changes
+
+
+def _merge_elections(stored: StoredRumor, new: StoredRumor) -> StoredRumor | None:
+    assert isinstance(stored, ElectionRumor) and isinstance(new, ElectionRumor)
+    result = merge_election(stored, new)
+    return None if result == stored else result
+
+
+def _not_stored(stored: StoredRumor, new: StoredRumor) -> StoredRumor | None:
+    raise TypeError("member rumors belong in the member table")
+
+
+Merge = Callable[[StoredRumor, StoredRumor], StoredRumor | None]
+"""A kind's merge rule: (stored, arriving) -> what to store instead, or None to keep `stored`."""
+
+_MERGE: Mapping[RumorKind, Merge] = by_kind(
+    "rumor store merge rule",
+    {
+        RumorKind.MEMBER: _not_stored,
+        RumorKind.SERVICE: _merge_versioned,
+        RumorKind.SERVICE_CONFIG: _merge_versioned,
+        RumorKind.SERVICE_FILE: _merge_versioned,
+        RumorKind.DEPARTURE: _merge_departure,
+        RumorKind.ELECTION: _merge_elections,
+        RumorKind.ELECTION_UPDATE: _merge_elections,
+    },
+)
+
+
 class RumorStore:
     def __init__(self) -> None:
         self._data: dict[tuple[RumorKind, str], dict[str, StoredRumor]] = {}
+        self.version = next_version()
+        """Changes (to a value never used before) whenever the store's content does."""
 
     def merge(self, rumor: Rumor) -> StoredRumor | None:
         """Merge one rumor; return what is now stored if that changed, else None."""
@@ -106,22 +146,11 @@ class RumorStore:
         kind, key, rid = rumor.identity
         slot = self._data.setdefault((kind, key), {})
         stored = slot.get(rid)
-        result: StoredRumor
-        if stored is None:
-            result = rumor
-        elif isinstance(rumor, DepartureRumor):
-            return None  # inserted once, never changes
-        elif isinstance(rumor, ElectionRumor):
-            assert isinstance(stored, ElectionRumor)
-            result = merge_election(stored, rumor)
-            if result == stored:
-                return None
-        else:
-            assert not isinstance(stored, DepartureRumor | ElectionRumor)
-            if not _versioned_wins(stored, rumor):
-                return None
-            result = rumor
+        result = rumor if stored is None else _MERGE[kind](stored, rumor)
+        if result is None:
+            return None
         slot[rid] = result
+        self.version = next_version()
         return result
 
     def get(self, kind: RumorKind, key: str, rid: str) -> StoredRumor | None:
@@ -145,6 +174,8 @@ class RumorStore:
             if kind == RumorKind.SERVICE and member_id in slot:
                 del slot[member_id]
                 removed += 1
+        if removed:
+            self.version = next_version()
         return removed
 
     def __iter__(self) -> Iterator[StoredRumor]:

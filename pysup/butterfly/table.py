@@ -22,6 +22,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 
 from pysup.butterfly.member import Health, Member
+from pysup.butterfly.version import next_version
 
 
 class IndexedSet:
@@ -158,6 +159,8 @@ class MemberTable:
         self.departed: dict[str, None] = {}  # Departed, oldest first: evicted first at the cap
         self.unproven_every = unproven_every
         self._rounds = ProbeRounds(unproven_every)
+        self.version = next_version()
+        """Changes whenever a member is added, replaced or removed (`pysup.butterfly.version`)."""
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -165,6 +168,7 @@ class MemberTable:
     def put(self, m: Member, stored: Member | None, rng: random.Random) -> None:
         """Record `m` (which replaces `stored`) and keep every index up to date."""
         self.by_id[m.id] = m
+        self.version = next_version()
         proven = m.id in self.proven
         if stored is None:
             self._rounds.insert(m.id, proven, rng)
@@ -183,8 +187,14 @@ class MemberTable:
         _flag(self.departed, m.id, m.health == Health.DEPARTED)
         _flag(self.confirmed, m.id, m.health == Health.CONFIRMED)
 
+    def readdress(self, member_id: str, address: str) -> None:
+        """The member now sends from `address` (no index depends on addresses)."""
+        self.by_id[member_id] = self.by_id[member_id]._replace(address=address)
+        self.version = next_version()
+
     def remove(self, member_id: str) -> None:
-        self.by_id.pop(member_id, None)
+        if self.by_id.pop(member_id, None) is not None:
+            self.version = next_version()
         self.live.discard(member_id)
         self.proven.discard(member_id)
         self.proven_live.discard(member_id)

@@ -8,7 +8,8 @@ built directly from the payload classes in ``model.py``: their sources hold the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pysup.butterfly.effects import MemberChanged, RumorChanged, SelfChanged
 from pysup.butterfly.member import Health, Member
@@ -16,9 +17,12 @@ from pysup.butterfly.messages import (
     DepartureRumor,
     ElectionRumor,
     ElectionStatus,
+    RumorKind,
     ServiceConfigRumor,
     ServiceFileRumor,
     ServiceRumor,
+    by_kind,
+    kind_of,
 )
 from pysup.election import Decision, GroupSize, Quorum, members_needed, quorum
 from pysup.events.model import (
@@ -76,35 +80,62 @@ def _member_health(m: Member, previous: Health | None, suspected_by: str | None)
     )
 
 
+def _service_event(r: ServiceRumor) -> Payload:
+    return ServiceRumorEvent(
+        service_group=r.service_group,
+        member_id=r.member_id,
+        incarnation=r.incarnation,
+        pkg=r.pkg,
+        initialized=r.initialized,
+        health_check=r.health_check or None,
+    )
+
+
+def _config_event(r: ServiceConfigRumor) -> Payload:
+    return ConfigRumorEvent(r.service_group, r.incarnation, r.encrypted, len(r.config))
+
+
+def _file_event(r: ServiceFileRumor) -> Payload:
+    return FileRumorEvent(r.service_group, r.filename, r.incarnation, r.encrypted, len(r.body))
+
+
+def _election_event(r: ElectionRumor) -> Payload:
+    return ElectionRumorEvent(
+        service_group=r.service_group,
+        update=r.update,
+        member_id=r.member_id,
+        term=r.term,
+        suitability=r.suitability,
+        status=r.status.value,
+        votes=r.votes[:MAX_LISTED_IDS],
+        vote_count=len(r.votes),
+    )
+
+
+def _departure_event(r: DepartureRumor) -> Payload:
+    return DepartureRumorEvent(r.member_id)
+
+
+_EVENTS: Mapping[RumorKind, Callable[[Any], Payload] | None] = by_kind(
+    "rumor event",
+    {
+        RumorKind.MEMBER: None,  # membership news is `member_event`, from MemberChanged
+        RumorKind.SERVICE: _service_event,
+        RumorKind.SERVICE_CONFIG: _config_event,
+        RumorKind.SERVICE_FILE: _file_event,
+        RumorKind.DEPARTURE: _departure_event,
+        RumorKind.ELECTION: _election_event,
+        RumorKind.ELECTION_UPDATE: _election_event,
+    },
+)
+
+
 def rumor_event(e: RumorChanged) -> Payload:
     """``rumor.<kind>`` for a new or newer rumor in the store."""
-    r = e.rumor
-    if isinstance(r, ServiceRumor):
-        return ServiceRumorEvent(
-            service_group=r.service_group,
-            member_id=r.member_id,
-            incarnation=r.incarnation,
-            pkg=r.pkg,
-            initialized=r.initialized,
-            health_check=r.health_check or None,
-        )
-    if isinstance(r, ServiceConfigRumor):
-        return ConfigRumorEvent(r.service_group, r.incarnation, r.encrypted, len(r.config))
-    if isinstance(r, ServiceFileRumor):
-        return FileRumorEvent(r.service_group, r.filename, r.incarnation, r.encrypted, len(r.body))
-    if isinstance(r, ElectionRumor):
-        return ElectionRumorEvent(
-            service_group=r.service_group,
-            update=r.update,
-            member_id=r.member_id,
-            term=r.term,
-            suitability=r.suitability,
-            status=r.status.value,
-            votes=r.votes[:MAX_LISTED_IDS],
-            vote_count=len(r.votes),
-        )
-    assert isinstance(r, DepartureRumor)
-    return DepartureRumorEvent(r.member_id)
+    make = _EVENTS[kind_of(e.rumor)]
+    if make is None:
+        raise TypeError("member rumors are not stored; their news is member_event")
+    return make(e.rumor)
 
 
 def decision_event(decision: Decision, quorum: Quorum, needed: int) -> Payload | None:

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
 from pysup.butterfly.member import Member
-from pysup.butterfly.messages import (
-    DepartureRumor,
-    ElectionRumor,
-    ServiceConfigRumor,
-    ServiceFileRumor,
-    ServiceRumor,
-)
+from pysup.butterfly.messages import RumorKind, by_kind, kind_of
 from pysup.butterfly.rumors import RumorStore
 from pysup.events.stream import EventStream
 from pysup.events.web import add_events_route
@@ -86,65 +80,94 @@ def _member_json(m: Member) -> dict[str, Any]:
     }
 
 
+def _service_view(r: Any) -> tuple[str, str | None, dict[str, Any]]:
+    entry = {
+        "member_id": r.member_id,
+        "service_group": r.service_group,
+        "incarnation": r.incarnation,
+        "pkg": r.pkg,
+        "initialized": r.initialized,
+        "cfg": dict(r.cfg),
+        "sys": dict(r.sys),
+    }
+    return r.service_group, r.member_id, entry
+
+
+def _config_view(r: Any) -> tuple[str, str | None, dict[str, Any]]:
+    entry = {
+        "service_group": r.service_group,
+        "incarnation": r.incarnation,
+        "encrypted": r.encrypted,
+        "config": r.config.decode("utf-8", "replace"),
+    }
+    return r.service_group, None, entry
+
+
+def _file_view(r: Any) -> tuple[str, str | None, dict[str, Any]]:
+    entry = {
+        "service_group": r.service_group,
+        "filename": r.filename,
+        "incarnation": r.incarnation,
+        "encrypted": r.encrypted,
+        "size": len(r.body),
+    }
+    return r.service_group, r.filename, entry
+
+
+def _election_view(r: Any) -> tuple[str, str | None, dict[str, Any]]:
+    entry = {
+        "service_group": r.service_group,
+        "member_id": r.member_id,
+        "term": r.term,
+        "suitability": r.suitability,
+        "status": r.status.value,
+        "votes": list(r.votes),
+    }
+    return r.service_group, None, entry
+
+
+def _departure_view(r: Any) -> tuple[str, str | None, dict[str, Any]]:
+    return r.member_id, None, {"member_id": r.member_id}
+
+
+_View = Callable[[Any], tuple[str, str | None, dict[str, Any]]] | None
+_BUTTERFLY: Mapping[RumorKind, _View] = by_kind(
+    "/butterfly view",
+    {
+        RumorKind.MEMBER: None,  # members are the "member" section, from the member table
+        RumorKind.SERVICE: _service_view,
+        RumorKind.SERVICE_CONFIG: _config_view,
+        RumorKind.SERVICE_FILE: _file_view,
+        RumorKind.ELECTION: _election_view,
+        RumorKind.ELECTION_UPDATE: _election_view,
+        RumorKind.DEPARTURE: _departure_view,
+    },
+)
+"""Each kind's `/butterfly` entry: (key, sub-key or None, entry) under `<kind>.list`, in the
+order of Habitat's sections."""
+
+
 def butterfly_json(me: Member, members: list[Member], store: RumorStore) -> dict[str, Any]:
     """Habitat's `/butterfly` shape: member.members keyed by id, then each rumor kind."""
     everyone = [me, *members]
-    services: dict[str, dict[str, Any]] = {}
-    configs: dict[str, Any] = {}
-    files: dict[str, dict[str, Any]] = {}
-    elections: dict[str, Any] = {}
-    updates: dict[str, Any] = {}
-    departures: dict[str, Any] = {}
+    lists: dict[RumorKind, dict[str, Any]] = {k: {} for k, v in _BUTTERFLY.items() if v}
     for r in store:
-        if isinstance(r, ServiceRumor):
-            services.setdefault(r.service_group, {})[r.member_id] = {
-                "member_id": r.member_id,
-                "service_group": r.service_group,
-                "incarnation": r.incarnation,
-                "pkg": r.pkg,
-                "initialized": r.initialized,
-                "cfg": dict(r.cfg),
-                "sys": dict(r.sys),
-            }
-        elif isinstance(r, ServiceConfigRumor):
-            configs[r.service_group] = {
-                "service_group": r.service_group,
-                "incarnation": r.incarnation,
-                "encrypted": r.encrypted,
-                "config": r.config.decode("utf-8", "replace"),
-            }
-        elif isinstance(r, ServiceFileRumor):
-            files.setdefault(r.service_group, {})[r.filename] = {
-                "service_group": r.service_group,
-                "filename": r.filename,
-                "incarnation": r.incarnation,
-                "encrypted": r.encrypted,
-                "size": len(r.body),
-            }
-        elif isinstance(r, ElectionRumor):
-            entry = {
-                "service_group": r.service_group,
-                "member_id": r.member_id,
-                "term": r.term,
-                "suitability": r.suitability,
-                "status": r.status.value,
-                "votes": list(r.votes),
-            }
-            (updates if r.update else elections)[r.service_group] = entry
-        elif isinstance(r, DepartureRumor):
-            departures[r.member_id] = {"member_id": r.member_id}
+        kind = kind_of(r)
+        view = _BUTTERFLY[kind]
+        if view is None:
+            continue
+        key, sub, entry = view(r)
+        if sub is None:
+            lists[kind][key] = entry
+        else:
+            lists[kind].setdefault(key, {})[sub] = entry
     return {
         "member": {
             "members": {m.id: _member_json(m) for m in everyone},
             "health": {m.id: m.health.label for m in everyone},
             "local_member_id": me.id,
         },
-        "service": {"list": services},
-        "service_config": {"list": configs},
-        "service_file": {"list": files},
-        "election": {"list": elections},
-        "election_update": {"list": updates},
-        "departure": {"list": departures},
+        **{kind.value: {"list": entries} for kind, entries in lists.items()},
     }
 
 

@@ -18,22 +18,19 @@ from __future__ import annotations
 import copy
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from typing import Any, Final
 
 import structlog
 
+from pysup.gossipcfg import MAX_GOSSIP_CONFIG as MAX_GOSSIP_CONFIG
+from pysup.gossipcfg import ConfigError as ConfigError
+from pysup.gossipcfg import parse_gossip_config as parse_gossip_config
+from pysup.gossipcfg import parse_toml as parse_toml
+
 log = structlog.get_logger(__name__)
 
-MAX_GOSSIP_CONFIG: Final = 64 * 1024
-"""Largest config (bytes of TOML) accepted from gossip, as ``hab config apply`` enforces."""
-
 _MISSING: Final = object()
-
-
-class ConfigError(Exception):
-    """A config layer could not be parsed or is not acceptable; the message says which and why."""
 
 
 def deep_merge(base: Mapping[str, Any], *overlays: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,14 +71,6 @@ def _merge_into(target: dict[str, Any], overlay: Mapping[str, Any]) -> None:
 def env_var_name(pkg_name: str) -> str:
     """The environment variable holding a package's config layer: ``redis`` -> ``HAB_REDIS``."""
     return "HAB_" + pkg_name.upper().replace("-", "_")
-
-
-def parse_toml(text: str, source: str = "config") -> dict[str, Any]:
-    """Parse TOML text; ``ConfigError`` names `source` and tomllib's reason (line and column)."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
 
 
 def parse_env_config(text: str, source: str = "environment config") -> dict[str, Any]:
@@ -192,16 +181,3 @@ def exported_cfg(cfg: Mapping[str, Any], exports: Mapping[str, str]) -> dict[str
             paths=[exports[k] for k in sorted(missing)],
         )
     return out
-
-
-def parse_gossip_config(data: bytes) -> dict[str, Any]:
-    """Parse a config applied through gossip: UTF-8 TOML of at most ``MAX_GOSSIP_CONFIG`` bytes."""
-    if len(data) > MAX_GOSSIP_CONFIG:
-        raise ConfigError(
-            f"gossip config is {len(data)} bytes, over the {MAX_GOSSIP_CONFIG} byte limit"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"gossip config is not UTF-8: {exc}") from None
-    return parse_toml(text, "gossip config")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import os
 import random
@@ -26,15 +27,7 @@ from typing import Any
 
 import structlog
 
-from pysup.butterfly.messages import (
-    DepartureRumor,
-    ElectionRumor,
-    MemberRumor,
-    Rumor,
-    ServiceConfigRumor,
-    ServiceFileRumor,
-    ServiceRumor,
-)
+from pysup.butterfly.messages import Rumor, RumorKind, by_kind, kind_of
 from pysup.census import Census
 from pysup.events.sink import EventSink, no_events
 from pysup.faults import Faults
@@ -272,17 +265,13 @@ class ServiceManager:
 
     def on_rumor(self, rumor: Rumor) -> None:
         """A rumor changed the store: wake the services it concerns. Never blocks."""
-        if isinstance(rumor, ServiceConfigRumor):
-            for svc in self._in_group(rumor.service_group):
-                svc.apply_config_rumor(rumor)
-        elif isinstance(rumor, ServiceFileRumor):
-            for svc in self._in_group(rumor.service_group):
-                svc.apply_file_rumor(rumor)
-        elif isinstance(rumor, ServiceRumor | ElectionRumor | DepartureRumor | MemberRumor):
+        if _REACTIONS[kind_of(rumor)] is _Reaction.GROUP_NOW:
+            group = rumor.identity[1]
+            for svc in self._services.values():
+                if str(svc.sg) == group:
+                    svc.take_gossip()
+        else:
             self.on_census_changed()
-
-    def _in_group(self, service_group: str) -> list[Service]:
-        return [s for s in self._services.values() if str(s.sg) == service_group]
 
     def on_census_changed(self) -> None:
         """Members, elections or exports changed: re-render every service (debounced)."""
@@ -318,6 +307,25 @@ class ServiceManager:
                 self._user_toml_seen[name] = stamp
                 log.info("config.user_changed", service_group=str(svc.sg), file=str(svc.user_toml))
                 svc.user_config_changed()
+
+
+class _Reaction(enum.Enum):
+    GROUP_NOW = "the group's services take their config and files from the census at once"
+    CENSUS = "every service re-renders from the census (debounced: a burst is one render)"
+
+
+_REACTIONS = by_kind(
+    "service manager reaction",
+    {
+        RumorKind.MEMBER: _Reaction.CENSUS,
+        RumorKind.SERVICE: _Reaction.CENSUS,
+        RumorKind.SERVICE_CONFIG: _Reaction.GROUP_NOW,
+        RumorKind.SERVICE_FILE: _Reaction.GROUP_NOW,
+        RumorKind.DEPARTURE: _Reaction.CENSUS,
+        RumorKind.ELECTION: _Reaction.CENSUS,
+        RumorKind.ELECTION_UPDATE: _Reaction.CENSUS,
+    },
+)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

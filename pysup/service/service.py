@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 from typing import Final
 
-from pysup.butterfly.messages import ServiceConfigRumor, ServiceFileRumor
 from pysup.census import Census
 from pysup.events.model import (
     ConfigApplied,
@@ -87,7 +86,7 @@ class Service(ServiceParts):
                 (self.svc_path / sub).mkdir(parents=True, exist_ok=True)
             self._chown_dirs()
             self.user_config_changed()
-            self.sources.take_census(self._census())
+            self.take_gossip()
             self._loop_task = self._spawn(self._loop(), "loop")
             if "health-check" in self.templates.hooks:
                 self._spawn(self.checker.run(), "health")
@@ -124,10 +123,30 @@ class Service(ServiceParts):
             self._retry_handle.cancel()
 
     def census_changed(self) -> None:
-        if self.sources.take_census(self._census()):
-            self._log.info("config.gossip_taken", incarnation=self.sources.gossip_incarnation)
+        self.take_gossip()
         self.coordination.wake()
         self.wake()
+
+    def take_gossip(self) -> bool:
+        """Take our group's gossiped config and files from the census (the only route they
+        take); wake the loop if any is new. True if any was."""
+        before = self.sources.gossip_incarnation
+        news, problems = self.sources.take_census(self._census())
+        sg = str(self.sg)
+        for p in problems:
+            if p.item == "config":
+                self._error(p.message, "config.gossip_invalid")
+                self._events(ConfigRejected(sg, "gossip", p.incarnation, p.message))
+            else:
+                self._error(p.message, "file.rejected")
+                self._events(FileRejected(sg, p.item, p.incarnation, p.message))
+        incarnation = self.sources.gossip_incarnation
+        if incarnation != before:
+            self._log.info("config.gossip_applied", incarnation=incarnation)
+            self._events(ConfigApplied(sg, "gossip", incarnation))
+        if news:
+            self.wake()
+        return news
 
     def user_config_changed(self) -> None:
         error = self.sources.read_user_toml()
@@ -138,32 +157,6 @@ class Service(ServiceParts):
             ConfigRejected(sg, "user", None, error) if error else ConfigApplied(sg, "user", None)
         )
         self.wake()
-
-    def apply_config_rumor(self, rumor: ServiceConfigRumor) -> bool:
-        """Take a gossiped config for our group if newer than ours; True if taken."""
-        taken, error = self.sources.offer_config(
-            rumor.service_group, rumor.incarnation, rumor.config, rumor.encrypted
-        )
-        if error is not None:
-            self._error(error, "config.gossip_invalid")
-            self._events(ConfigRejected(str(self.sg), "gossip", rumor.incarnation, error))
-        if taken:
-            self._log.info("config.gossip_applied", incarnation=rumor.incarnation)
-            self._events(ConfigApplied(str(self.sg), "gossip", rumor.incarnation))
-            self.wake()
-        return taken
-
-    def apply_file_rumor(self, rumor: ServiceFileRumor) -> bool:
-        """Queue a gossiped file for ``files/`` if newer than ours; True if taken."""
-        taken, error = self.sources.offer_file(
-            rumor.service_group, rumor.filename, rumor.incarnation, rumor.body, rumor.encrypted
-        )
-        if error is not None:
-            self._error(error, "file.rejected")
-            self._events(FileRejected(str(self.sg), rumor.filename, rumor.incarnation, error))
-        if taken:
-            self.wake()
-        return taken
 
     # --- the loop ---------------------------------------------------------------------------------
 

@@ -13,12 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pysup.census import Census
+from pysup.census import Census, GossipProblem
 from pysup.service.cfg import (
     ConfigError,
     env_var_name,
     layer_config,
-    parse_gossip_config,
     parse_toml,
 )
 from pysup.service.svcdir import valid_file_name
@@ -46,6 +45,7 @@ class ConfigSources:
         self.gossip_incarnation = 0
         self.file_incarnations: dict[str, int] = {}
         self.pending_files: dict[str, bytes] = {}
+        self._reported: dict[str, int] = {}  # config/file name -> incarnation whose error we gave
 
     def merged(self) -> tuple[dict[str, Any], str | None]:
         """The effective config, and an error when ``HAB_<PKG>`` is unusable (then left out)."""
@@ -72,49 +72,48 @@ class ConfigSources:
             return str(e)
         return None
 
-    def offer_config(
-        self, service_group: str, incarnation: int, data: bytes, encrypted: bool = False
-    ) -> tuple[bool, str | None]:
-        """A gossiped config (``config apply``): (taken, error)."""
-        if service_group != self.service_group or incarnation <= self.gossip_incarnation:
-            return False, None
-        if encrypted:
-            return False, f"gossip config {incarnation} is encrypted; no ring key to read it"
-        try:
-            value = parse_gossip_config(data)
-        except ConfigError as e:
-            return False, f"gossip config {incarnation}: {e}"
-        self.gossip_layer, self.gossip_incarnation = value, incarnation
-        return True, None
-
-    def offer_file(
-        self, service_group: str, filename: str, incarnation: int, body: bytes, encrypted: bool
-    ) -> tuple[bool, str | None]:
+    def _offer_file(self, filename: str, incarnation: int, body: bytes) -> tuple[bool, str | None]:
         """A gossiped file (``file upload``), queued for ``files/``: (taken, error)."""
-        if service_group != self.service_group:
-            return False, None
         if not valid_file_name(filename):
             return False, f"gossiped file name {filename!r} rejected"
-        if encrypted:
-            return False, f"gossiped file {filename} is encrypted; no ring key to read it"
         if incarnation <= self.file_incarnations.get(filename, 0):
             return False, None
         self.file_incarnations[filename] = incarnation
         self.pending_files[filename] = body
         return True, None
 
-    def take_census(self, census: Census) -> bool:
-        """Take the group's gossiped config and files from a census snapshot; True if any news."""
+    def take_census(self, census: Census) -> tuple[bool, list[GossipProblem]]:
+        """Take the group's gossiped config and files from a census snapshot (the only route by
+        which they reach a service): (any news, problems). Each problem is reported once, and
+        only while it is newer than what we run."""
         news = False
-        config = census.service_config(self.service_group)
+        errors: list[GossipProblem] = []
+        group = self.service_group
+        config = census.service_config(group)
         if config is not None and config.incarnation > self.gossip_incarnation:
             self.gossip_layer = dict(config.value)
             self.gossip_incarnation = config.incarnation
             news = True
-        for f in census.service_files(self.service_group).values():
-            taken, _ = self.offer_file(self.service_group, f.filename, f.incarnation, f.body, False)
+        for f in census.service_files(group).values():
+            taken, error = self._offer_file(f.filename, f.incarnation, f.body)
             news = news or taken
-        return news
+            if error is not None and self._first_report(f.filename, f.incarnation):
+                errors.append(GossipProblem(f.filename, f.incarnation, error))
+        for p in census.gossip_problems(group):
+            taken_inc = (
+                self.gossip_incarnation
+                if p.item == "config"
+                else self.file_incarnations.get(p.item, 0)
+            )
+            if p.incarnation > taken_inc and self._first_report(p.item, p.incarnation):
+                errors.append(p)
+        return news, errors
+
+    def _first_report(self, item: str, incarnation: int) -> bool:
+        if self._reported.get(item) == incarnation:
+            return False
+        self._reported[item] = incarnation
+        return True
 
     def take_pending_files(self) -> dict[str, bytes]:
         pending, self.pending_files = self.pending_files, {}

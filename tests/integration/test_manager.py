@@ -78,8 +78,9 @@ async def test_config_layers_env_user_toml_then_gossip(tmp_path: Path, managers:
     ring.gossip(ServiceConfigRumor("layers.default", 5, b'd = "gossip"\n[t]\ny = 5\n'))
     await until(lambda: out.read_text() == "default env user gossip 2 5\n", what="gossip v5")
     assert svc.gossip_incarnation == 5
-    assert svc.apply_config_rumor(ServiceConfigRumor("layers.default", 4, b'd = "old"\n')) is False
-    assert svc.apply_config_rumor(ServiceConfigRumor("other.default", 9, b'd = "x"\n')) is False
+    ring.gossip(ServiceConfigRumor("layers.default", 4, b'd = "old"\n'))
+    ring.gossip(ServiceConfigRumor("other.default", 9, b'd = "x"\n'))
+    assert svc.take_gossip() is False and svc.gossip_incarnation == 5
     ring.gossip(ServiceConfigRumor("layers.default", 6, b'd = "newer"\n'))
     await until(lambda: out.read_text() == "default env user newer 2 1\n", what="gossip v6")
     assert svc.cfg["d"] == "newer" and svc.state is ServiceState.UP
@@ -94,13 +95,14 @@ async def test_bad_env_and_gossip_config_are_errors_not_crashes(
         tmp_path, "layers", LAYERS_PLAN, default_toml=LAYERS_DEFAULT, config__out=LAYERS_TEMPLATE
     )
     (plan / "default.toml").write_text(LAYERS_DEFAULT)
-    manager, _ = make_manager(tmp_path, env={"HAB_LAYERS": "{not json"})
+    manager, ring = make_manager(tmp_path, env={"HAB_LAYERS": "{not json"})
     managers.append(manager)
     svc = await manager.load(ServiceSpec(plan))
     await until(lambda: svc.process.pid is not None)
     assert "HAB_LAYERS" in (svc.last_error or "")
     big = ServiceConfigRumor("layers.default", 2, b"a = '" + b"x" * 70000 + b"'\n")
-    assert svc.apply_config_rumor(big) is False
+    ring.gossip(big)
+    assert svc.take_gossip() is False
     assert "byte limit" in (svc.last_error or "")
 
 
@@ -120,11 +122,13 @@ async def test_gossiped_file_lands_and_runs_file_updated(tmp_path: Path, manager
     await until(lambda: seen.is_file() and "cert.pem" in seen.read_text(), what="file-updated")
     assert (svc.svc_path / "files" / "cert.pem").read_bytes() == b"PEM DATA\n"
     for bad in ("../escape", "a/b", "..", ""):
-        assert svc.apply_file_rumor(ServiceFileRumor("layers.default", bad, 9, b"x")) is False
+        ring.gossip(ServiceFileRumor("layers.default", bad, 9, b"x"))
+        assert svc.take_gossip() is False
     assert not (svc.svc_path / "escape").exists()
     assert "rejected" in (svc.last_error or "")
     stale = ServiceFileRumor("layers.default", "cert.pem", 2, b"OLD")
-    assert svc.apply_file_rumor(stale) is False
+    ring.gossip(stale)
+    assert svc.take_gossip() is False
 
 
 async def test_bad_plan_and_broken_template_leave_others_running(

@@ -296,6 +296,26 @@ def test_the_container_healthcheck_hook_speaks_https(ring: list[Member]) -> None
     assert r.returncode == 0, r.stdout
 
 
+def test_census_reads_an_https_gateway(ring: list[Member]) -> None:
+    """`pysup census` over HTTPS: the CA by flag or PYSUP_HTTP_CA_CERTIFICATE, a client
+    certificate from the hooks' PYSUP_TLS_CLIENT_CERT/_KEY; mismatches are one line."""
+    m0, m1 = ring[0], ring[1]
+    ca = str(m1.ca.certificate)
+    table = ok(pysup("census", "--http", f"https://localhost:{m1.http}", "--cacert", ca,
+                     env=clean_env()))  # fmt: skip
+    assert "demo.default" in table and table.count("Alive") == 3, table
+    env = clean_env(PYSUP_HTTP_CA_CERTIFICATE=ca)  # a CA alone means HTTPS
+    refused(pysup("census", "--http", f"localhost:{m0.http}", env=env), "require a client cert")
+    client = m0.client_cert  # type: ignore[attr-defined]
+    env.update(PYSUP_TLS_CLIENT_CERT=str(client.certificate), PYSUP_TLS_CLIENT_KEY=str(client.key))
+    census = json.loads(ok(pysup("census", "--http", f"localhost:{m0.http}", "--json", env=env)))
+    assert census["local_member_id"] == m0.member_id() and len(census["members"]) == 3
+    plain = pysup("census", "--http", f"127.0.0.1:{m1.http}", env=clean_env())
+    refused(plain, f"(if it serves HTTPS, use --http https://127.0.0.1:{m1.http}")
+    untrusted = pysup("census", "--http", f"https://localhost:{m1.http}", env=clean_env())
+    refused(untrusted, "is not trusted")  # the system's trust store does not know the test CA
+
+
 # --- 2. control gateway TLS -------------------------------------------------------------------
 
 
@@ -459,3 +479,32 @@ def test_a_member_without_the_key_passes_the_rumor_on(ring: list[Member]) -> Non
     m1.start(m2)
     wait_for(lambda: m1.read("config", "app.conf") == "value=four\n", CONVERGE_S, 0.2, "v4 via m2")
     assert m2.read("config", "app.conf") == "value=two\n"
+
+
+def test_the_pre_stop_hook_departs_over_https(ring: list[Member]) -> None:
+    """hooks/pre-stop with PYSUP_TLS_CERTS (as the TLS StatefulSet sets it): POST /sup/depart and
+    the /services polls go over HTTPS; the member stops its service and is Departed on the
+    others. Without it, plain HTTP at the TLS gateway is an error (exit 1), not "nothing to
+    stop". Runs last: member 2 leaves the ring."""
+    hook = Path(__file__).resolve().parents[2] / "hooks" / "pre-stop"
+    m1, m2 = ring[1], ring[2]
+
+    def run(**env: str) -> Any:
+        base = clean_env(HAB_LISTEN_HTTP=f"127.0.0.1:{m2.http}", PYSUP_PRESTOP_TIMEOUT="20", **env)
+        return subprocess.run(
+            [sys.executable, str(hook)], env=base, capture_output=True, timeout=40
+        )
+
+    plain = run()
+    assert plain.returncode == 1 and b"PYSUP_TLS_CERTS is not set" in plain.stdout, plain.stdout
+    assert [svc["process"]["state"] for svc in m2.get("/services")] == ["up"]  # nothing stopped
+    r = run(PYSUP_TLS_CERTS=str(m2.server.certificate))
+    assert r.returncode == 0, r.stdout
+    assert b"departure accepted" in r.stdout and b"no services up" in r.stdout, r.stdout
+    m2_id = m2.member_id()
+
+    def departed_on_m1() -> bool:
+        health = (m1.get("/butterfly") or {}).get("member", {}).get("health", {})
+        return health.get(m2_id) == "Departed"
+
+    wait_for(departed_on_m1, CONVERGE_S, 0.2, "member 1 to see member 2 Departed")
