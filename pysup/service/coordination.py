@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import structlog
@@ -27,7 +26,6 @@ import structlog
 from pysup.butterfly.messages import ElectionRumor, Rumor
 from pysup.census import Census, CensusGroup, ElectionState, ServiceGroup
 from pysup.election import (
-    DEFAULT_STUCK_AFTER_S,
     INCUMBENT,
     MIN_QUORUM,
     GroupSize,
@@ -42,6 +40,7 @@ from pysup.election import (
 from pysup.events.sink import EventSink, no_events
 from pysup.events.translate import election_event, size_events
 from pysup.faults import Faults
+from pysup.service.lifecycle import ElectionTuning
 from pysup.service.spec import Topology, UpdateStrategy
 
 log = structlog.get_logger(__name__)
@@ -53,28 +52,6 @@ EVEN_POPULATION = (
 )
 """Habitat's warning for a leader group with an even number of members, word for word (users
 search their logs for it)."""
-
-
-@dataclass(frozen=True)
-class ElectionTuning:
-    """Timing and policy of elections. Seconds throughout."""
-
-    tick_s: float = 1.0
-    """How often elections are re-evaluated without a census change (timeouts, restarts)."""
-    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
-    """A candidate still missing votes after this long finishes with a majority's votes; any
-    member restarts an election unfinished after twice this long. Long enough for a slow
-    suitability hook and gossip on a big ring; short enough that a group is not leaderless long."""
-    stop_without_quorum: bool = True
-    """Stop a running leader-topology service while a majority of its group (counting Suspect
-    members as reachable) is gone, so a minority side never keeps serving as a second leader.
-    False: keep it running, as Habitat does (hooks are still held back)."""
-    external_leader: bool = False
-    """The leader is decided outside the ring (Kubernetes-native mode: the Lease holder, which
-    ``pysup.native`` publishes as a Finished Election rumor). This member then runs no election
-    (no votes, no suitability hook, no update election: Kubernetes rolls the pods) and only gates
-    its hooks on that rumor; the quorum fence is off too, since the Lease (its renew deadline)
-    is what keeps two leaders from acting at once."""
 
 
 class Gate(NamedTuple):
