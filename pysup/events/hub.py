@@ -56,6 +56,11 @@ class EventLimits:
     after 30-60 s, and a client that hears nothing for 2-3 heartbeats knows the stream is dead."""
     retry_ms: int = 2000
     """The reconnect delay advised to EventSource clients (``retry:``)."""
+    send_buffer_bytes: int = 64 << 10
+    """The kernel send buffer of each event connection (``SO_SNDBUF``; Linux doubles it). Left
+    alone, Linux autotunes it up to ``tcp_wmem``'s 4 MiB: 256 clients that stop reading would pin
+    1 GiB of kernel memory that no RSS shows, and a slow client would never look slow. 64 KiB
+    carries a burst of a few hundred events to a reader that keeps up."""
     write_timeout_s: float = 30.0
     """A client that accepts no bytes for this long is disconnected: its socket buffers are
     full, it is gone or stalled; two heartbeats' worth of patience."""
@@ -63,7 +68,16 @@ class EventLimits:
     def __post_init__(self) -> None:
         if self.max_event_bytes > self.history_bytes:
             raise ValueError("max_event_bytes must fit in history_bytes")
-        if min(self.history_events, self.max_clients, self.chunk_bytes, self.retry_ms) < 1:
+        if (
+            min(
+                self.history_events,
+                self.max_clients,
+                self.chunk_bytes,
+                self.retry_ms,
+                self.send_buffer_bytes,
+            )
+            < 1
+        ):
             raise ValueError("event limits must be positive")
         if self.heartbeat_s <= 0 or self.write_timeout_s <= 0:
             raise ValueError("event timeouts must be positive")

@@ -8,8 +8,9 @@ one shared ``asyncio.Event`` that is replaced on each publish (O(1) for the publ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 
 from pysup.events.history import StoredEvent
 from pysup.events.hub import EventHub, Subscription
@@ -29,6 +30,7 @@ class EventStream:
         self._wall = wall
         self._mono = mono
         self._tick = asyncio.Event()
+        self._on_close: set[Callable[[], None]] = set()
 
     def publish(self, payload: Payload) -> StoredEvent:
         """Record an event and wake the clients. Never blocks, whatever the clients do."""
@@ -37,9 +39,21 @@ class EventStream:
         return event
 
     def close(self) -> None:
-        """End every stream (shutdown): each client gets ``stream.closing``."""
+        """End every stream (shutdown): each client gets ``stream.closing``; a client whose
+        write is blocked (it stopped reading) is told through ``on_close`` to give up now."""
         self.hub.close()
         self._wake()
+        for callback in list(self._on_close):
+            callback()
+
+    @contextlib.contextmanager
+    def on_close(self, callback: Callable[[], None]) -> Iterator[None]:
+        """Call `callback` at ``close`` while inside this block."""
+        self._on_close.add(callback)
+        try:
+            yield
+        finally:
+            self._on_close.discard(callback)
 
     def stalled(self) -> None:
         self.hub.stalled(self._wall())
