@@ -50,8 +50,9 @@ from pysup.service.manager import ServiceManager
 from pysup.service.pkgpaths import PkgPaths
 from pysup.service.process import ProcessState
 from pysup.service.reaper import Reaper
-from pysup.service.render import ServiceLoadError
+from pysup.service.saved import load_saved_specs
 from pysup.service.spec import ServiceSpec, SpecError
+from pysup.service.svcdir import ServiceLoadError
 from pysup.settings import Settings
 from pysup.statedir import StateDir, describe_error
 
@@ -345,8 +346,6 @@ class Supervisor:
     async def _load_services(self) -> None:
         """Specs saved by `svc load` first, then the plans given on the command line (or
         PYSUP_DEFAULT_PLANS), skipping any whose service is already loaded."""
-        from pysup.gateway.ctl import load_saved_specs
-
         assert self.services is not None
         s = self.settings
         for spec in load_saved_specs(self.state):
