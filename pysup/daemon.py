@@ -56,8 +56,9 @@ from pysup.service.lifecycle import OrphanPolicy, ServiceTuning
 from pysup.service.manager import ServiceManager
 from pysup.service.pkgpaths import PkgPaths
 from pysup.service.reaper import Reaper
-from pysup.service.render import ServiceLoadError
+from pysup.service.saved import load_saved_specs
 from pysup.service.spec import ServiceSpec, SpecError
+from pysup.service.svcdir import ServiceLoadError
 from pysup.settings import Settings
 from pysup.statedir import StateDir, describe_error
 from pysup.sysinfo import detect_ip, sys_info
@@ -317,8 +318,6 @@ class Supervisor:
     async def _load_services(self) -> None:
         """Specs saved by `svc load` first, then the plans given on the command line (or
         PYSUP_DEFAULT_PLANS), skipping any whose service is already loaded."""
-        from pysup.gateway.ctl import load_saved_specs
-
         assert self.services is not None
         s = self.settings
         for spec in load_saved_specs(self.state):

@@ -5,8 +5,8 @@ A connection's first frame must be ``{"op": "auth", "secret": ...}`` with the st
 (``pysup_rejected_inputs{source="ctl"}``), logged as ``ctl.refused`` (never with the secret) and the
 connection is closed. Then each frame is one request and gets one response (see ``ctl_proto``).
 
-Service specs loaded here are written to ``<state>/specs/<name>.spec.toml`` so a restarted
-supervisor loads them again (``load_saved_specs``). ``config apply`` and ``file upload`` publish a
+Service specs loaded here are saved by the service layer (``pysup.service.saved``) so a restarted
+supervisor loads them again. ``config apply`` and ``file upload`` publish a
 versioned rumor; the rumor store and anti-entropy carry it to every member (also those down at the
 time). What is acknowledged is on disk first (etcd's rule): the rumor store is saved *with* the new
 rumor before it is published, and when that save fails (a full disk) nothing is published and the
@@ -65,9 +65,9 @@ from pysup.listener import ConnectionLimits, Listener
 from pysup.service.api_json import process_json
 from pysup.service.cfg import ConfigError, parse_gossip_config
 from pysup.service.manager import ServiceManager
+from pysup.service.saved import forget_spec, save_desired, save_spec
 from pysup.service.service import Service, ServiceLoadError
-from pysup.service.spec import DesiredState, ServiceSpec, SpecError
-from pysup.statedir import StateDir, atomic_write
+from pysup.service.spec import DesiredState, ServiceSpec
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +86,6 @@ MAX_CONNECTIONS: Final = 32
 LISTENER_LIMITS: Final = ConnectionLimits(max_connections=2 * MAX_CONNECTIONS, backlog=64)
 """Up to MAX_CONNECTIONS are served and as many again are answered "too many" and closed; beyond
 that the listener closes them unanswered, so a flood holds at most 64 descriptors."""
-SPEC_SUFFIX: Final = ".spec.toml"
 
 
 class CtlOpError(Exception):
@@ -103,46 +102,12 @@ USER_ERRORS: Final = (CtlOpError, CtlProtocolError, ConfigError, ServiceLoadErro
 bugs with their traceback, and the client still gets one line."""
 
 
-# --- saved specs --------------------------------------------------------------------------------
-
-
-def spec_path(state: StateDir, name: str) -> Path:
-    ServiceGroup.of(name, "default")  # validates the name: no separators, no leading dot
-    return state.specs_dir / f"{name}{SPEC_SUFFIX}"
-
-
-def save_spec(state: StateDir, name: str, spec: ServiceSpec) -> None:
-    """Raises CtlOpError (the operator's to fix: a full disk ...) when it could not be saved."""
-    try:
-        atomic_write(spec_path(state, name), spec.to_toml().encode("utf-8"))
-    except OSError as e:
-        raise _not_saved(f"the spec of {name}", e) from None
-
-
 def _not_saved(what: str, e: OSError) -> CtlOpError:
     where = f" ({e.filename})" if e.filename else ""
     return CtlOpError(
         f"NOT applied: cannot save {what} to the state dir: {e.strerror or e}{where}",
         reason="not_persisted",
     )
-
-
-def load_saved_specs(state: StateDir) -> list[ServiceSpec]:
-    """Every spec saved by ``svc load``, for the daemon to load at start.
-
-    A spec that cannot be read or is invalid is reported (``state.corrupt``) and moved aside; it
-    never stops the supervisor.
-    """
-    specs: list[ServiceSpec] = []
-    specs_dir = state.specs_dir
-    for path in sorted(specs_dir.glob(f"*{SPEC_SUFFIX}")):
-        rel = f"{specs_dir.name}/{path.name}"
-        try:
-            text = path.read_text(encoding="utf-8")
-            specs.append(ServiceSpec.from_toml(text, source=str(path)))
-        except (OSError, UnicodeDecodeError, SpecError) as e:
-            state.quarantine(rel, reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
-    return specs
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -373,30 +338,25 @@ class CtlGateway:
         name = svc.name
         try:
             save_spec(self.host.state, name, spec)
-        except CtlOpError:
+        except OSError as e:
             with contextlib.suppress(Exception):
                 await manager.unload(name)
-            raise
+            raise _not_saved(f"the spec of {name}", e) from None
         return ok(name=name, service_group=str(svc.service_group))
 
     async def _svc_unload(self, name: str) -> dict[str, Any]:
         svc = self._find(name)
         await self._manager().unload(svc.name)
-        with contextlib.suppress(FileNotFoundError):
-            spec_path(self.host.state, svc.name).unlink()
+        forget_spec(self.host.state, svc.name)
         return ok(name=svc.name)
 
     async def _svc_desired(self, req: SvcStart | SvcStop) -> dict[str, Any]:
         svc = self._find(req.name)
         desired = DesiredState.UP if isinstance(req, SvcStart) else DesiredState.DOWN
-        path = spec_path(self.host.state, svc.name)
-        if path.is_file():
-            # Persist first: a restart in between must not undo the operator's intent.
-            try:
-                saved = ServiceSpec.from_toml(path.read_text(encoding="utf-8"), str(path))
-            except (OSError, UnicodeDecodeError, SpecError):
-                saved = svc.spec
-            save_spec(self.host.state, svc.name, _with_desired(saved, desired))
+        try:  # persist first: a restart in between must not undo the operator's intent
+            save_desired(self.host.state, svc.name, svc.spec, desired)
+        except OSError as e:
+            raise _not_saved(f"the spec of {svc.name}", e) from None
         manager = self._manager()
         if desired is DesiredState.UP:
             await manager.start(svc.name)
@@ -486,12 +446,6 @@ def _check_sealed(data: bytes, service_group: str) -> None:
     problem = check_sealed(data, service_group)
     if problem is not None:
         raise CtlOpError(problem, reason="bad_encrypted_payload")
-
-
-def _with_desired(spec: ServiceSpec, desired: DesiredState) -> ServiceSpec:
-    raw = spec.to_dict()
-    raw["desired_state"] = desired.value
-    return ServiceSpec.from_dict(raw)
 
 
 def status_row(svc: Service, now: float) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from pysup.gateway.ctl_proto import (
 )
 from pysup.metrics import Metrics
 from pysup.service.manager import ServiceManager
+from pysup.service.saved import load_saved_specs
 from pysup.service.spec import DesiredState
 from pysup.settings import Settings
 from pysup.statedir import StateDir
@@ -366,7 +367,7 @@ async def test_svc_load_status_stop_unload(gateway: tuple[FakeSup, int], tmp_pat
         pid = row["pid"]
 
         await c.request(SvcStop("sleeper"))
-        [spec] = ctl.load_saved_specs(sup.state)
+        [spec] = load_saved_specs(sup.state)
         assert spec.desired_state is DesiredState.DOWN
         row = (await c.request(SvcStatus()))["services"][0]
         assert row["desired"] == "down" and row["pid"] is None
@@ -386,7 +387,7 @@ def test_load_saved_specs_quarantines_corrupt_files(tmp_path: Path) -> None:
     (state.specs_dir / "good.spec.toml").write_text(f'plan_dir = "{tmp_path}"\ngroup = "g"\n')
     (state.specs_dir / "bad.spec.toml").write_text("plan_dir = \n")
     (state.specs_dir / "odd.spec.toml").write_text(f'plan_dir = "{tmp_path}"\ncolour = "red"\n')
-    specs = ctl.load_saved_specs(state)
+    specs = load_saved_specs(state)
     assert [s.group for s in specs] == ["g"]
     left = sorted(p.name for p in state.specs_dir.iterdir())
     assert "good.spec.toml" in left and len(left) == 3

@@ -14,14 +14,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pysup"
 
-KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # issue 16, slice h16-svc (the service layer split): service <-> lifecycle <-> coordination.
-    # This list may only shrink: delete an entry once its cycle is gone.
-    frozenset({"pysup.service.service", "pysup.service.lifecycle", "pysup.service.coordination"}),
-)
-"""Cycles that exist today and are being removed. A cycle among modules not all in one entry
-fails the test."""
-
 
 def modules(root: Path) -> dict[str, tuple[Path, bool]]:
     """Dotted name -> (file, is a package's __init__)."""
@@ -134,11 +126,14 @@ def path_through(graph: dict[str, set[str]], component: list[str]) -> list[str]:
     return component
 
 
-def test_pysup_has_no_import_cycle_beyond_the_known_ones() -> None:
+def test_pysup_has_no_import_cycle() -> None:
+    """Failed before issue 16: daemon -> gateway.ctl -> daemon (lazy imports both ways), and
+    service.service -> service.lifecycle -> service.coordination -> service.service."""
     graph = import_graph()
     assert "pysup.daemon" in graph and "pysup.gateway.ctl" in graph  # the walk found the package
-    new = [c for c in cycles(graph) if not any(set(c) <= known for known in KNOWN_CYCLES)]
-    assert not new, "import cycles:\n" + "\n".join(" -> ".join(path_through(graph, c)) for c in new)
+    found = cycles(graph)
+    named = [" -> ".join(path_through(graph, c)) for c in found]
+    assert not found, "import cycles:\n" + "\n".join(named)
 
 
 def test_the_walk_sees_lazy_relative_and_type_checking_imports(tmp_path: Path) -> None:
@@ -157,11 +152,3 @@ def test_the_walk_sees_lazy_relative_and_type_checking_imports(tmp_path: Path) -
     graph = import_graph(pkg)
     assert sorted(cycles(graph)) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.d"]]
     assert path_through(graph, ["pkg.a", "pkg.b"]) == ["pkg.a", "pkg.b", "pkg.a"]
-
-
-def test_the_known_cycles_still_exist() -> None:
-    """An entry whose cycle is gone must be deleted, so the list cannot hide a cycle that comes
-    back among the same modules later."""
-    found = [set(c) for c in cycles(import_graph())]
-    stale = [sorted(k) for k in KNOWN_CYCLES if not any(c <= k and len(c) > 1 for c in found)]
-    assert not stale, f"remove from KNOWN_CYCLES (no longer a cycle): {stale}"
