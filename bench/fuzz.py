@@ -422,7 +422,7 @@ class FakeManager:
 
 
 class FakeSupervisor:
-    """The SupervisorView the gateway reads, with a few members and rumors to render."""
+    """The HttpHost (pysup.gateway.host) the gateway reads: a few members and rumors to render."""
 
     def __init__(self, rng: random.Random) -> None:
         self.metrics = Metrics()

@@ -44,9 +44,9 @@ from pysup.butterfly.messages import (
     ServiceFileRumor,
     ServiceRumor,
 )
-from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.validate import GROUP_PART_RE, check_service_group_parts, split_service_group
 from pysup.gossipcfg import GossipConfigs
+from pysup.ring import RumorView
 
 log = structlog.get_logger(__name__)
 
@@ -309,7 +309,7 @@ class CensusCache:
         self._opener = opener
 
     def get(
-        self, local: Member, members: Iterable[Member], store: RumorStore, version: int
+        self, local: Member, members: Iterable[Member], store: RumorView, version: int
     ) -> Census:
         """`members` is only iterated on a rebuild; `version` must change whenever the member
         table or the store does (`SwimCore.version`)."""
@@ -330,7 +330,7 @@ Opener = Callable[[ServiceConfigRumor | ServiceFileRumor], bytes | None]
 def build_census(
     local: Member,
     members: Iterable[Member],
-    store: RumorStore,
+    store: RumorView,
     opener: Opener | None = None,
     parsed: GossipConfigs | None = None,
 ) -> Census:
@@ -384,7 +384,7 @@ def _sealed(rumor: ServiceConfigRumor | ServiceFileRumor, what: str) -> GossipPr
 
 
 def _configs(
-    store: RumorStore,
+    store: RumorView,
     opener: Opener | None,
     parsed: GossipConfigs,
     problems: dict[str, list[GossipProblem]],
@@ -407,7 +407,7 @@ def _configs(
 
 
 def _files(
-    store: RumorStore, opener: Opener | None, problems: dict[str, list[GossipProblem]]
+    store: RumorView, opener: Opener | None, problems: dict[str, list[GossipProblem]]
 ) -> dict[str, dict[str, ServiceFile]]:
     out: dict[str, dict[str, ServiceFile]] = {}
     for rumor in store.of_kind(RumorKind.SERVICE_FILE):
@@ -423,7 +423,7 @@ def _files(
     return out
 
 
-def _election(store: RumorStore, kind: RumorKind, key: str) -> ElectionRumor | None:
+def _election(store: RumorView, kind: RumorKind, key: str) -> ElectionRumor | None:
     rumor = store.get(kind, key, "election")
     return rumor if isinstance(rumor, ElectionRumor) else None
 
@@ -433,7 +433,7 @@ def _group(
     local_id: str,
     rumors: list[ServiceRumor],
     table: Mapping[str, Member],
-    store: RumorStore,
+    store: RumorView,
     config: ServiceConfig | None,
     files: Mapping[str, ServiceFile] | None,
 ) -> CensusGroup:
@@ -474,7 +474,7 @@ def _member(
     rumor: ServiceRumor,
     local_id: str,
     member: Member | None,
-    store: RumorStore,
+    store: RumorView,
     election: ElectionRumor | None,
     update: ElectionRumor | None,
 ) -> CensusMember:

@@ -1,7 +1,12 @@
 """The composition root of `pysup run`: state, ring, gateways, services, and ordered shutdown.
 
-Signal handlers only record; the loop acts (uvicorn's model). Shutdown order: leave the ring (so
-others see Departed at once), stop services, save state, close the gateways.
+The daemon wires the layers (docs/architecture.md, "Layers"): it builds a `pysup.ring.Ring` (the
+gossip ring, or the Kubernetes-native one), the services above it, and the two gateways, which
+see it only through their protocols (``pysup.gateway.host``). Signal handlers only record; the
+loop acts (uvicorn's model). One ordered shutdown (`shutdown`): the control gateway stops
+accepting, the event stream closes, we leave the ring (so others see Departed at once), the
+services stop, the state is saved, the ring closes, and the HTTP gateway last (probes answer
+through the whole shutdown).
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,36 +28,40 @@ from pysup import __version__
 from pysup.butterfly import codec
 from pysup.butterfly.config import PRESETS
 from pysup.butterfly.core import SwimCore
-from pysup.butterfly.effects import Addr, MemberChanged, RumorChanged, SelfChanged
 from pysup.butterfly.keys import RingKey, RingKeyError, default_key_cache, resolve_ring_key
-from pysup.butterfly.member import Health, Member, next_incarnation
+from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Rumor
-from pysup.butterfly.rumors import RumorStore
-from pysup.butterfly.runner import Runner
+from pysup.butterfly.ring import GossipRing
 from pysup.census import Census, CensusCache
 from pysup.crypto.sealed import RumorOpener
+from pysup.crypto.tls import TlsConfigError
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError
 from pysup.events import EventHub, EventStream
-from pysup.events.translate import effect_event
 from pysup.faults import Faults, one_line
+from pysup.gateway.ctl import start_ctl_server
 from pysup.gateway.http import make_app
 from pysup.gateway.http_server import HttpServer
 from pysup.gateway.service_routes import add_service_routes
-from pysup.gateway.tls_setup import http_tls_or_fail
-from pysup.listener import raise_fd_limit
+from pysup.gateway.tls_setup import ctl_tls, http_tls
+from pysup.joining import Joiner
+from pysup.listener import Listener, raise_fd_limit
 from pysup.metrics import Metrics
-from pysup.native import NativeConfigError, NativeCore, NativeRuntime, loaded_groups
-from pysup.peers import PeerWatchFile, resolve
-from pysup.service.health import HealthStatus
+from pysup.native import NativeConfigError, NativeRing, loaded_groups
+from pysup.peers import PeerWatchFile
+from pysup.readiness import readiness
+from pysup.ring import Ring, RumorView
+from pysup.ringlisten import RingListener
+from pysup.ringstate import load_ring_state
 from pysup.service.lifecycle import OrphanPolicy, ServiceTuning
 from pysup.service.manager import ServiceManager
 from pysup.service.pkgpaths import PkgPaths
-from pysup.service.process import ProcessState
 from pysup.service.reaper import Reaper
-from pysup.service.render import ServiceLoadError
+from pysup.service.saved import load_saved_specs
 from pysup.service.spec import ServiceSpec, SpecError
+from pysup.service.svcdir import ServiceLoadError
 from pysup.settings import Settings
 from pysup.statedir import StateDir, describe_error
+from pysup.sysinfo import detect_ip, sys_info
 
 log = structlog.get_logger(__name__)
 
@@ -69,18 +77,6 @@ member that no longer gossips or answers; a restart (by its init system) starts 
 
 class StartupError(Exception):
     """The supervisor cannot start (a port in use, an unreadable ring key ...)."""
-
-
-def detect_ip(settings: Settings) -> str:
-    if settings.sys_ip_address:
-        return settings.sys_ip_address
-    host = settings.gossip_addr()[0]
-    if host not in ("0.0.0.0", "::", ""):
-        return host
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
 
 
 def _same_plan_loaded(services: ServiceManager, plan_dir: str) -> bool:
@@ -109,11 +105,13 @@ class Supervisor:
         self.exit_code = EXIT_OK
         self.sys_ip = detect_ip(settings)
         self.key: RingKey | None = None
-        self.runner: Runner | NativeRuntime | None = None  # NativeRuntime: --mode kubernetes
+        self.ring: Ring | None = None  # GossipRing, or NativeRing in --mode kubernetes
+        self._before_census: Callable[[], None] = lambda: None
         self.http: HttpServer | None = None
+        self.ctl: Listener | None = None
         self.http_port: int | None = None
         self.services: ServiceManager | None = None
-        self.joined = False
+        self.joiner: Joiner | None = None
         self._incarnation_saved = False
         """Set once this start persisted its incarnation: a start that fails before that saves
         nothing at shutdown, so failed starts do not raise the stored incarnation each time."""
@@ -128,55 +126,49 @@ class Supervisor:
         self.events: EventStream | None = None  # GET /events, made in start() (needs our id)
         cache = Path(settings.key_cache) if settings.key_cache else default_key_cache(self.env)
         self.opener = RumorOpener(cache, self.metrics.reject)  # encrypted config and files
+        self.listener = RingListener(
+            opener=self.opener,
+            state=self.state,
+            on_member_changed=self._member_changed.set,
+            on_departed=self._departed,
+        )
         self._census = CensusCache(self.opener.plain)
 
-    # --- views for the gateways ---------------------------------------------------------
+    # --- views for the gateways (pysup.gateway.host) -----------------------------------
 
-    @property
-    def core(self) -> SwimCore | NativeCore:
-        assert self.runner is not None
-        return self.runner.core
+    def _ring(self) -> Ring:
+        assert self.ring is not None, "the ring is not started yet"
+        return self.ring
 
     def local_member(self) -> Member:
-        return self.core.me
+        return self._ring().me
 
     def ring_members(self) -> list[Member]:
-        return list(self.core.members())
+        return list(self._ring().members())
 
-    def rumor_store(self) -> RumorStore:
-        return self.core.store
+    def rumor_store(self) -> RumorView:
+        return self._ring().store
+
+    def terminate(self) -> None:
+        self.stopping.set()
 
     def has_seeds(self) -> bool:
         return bool(self.settings.peers) or bool(self._peer_watch and self._peer_watch.peers)
 
     def readiness(self) -> tuple[bool, str]:
-        mode = self.settings.readiness
-        if self._departing:
-            return False, "departing"
-        if mode == "api":
-            return True, "the API is serving"
-        if self.runner is None:
-            return False, "the gossip ring is not started yet"
-        if mode in ("ring", "services") and self.core.is_alone() and self.has_seeds():
-            return False, "not joined: no seed has answered yet"
-        # Discovery: a lone member is ready only as the founder (split-brain rule).
-        d = self.discovery
-        if mode in ("ring", "services") and self.core.is_alone() and d and not d.may_stand_alone():
-            return False, f"not joined: waiting for peers ({d.founder_rule()})"
-        if mode == "services" and self.services is not None:
-            for svc in self.services.services():
-                if svc.process.state is not ProcessState.UP:
-                    return False, f"{svc.service_group}: not up"
-                if svc.health_status() not in (HealthStatus.OK, HealthStatus.WARNING):
-                    return False, f"{svc.service_group}: health {svc.health_status().api_name}"
-            if self.services.load_errors:
-                return False, "; ".join(self.services.load_errors.values())
-        return True, "joined" if not self.core.is_alone() else "standalone ring"
+        return readiness(
+            self.settings.readiness,
+            departing=self._departing,
+            ring=self.ring,
+            has_seeds=self.has_seeds(),
+            discovery=self.discovery,
+            services=self.services,
+        )
 
     def liveness(self) -> list[str]:
         problems = self.faults.problems()
-        if isinstance(self.runner, Runner):
-            problems += self.runner.problems()
+        if self.ring is not None:
+            problems += self.ring.problems()
         return problems
 
     # --- start --------------------------------------------------------------------------
@@ -191,49 +183,44 @@ class Supervisor:
         except RingKeyError as e:
             raise StartupError(f"ring key: {e}") from None
 
-    def _load_rumors(self) -> list[Rumor]:
-        data = self.state.load_rumors()
-        if data is None:
-            return []
-        try:
-            return codec.decode_rumors(data)
-        except codec.CodecError as e:
-            self.state.quarantine("rumors.dat", f"undecodable: {e}")
-            return []
-
     async def start(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
         self.key = self._load_key()
         host, port = s.gossip_addr()
         rumors: list[Rumor] = []
+        ring: Ring
         if s.mode == "kubernetes":  # no gossip ring: the Kubernetes API stands in for it
-            self.runner = self._native_runtime()
-            member_id, incarnation = self.runner.core.me.id, 1
+            ring = self._native_ring()
+            member_id, incarnation = ring.me.id, 1
         else:
-            member_id, incarnation, rumors = self._load_state()
+            seed = random.Random(self.rng.getrandbits(64))
+            member_id, incarnation, rumors = self._persist(
+                lambda: load_ring_state(self.state, seed)
+            )
             me = Member(member_id, incarnation, self.sys_ip, port, Health.ALIVE, s.permanent_peer)
             core = SwimCore(
                 self.gossip_config, me, random.Random(self.rng.getrandbits(64)), loop.time(), rumors
             )
-            self.runner = Runner(
+            ring = GossipRing(
                 core,
                 host,
                 port,
                 key=self.key,
                 metrics=self.metrics,
-                listener=self._on_event,
+                listener=self.listener,
                 udp_backend=s.udp_backend,
                 faults=self.faults,
             )
+        self.ring = ring
         # Ids start at our start time in µs: above any id of an earlier run (docs/events.md).
         hub = EventHub(first_id=int(time.time() * 1_000_000), member_id=member_id)
-        self.events = EventStream(hub)
+        self.events = self.listener.events = EventStream(hub)
         self.metrics.watch_events(hub.stats)
-        self.services = ServiceManager(
+        self.services = self.listener.services = ServiceManager(
             events=self.events.publish,
             state=self.state,
-            sys_info=self.sys_info(),
+            sys_info=sys_info(s, self.sys_ip),
             member_id=member_id,
             census=self.census,
             publish=self.publish,
@@ -252,7 +239,7 @@ class Supervisor:
         if not s.http_disable:
             await self._start_http()
         try:
-            await self.runner.start()
+            await ring.start()
         except OSError as e:
             raise StartupError(f"cannot listen for gossip on {host}:{port}: {e.strerror}") from None
         if s.mode != "kubernetes":
@@ -264,7 +251,7 @@ class Supervisor:
             "supervisor.started",
             member_id=member_id,
             incarnation=incarnation,
-            gossip=f"{host}:{self.runner.transport.port}",
+            gossip=f"{host}:{ring.port}",
             http=None if s.http_disable else f"{s.http_addr()[0]}:{self.http_port}",
             ring=self.key.name_with_rev if self.key else None,
             restored_rumors=len(rumors),
@@ -278,20 +265,22 @@ class Supervisor:
             raise StartupError(str(e)) from None
         self._spawn("discovery", self.discovery.run())
         await self._load_services()
-        from pysup.gateway.ctl import attach_ctl
-
-        await attach_ctl(self, self.env)
+        await self._start_ctl()
         if s.mode != "kubernetes":
-            self._spawn("ring.join", self._join_loop())
+            self.joiner = Joiner(
+                ring,
+                self.gossip_config,
+                peers=list(s.peers),
+                peer_watch=self._peer_watch,
+                default_port=s.gossip_addr()[1] or 9638,
+                discovery=self.discovery,
+                sys_ip=self.sys_ip,
+                rng=self.rng,
+                wake=self._member_changed,
+                stopping=self.stopping,
+            )
+            self._spawn("ring.join", self.joiner.run())
         self._spawn("state.save", self._save_loop())
-
-    def _load_state(self) -> tuple[str, int, list[Rumor]]:
-        """Member id, the incarnation to run with (one above the stored one), saved rumors."""
-        self._persist(self.state.remove_stale_tmp)
-        seed = random.Random(self.rng.getrandbits(64))
-        member_id = self._persist(lambda: self.state.load_or_create_member_id(seed))
-        incarnation = next_incarnation(self._persist(self.state.load_incarnation))
-        return member_id, incarnation, self._persist(self._load_rumors)
 
     def _persist(self, step: Callable[[], T]) -> T:
         """A state-dir step at start: what cannot be fixed is one line and exit status 1."""
@@ -300,53 +289,35 @@ class Supervisor:
         except OSError as e:
             raise StartupError(describe_error(self.state.path, e)) from None
 
-    def _native_runtime(self) -> NativeRuntime:
+    def _native_ring(self) -> NativeRing:
         """`--mode kubernetes`: members, config and leader from the API (pysup/native.py)."""
         try:
-            runtime = NativeRuntime.from_settings(
+            ring = NativeRing.from_settings(
                 self.settings,
                 self.env,
                 sys_ip=self.sys_ip,
                 groups=lambda: loaded_groups(self.services),
-                listener=self._on_event,
+                listener=self.listener,
                 faults=self.faults,
             )
         except NativeConfigError as e:
             raise StartupError(str(e)) from None
-        self.sys_ip = runtime.core.me.address  # POD_IP: what the other members list us as
-        return runtime
+        self.sys_ip = ring.me.address  # POD_IP: what the other members list us as
+        # A service loading now must see its group's ConfigMap config in its first render.
+        self._before_census = ring.sync_groups
+        return ring
 
     def census(self) -> Census:
-        store = self.core.store  # first: the native mode brings its state up to date when read
-        return self._census.get(self.core.me, self.core.members(), store, self.core.version)
+        self._before_census()  # first: the native ring takes newly loaded groups in
+        ring = self._ring()
+        return self._census.get(ring.me, ring.members(), ring.store, ring.version)
 
     def publish(self, rumor: Rumor) -> None:
-        assert self.runner is not None
-        self.runner.publish(rumor)
-
-    def sys_info(self) -> dict[str, Any]:
-        s = self.settings
-        gossip_ip, gossip_port = s.gossip_addr()
-        http_ip, http_port = s.http_addr()
-        ctl_ip, ctl_port = s.ctl_addr()
-        return {
-            "ip": self.sys_ip,
-            "hostname": socket.gethostname(),
-            "gossip_ip": gossip_ip,
-            "gossip_port": gossip_port,
-            "http_gateway_ip": http_ip,
-            "http_gateway_port": http_port,
-            "ctl_gateway_ip": ctl_ip,
-            "ctl_gateway_port": ctl_port,
-            "permanent": s.permanent_peer,
-            "version": __version__,
-        }
+        self._ring().publish(rumor)
 
     async def _load_services(self) -> None:
         """Specs saved by `svc load` first, then the plans given on the command line (or
         PYSUP_DEFAULT_PLANS), skipping any whose service is already loaded."""
-        from pysup.gateway.ctl import load_saved_specs
-
         assert self.services is not None
         s = self.settings
         for spec in load_saved_specs(self.state):
@@ -375,7 +346,10 @@ class Supervisor:
     async def _start_http(self) -> None:
         host, port = self.settings.http_addr()
         token = self.env.get("HAB_SUP_GATEWAY_AUTH_TOKEN") or None
-        tls = http_tls_or_fail(self.settings)
+        try:
+            tls = http_tls(self.settings)
+        except TlsConfigError as e:
+            raise StartupError(f"HTTP gateway TLS: {e}") from None
 
         def routes(app: web.Application) -> None:
             for add in self.extra_routes:
@@ -389,6 +363,21 @@ class Supervisor:
         except OSError as e:
             self.http = None
             raise StartupError(f"cannot listen for HTTP on {host}:{port}: {e.strerror}") from None
+
+    async def _start_ctl(self) -> None:
+        host, port = self.settings.ctl_addr()
+        try:
+            tls = ctl_tls(self.settings, self.env)
+        except TlsConfigError as e:
+            raise StartupError(f"control gateway TLS: {e}") from None
+        try:
+            self.ctl = await start_ctl_server(
+                self, host, port, faults=self.faults, tls=tls.context if tls else None
+            )
+        except OSError as e:
+            raise StartupError(
+                f"cannot listen for control on {host}:{port}: {e.strerror}"
+            ) from None
 
     def _spawn(self, name: str, coro: Any) -> None:
         """A critical long-lived task (pysup/faults.py): if it dies, the supervisor stops."""
@@ -408,91 +397,10 @@ class Supervisor:
 
     # --- the ring -----------------------------------------------------------------------
 
-    def _on_event(self, e: MemberChanged | RumorChanged | SelfChanged) -> None:
-        if self.events is not None:
-            self.events.publish(effect_event(e))
-        if isinstance(e, MemberChanged):
-            m = e.member
-            log.info(
-                f"member.{m.health.name.lower()}",
-                member_id=m.id,
-                address=f"{m.address}:{m.gossip_port}",
-                incarnation=m.incarnation,
-                previous=e.previous.label if e.previous else None,
-            )
-            self._member_changed.set()
-            if self.services is not None:
-                self.services.on_census_changed()
-        elif isinstance(e, RumorChanged):
-            opened = self.opener.opened(e.rumor)  # None: encrypted to a key we lack
-            if self.services is not None and opened is not None:
-                self.services.on_rumor(opened)
-        elif e.reason == "refuted":
-            log.info("member.refuted", incarnation=e.member.incarnation)
-            try:
-                self.state.save_incarnation(e.member.incarnation)
-            except OSError as err:
-                # The refutation is already on its way: gossip first, the disk when it can (the
-                # save loop retries). A restart meanwhile refutes again, from the ring's value.
-                log.error("state.save_failed", file="INCARNATION", error=str(err))
-        elif e.reason == "departed":
-            log.error(
-                "supervisor.departed",
-                message="this supervisor was departed from the ring (`sup depart`); "
-                "it stops its services and exits. Remove MEMBER_ID from the state dir to rejoin "
-                "as a new member.",
-            )
-            self.exit_code = EXIT_DEPARTED
-            self.stopping.set()
-
-    async def _seed_addrs(self) -> list[Addr]:
-        specs = list(self.settings.peers)
-        if self._peer_watch is not None:
-            self._peer_watch.poll()
-            specs.extend(self._peer_watch.peers)
-        addrs = await resolve(specs, self.settings.gossip_addr()[1] or 9638)
-        if self.discovery is not None:
-            addrs += self.discovery.seeds()
-        mine = {(self.sys_ip, self.core.me.gossip_port), ("127.0.0.1", self.core.me.gossip_port)}
-        return [a for a in addrs if a not in mine]
-
-    async def _join_loop(self) -> None:
-        """Join through the seeds; while alone, keep trying with jittered backoff."""
-        cfg = self.gossip_config
-        delay = cfg.join_retry_base_s
-        while not self.stopping.is_set():
-            if self.core.departed:
-                return
-            if self.core.is_alone():
-                self.joined = False
-                addrs = await self._seed_addrs()
-                wait = delay * self.rng.uniform(0.5, 1.5)
-                if addrs:
-                    log.info("ring.join_attempt", seeds=[f"{h}:{p}" for h, p in addrs])
-                    assert self.runner is not None
-                    self.runner.join(addrs)
-                    delay = min(cfg.join_retry_max_s, delay * 2)
-                # No seed to try (an empty peer-watch file): nothing to back off from, so the
-                # file is re-read at the base interval and a seed written later is used at once.
-            else:
-                if not self.joined:
-                    self.joined = True
-                    log.info("ring.joined", members=self.core.num_members())
-                    if self.discovery is not None:
-                        self.discovery.mark_joined()
-                # Discovered addresses outside our ring: merge partial rings (no split brain).
-                strangers = self.discovery.strangers(self.core.members()) if self.discovery else []
-                if strangers and self.runner is not None:
-                    self.runner.join(strangers)
-                delay = cfg.join_retry_base_s
-                wait = 1.0
-            self._member_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._member_changed.wait()
-                    if self.core.is_alone():
-                        # a member came and went; back off normally
-                        await asyncio.sleep(0)
+    def _departed(self) -> None:
+        """The ring departed us (`sup depart`): stop, with an exit status that says so."""
+        self.exit_code = EXIT_DEPARTED
+        self.stopping.set()
 
     async def _save_loop(self) -> None:
         while True:
@@ -501,20 +409,20 @@ class Supervisor:
                 self.save_state()
 
     def save_state(self) -> None:
-        if self.runner is None or not self._incarnation_saved:
+        if self.ring is None or not self._incarnation_saved:
             return
         try:
             self.persist_rumors()
-            self.state.save_incarnation(self.core.me.incarnation)
+            self.state.save_incarnation(self.ring.me.incarnation)
         except OSError as e:
             log.error("state.save_failed", error=str(e))
 
     def persist_rumors(self, extra: Sequence[Rumor] = ()) -> None:
         """Save the rumor store, plus `extra` rumors about to be published (so what the control
         gateway acknowledges is on disk first). Raises OSError when it could not be saved."""
-        if self.runner is None:
+        if self.ring is None:
             return
-        self.state.save_rumors(codec.encode_rumors([*self.core.all_rumors(), *extra]))
+        self.state.save_rumors(codec.encode_rumors([*self.ring.persistent_rumors(), *extra]))
 
     # --- stop ---------------------------------------------------------------------------
 
@@ -524,8 +432,8 @@ class Supervisor:
         if self._departing:
             return
         self._departing = True
-        if self.runner is not None:
-            await self.runner.leave()
+        if self.ring is not None:
+            await self.ring.leave()
         if self.services is not None:
             await self.services.stop_all(self._stop_timeout())
 
@@ -538,10 +446,13 @@ class Supervisor:
     async def shutdown(self) -> None:
         log.info("supervisor.stopping")
         self.faults.closing = True  # tasks ending from here on are shutdown, not failures
+        if self.ctl is not None:
+            self.ctl.close()  # stop accepting commands: no `svc load` while services stop
+            await self.ctl.wait_closed()
         if self.events is not None:
-            self.events.close()  # first: an open /events stream must not hold the shutdown
-        if self.runner is not None and not self.core.departed:
-            await self.runner.leave()
+            self.events.close()  # an open /events stream must not hold the shutdown
+        if self.ring is not None and not self.ring.departed:
+            await self.ring.leave()
         if self.services is not None:
             try:
                 await self.services.stop_all(self._stop_timeout())
@@ -554,8 +465,8 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.save_state()
-        if self.runner is not None:
-            await self.runner.close()
+        if self.ring is not None:
+            await self.ring.close()
         if self.http is not None:
             await self.http.close()
         await self.faults.close()

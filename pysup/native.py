@@ -1,17 +1,16 @@
 """Kubernetes-native mode (`--mode kubernetes`): no gossip ring; the Kubernetes API is the ring.
 
-`NativeRuntime` stands in for the gossip `Runner` + `SwimCore` pair the daemon, the HTTP gateway and
-the control gateway use (same attribute and method names, duck-typed: `.core.me`, `.core.members()`,
-`.core.store`, `.publish`, `.leave`, ...). It keeps a member table and a `RumorStore` *synthesized*
-from three Kubernetes objects, so the census, `/census`, `/services` and the templates work
-unchanged:
+`NativeRing` implements the `pysup.ring.Ring` interface the daemon, the census and the gateways
+read, as the gossip ring does, with no stand-ins. It keeps a member table and a `RumorStore`
+*synthesized* from three Kubernetes objects, so the census, `/census`, `/services` and the
+templates work unchanged:
 
 - **Members** are the pods in the EndpointSlices of `--kubernetes-service`, with
   `census_from_slices`' health (ready -> Alive, not ready -> Suspect, terminating -> Departed). A
   pod that leaves the slices leaves the table (announced once as Departed). Member id =
-  `member_id_for(pod name)`, the first 32 hex digits of its SHA-256: stable across restarts and
-  computable by every member (no MEMBER_ID file). Myself = POD_NAME (else the hostname), always
-  Alive until I leave.
+  `member_id_for(pod name)` (``pysup.native_state``, with the rest of the pure part), the first
+  32 hex digits of its SHA-256: stable across restarts and computable by every member (no
+  MEMBER_ID file). Myself = POD_NAME (else the hostname), always Alive until I leave.
 - **Service rumors**: my own services publish theirs as in gossip mode. For every other pod the
   runtime derives one from mine (its member id, `sys.ip`/`hostname` = the pod's IP and name,
   `initialized` = its endpoint is ready, no health-check result). This assumes a *homogeneous
@@ -41,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -53,11 +51,8 @@ import structlog
 from pysup.butterfly.effects import Addr, MemberChanged, RumorChanged, SelfChanged
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import (
-    ElectionRumor,
-    ElectionStatus,
     Rumor,
     RumorKind,
-    ServiceConfigRumor,
     ServiceRumor,
     by_kind,
     kind_of,
@@ -72,11 +67,13 @@ from pysup.discovery.kube_client import (
     KubeNotFound,
     log_forbidden,
 )
-from pysup.discovery.kubernetes import SERVICE_NAME_LABEL, CensusEntry, census_from_slices
+from pysup.discovery.kubernetes import SERVICE_NAME_LABEL, census_from_slices
 from pysup.discovery.lease import LeaseElector
 from pysup.discovery.reflector import ListWatcher, WatchTuning
 from pysup.discovery.runtime import kube_config_from_env
 from pysup.faults import Faults
+from pysup.native_state import NativeInputs, me_of, members_of, next_config_incarnation, rumors_of
+from pysup.ring import RingEvent, RingListener
 from pysup.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,18 +81,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-Listener = Callable[[MemberChanged | RumorChanged | SelfChanged], None]
 Groups = Callable[[], Mapping[str, bool]]
 """Loaded service group -> is it in leader topology."""
 
 
 class NativeConfigError(ValueError):
     """Native mode cannot start (no --kubernetes-service, not in a cluster, bad tunable)."""
-
-
-def member_id_for(name: str) -> str:
-    """A pod's member id: 32 lowercase hex, the same on every member and across restarts."""
-    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
 
 
 def loaded_groups(services: ServiceManager | None) -> dict[str, bool]:
@@ -142,104 +133,6 @@ class NativeTuning:
         return t
 
 
-# --- the pure part: Kubernetes objects -> members and rumors -----------------------------------
-
-
-@dataclass(frozen=True)
-class NativeInputs:
-    """Everything the synthesized member table and rumor store are made of."""
-
-    pod: str
-    ip: str
-    gossip_port: int
-    entries: Mapping[str, CensusEntry] = field(default_factory=dict)
-    """`census_from_slices` of the Service's EndpointSlices: address -> entry."""
-    groups: Mapping[str, bool] = field(default_factory=dict)
-    local: Mapping[str, ServiceRumor] = field(default_factory=dict)
-    """My own Service rumors by group, as my services published them."""
-    lease_known: bool = False
-    """The Lease has been read at least once since campaigning began."""
-    holder: str | None = None
-    """The Lease holder's identity (pod name); None: the Lease is free."""
-    term: int = 0
-    """Counts holder changes seen here (the Election rumor's term; informational)."""
-    config: bytes | None = None
-    """The ConfigMap's TOML; None: never seen, or gone without ever being seen."""
-    config_incarnation: int = 0
-    left: bool = False
-
-
-def me_of(inputs: NativeInputs) -> Member:
-    health = Health.DEPARTED if inputs.left else Health.ALIVE
-    return Member(member_id_for(inputs.pod), 1, inputs.ip, inputs.gossip_port, health)
-
-
-def members_of(inputs: NativeInputs) -> dict[str, tuple[Member, str]]:
-    """The other pods: member id -> (member, pod name). A pod listed under several addresses
-    keeps its best health (and the first address with it)."""
-    out: dict[str, tuple[Member, str]] = {}
-    for addr, e in sorted(inputs.entries.items()):
-        name = e.pod or addr  # an endpoint without a pod reference is known by its address
-        if name == inputs.pod or (e.pod is None and addr == inputs.ip):
-            continue
-        mid = member_id_for(name)
-        m = Member(mid, 1, addr, inputs.gossip_port, Health(int(e.health)))
-        old = out.get(mid)
-        if old is None or m.health < old[0].health:
-            out[mid] = (m, name)
-    return out
-
-
-def _pod_sys(mine: Mapping[str, Any], my_ip: str, ip: str, name: str) -> dict[str, Any]:
-    sys = {k: (ip if v == my_ip else v) for k, v in mine.items()}
-    sys["ip"], sys["hostname"] = ip, name
-    return sys
-
-
-def rumors_of(inputs: NativeInputs) -> list[StoredRumor]:
-    """Service rumors (mine and the derived ones), config and election rumors of loaded groups."""
-    out: list[StoredRumor] = []
-    others = members_of(inputs)
-    for group, leader in sorted(inputs.groups.items()):
-        mine = inputs.local.get(group)
-        if mine is not None:
-            out.append(mine)
-            for member, name in others.values():
-                out.append(
-                    replace(
-                        mine,
-                        member_id=member.id,
-                        initialized=member.health is Health.ALIVE,
-                        sys=_pod_sys(mine.sys, inputs.ip, member.address, name),
-                        health_check="",
-                    )
-                )
-        if inputs.config is not None:
-            out.append(ServiceConfigRumor(group, inputs.config_incarnation, inputs.config))
-        if leader and inputs.lease_known:
-            if inputs.holder:
-                hid = member_id_for(inputs.holder)
-                out.append(
-                    ElectionRumor(group, hid, inputs.term, 0, ElectionStatus.FINISHED, (hid,))
-                )
-            else:
-                out.append(ElectionRumor(group, "", inputs.term, 0, ElectionStatus.RUNNING))
-    return out
-
-
-def next_config_incarnation(previous: int, resource_version: str | None) -> int:
-    """The ConfigMap's resourceVersion when it is a number above `previous`, else previous + 1
-    (resourceVersions are opaque strings; etcd's happen to be increasing integers)."""
-    if resource_version is not None and resource_version.isdigit():
-        rv = int(resource_version)
-        if rv > previous:
-            return rv
-    return previous + 1
-
-
-# --- the view the daemon and the gateways read --------------------------------------------------
-
-
 _PUBLISH = by_kind(
     "native publish",
     {
@@ -255,59 +148,8 @@ _PUBLISH = by_kind(
 """What the Kubernetes-native mode does with a rumor its services publish."""
 
 
-class NativeCore:
-    """The `SwimCore` queries, over the synthesized state."""
-
-    def __init__(self, me: Member, before_read: Callable[[], None] | None = None) -> None:
-        self.me = me
-        self.departed = False
-        self._store = RumorStore()
-        self._members: dict[str, Member] = {}
-        self._before_read = before_read
-        self._members_version = next_version()
-
-    @property
-    def store(self) -> RumorStore:
-        if self._before_read is not None:
-            self._before_read()
-        return self._store
-
-    def replace_state(self, me: Member, members: dict[str, Member], store: RumorStore) -> None:
-        self.me, self._members, self._store = me, members, store
-        self._members_version = next_version()
-
-    @property
-    def version(self) -> int:
-        """Changes with every new state (`SwimCore.version`); read `store` first to sync."""
-        return max(self._members_version, self._store.version)
-
-    def member(self, member_id: str) -> Member | None:
-        if member_id == self.me.id:
-            return self.me
-        return self._members.get(member_id)
-
-    def members(self) -> Iterator[Member]:
-        """Every known member except ourselves."""
-        return iter(self._members.values())
-
-    def num_members(self) -> int:
-        return 1 + sum(1 for m in self._members.values() if m.health <= Health.SUSPECT)
-
-    def is_alone(self) -> bool:
-        return self.num_members() == 1
-
-    def all_rumors(self) -> list[Rumor]:
-        """Nothing to persist: the state is read from the API at every start."""
-        return []
-
-
-@dataclass(frozen=True)
-class _Transport:
-    port: int
-
-
-class NativeRuntime:
-    """The Kubernetes-backed stand-in for the gossip Runner (see the module docstring)."""
+class NativeRing:
+    """The `pysup.ring.Ring` of the Kubernetes-native mode (see the module docstring)."""
 
     def __init__(
         self,
@@ -319,7 +161,7 @@ class NativeRuntime:
         ip: str,
         gossip_port: int,
         groups: Groups,
-        listener: Listener,
+        listener: RingListener,
         lease_name: str | None = None,
         configmap_name: str | None = None,
         configmap_key: str = DEFAULT_KEY,
@@ -336,13 +178,19 @@ class NativeRuntime:
         self.configmap_name = configmap_name or service
         self.configmap_key = configmap_key
         self.tuning = tuning or NativeTuning()
-        self.transport = _Transport(gossip_port)
+        self.port = gossip_port
         """No gossip listener in this mode; the port is only reported (and in `sys`)."""
         self._groups = groups
         self._listener = listener
         self._rng = rng or random.Random()
         self._in = NativeInputs(pod=pod, ip=ip, gossip_port=gossip_port)
-        self.core = NativeCore(me_of(self._in), before_read=self.sync_groups)
+        self.me = me_of(self._in)
+        self.departed = False
+        self.store = RumorStore()
+        """Synthesized from the inputs; replaced wholesale on every change (read-only outside)."""
+        self._members: dict[str, Member] = {}
+        self.version = next_version()
+        """Takes a new value with every new state (`pysup.ring.RingView.version`)."""
         self._rumors: dict[tuple[Any, ...], StoredRumor] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.elector: LeaseElector | None = None
@@ -356,9 +204,9 @@ class NativeRuntime:
         *,
         sys_ip: str,
         groups: Groups,
-        listener: Listener,
+        listener: RingListener,
         faults: Faults | None = None,
-    ) -> NativeRuntime:
+    ) -> NativeRing:
         if not settings.kubernetes_service:
             raise NativeConfigError("--mode kubernetes needs --kubernetes-service")
         try:
@@ -382,13 +230,38 @@ class NativeRuntime:
             faults=faults,
         )
 
-    # --- the Runner interface --------------------------------------------------------------
+    # --- the view -----------------------------------------------------------------------------
+
+    def member(self, member_id: str) -> Member | None:
+        if member_id == self.me.id:
+            return self.me
+        return self._members.get(member_id)
+
+    def members(self) -> Iterator[Member]:
+        """Every known member except ourselves."""
+        return iter(self._members.values())
+
+    def num_members(self) -> int:
+        return 1 + sum(1 for m in self._members.values() if m.health <= Health.SUSPECT)
+
+    def is_alone(self) -> bool:
+        return self.num_members() == 1
+
+    def persistent_rumors(self) -> list[Rumor]:
+        """Nothing to persist: the state is read from the API at every start."""
+        return []
+
+    def problems(self) -> list[str]:
+        """The watches are critical tasks: their death stops the supervisor (pysup/faults.py)."""
+        return []
+
+    # --- the commands --------------------------------------------------------------------------
 
     async def start(self) -> None:
         log.info(
             "native.started",
             pod=self._in.pod,
-            member_id=self.core.me.id,
+            member_id=self.me.id,
             namespace=self.namespace,
             service=self.service,
             lease=self.lease_name,
@@ -412,7 +285,7 @@ class NativeRuntime:
     def publish(self, rumor: Rumor) -> None:
         """My services' own Service rumors; anything else has no place in this mode."""
         route = _PUBLISH[kind_of(rumor)]
-        mine = isinstance(rumor, ServiceRumor) and rumor.member_id == self.core.me.id
+        mine = isinstance(rumor, ServiceRumor) and rumor.member_id == self.me.id
         if route == "service" and mine:
             assert isinstance(rumor, ServiceRumor)
             local = dict(self._in.local)
@@ -431,9 +304,9 @@ class NativeRuntime:
     async def leave(self) -> None:
         """Stop campaigning and release the Lease if we hold it (successors need not wait for
         it to expire); we show as Departed."""
-        if self.core.departed:
+        if self.departed:
             return
-        self.core.departed = True
+        self.departed = True
         await self._stop_elector()
         self._update(left=True)
 
@@ -482,7 +355,7 @@ class NativeRuntime:
         self._update(lease_known=True, holder=holder, term=term)
 
     def _ensure_elector(self, want: bool) -> None:
-        if want and self.elector is None and not self.core.departed:
+        if want and self.elector is None and not self.departed:
             t = self.tuning
             self.elector = LeaseElector(
                 self.client,
@@ -522,8 +395,9 @@ class NativeRuntime:
         self._apply(emit=True)
 
     def sync_groups(self) -> None:
-        """Take a newly loaded (or unloaded) group in *without* events: called when the census is
-        read, so a service loading now sees its group's ConfigMap config in its first render."""
+        """Take a newly loaded (or unloaded) group in *without* events. The daemon's census
+        calls it before it reads the ring, so a service loading now sees its group's ConfigMap
+        config in its first render."""
         groups = self._groups()
         if groups != self._in.groups:
             self._in = replace(self._in, groups=dict(groups))
@@ -532,12 +406,12 @@ class NativeRuntime:
 
     def _apply(self, *, emit: bool) -> None:
         inputs = self._in
-        events: list[MemberChanged | RumorChanged | SelfChanged] = []
+        events: list[RingEvent] = []
         me = me_of(inputs)
-        if me != self.core.me and me.health is Health.DEPARTED:
+        if me != self.me and me.health is Health.DEPARTED:
             events.append(SelfChanged(me, "left"))
         new_members = members_of(inputs)
-        old = {m.id: m for m in self.core.members()}
+        old = {m.id: m for m in self.members()}
         for mid, (m, _name) in new_members.items():
             prev = old.get(mid)
             if prev != m:
@@ -556,8 +430,9 @@ class NativeRuntime:
         for key, r in self._rumors.items():
             if key not in rumors:
                 events.append(RumorChanged(r))  # gone: the census changed all the same
-        members = {mid: m for mid, (m, _) in new_members.items()}
-        self.core.replace_state(me, members, store)
+        self.me, self.store = me, store
+        self._members = {mid: m for mid, (m, _) in new_members.items()}
+        self.version = next_version()
         self._rumors = rumors
         if not emit:
             return

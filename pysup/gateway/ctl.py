@@ -5,8 +5,8 @@ A connection's first frame must be ``{"op": "auth", "secret": ...}`` with the st
 (``pysup_rejected_inputs{source="ctl"}``), logged as ``ctl.refused`` (never with the secret) and the
 connection is closed. Then each frame is one request and gets one response (see ``ctl_proto``).
 
-Service specs loaded here are written to ``<state>/specs/<name>.spec.toml`` so a restarted
-supervisor loads them again (``load_saved_specs``). ``config apply`` and ``file upload`` publish a
+Service specs loaded here are saved by the service layer (``pysup.service.saved``) so a restarted
+supervisor loads them again. ``config apply`` and ``file upload`` publish a
 versioned rumor; the rumor store and anti-entropy carry it to every member (also those down at the
 time). What is acknowledged is on disk first (etcd's rule): the rumor store is saved *with* the new
 rumor before it is published, and when that save fails (a full disk) nothing is published and the
@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import ssl
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import structlog
 
 from pysup.butterfly.codec import rumor_problem
-from pysup.butterfly.member import Member
 from pysup.butterfly.messages import (
     DepartureRumor,
     Rumor,
@@ -35,7 +32,6 @@ from pysup.butterfly.messages import (
     ServiceConfigRumor,
     ServiceFileRumor,
 )
-from pysup.butterfly.rumors import RumorStore
 from pysup.census import ServiceGroup
 from pysup.crypto.sealed import check_sealed
 from pysup.crypto.tls import looks_like_tls
@@ -64,16 +60,14 @@ from pysup.gateway.ctl_proto import (
     ok,
     parse_request,
 )
-from pysup.gateway.tls_setup import ctl_tls_or_fail
+from pysup.gateway.host import CtlHost
 from pysup.listener import ConnectionLimits, Listener
-from pysup.metrics import Metrics
 from pysup.service.api_json import process_json
 from pysup.service.cfg import ConfigError, parse_gossip_config
 from pysup.service.manager import ServiceManager
+from pysup.service.saved import forget_spec, save_desired, save_spec
 from pysup.service.service import Service, ServiceLoadError
-from pysup.service.spec import DesiredState, ServiceSpec, SpecError
-from pysup.settings import Settings
-from pysup.statedir import StateDir, atomic_write
+from pysup.service.spec import DesiredState, ServiceSpec
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +86,6 @@ MAX_CONNECTIONS: Final = 32
 LISTENER_LIMITS: Final = ConnectionLimits(max_connections=2 * MAX_CONNECTIONS, backlog=64)
 """Up to MAX_CONNECTIONS are served and as many again are answered "too many" and closed; beyond
 that the listener closes them unanswered, so a flood holds at most 64 descriptors."""
-SPEC_SUFFIX: Final = ".spec.toml"
 
 
 class CtlOpError(Exception):
@@ -109,97 +102,12 @@ USER_ERRORS: Final = (CtlOpError, CtlProtocolError, ConfigError, ServiceLoadErro
 bugs with their traceback, and the client still gets one line."""
 
 
-# --- what the gateway needs from the supervisor --------------------------------------------------
-
-
-class CoreView(Protocol):
-    @property
-    def me(self) -> Member: ...
-
-    @property
-    def store(self) -> RumorStore: ...
-
-    def member(self, member_id: str) -> Member | None: ...
-
-
-class RunnerView(Protocol):
-    def publish(self, rumor: Rumor) -> None: ...
-
-
-class CtlSupervisor(Protocol):
-    """The parts of :class:`pysup.daemon.Supervisor` the control gateway uses."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def state(self) -> StateDir: ...
-
-    @property
-    def metrics(self) -> Metrics: ...
-
-    @property
-    def stopping(self) -> asyncio.Event: ...
-
-    @property
-    def runner(self) -> RunnerView | None: ...
-
-    @property
-    def core(self) -> CoreView: ...
-
-    @property
-    def services(self) -> ServiceManager | None: ...
-
-    @property
-    def faults(self) -> Faults: ...
-
-    def save_state(self) -> None: ...
-
-    def persist_rumors(self, extra: Sequence[Rumor] = ()) -> None:
-        """Save the rumor store with `extra` added; raises OSError when not saved."""
-        ...
-
-
-# --- saved specs --------------------------------------------------------------------------------
-
-
-def spec_path(state: StateDir, name: str) -> Path:
-    ServiceGroup.of(name, "default")  # validates the name: no separators, no leading dot
-    return state.specs_dir / f"{name}{SPEC_SUFFIX}"
-
-
-def save_spec(state: StateDir, name: str, spec: ServiceSpec) -> None:
-    """Raises CtlOpError (the operator's to fix: a full disk ...) when it could not be saved."""
-    try:
-        atomic_write(spec_path(state, name), spec.to_toml().encode("utf-8"))
-    except OSError as e:
-        raise _not_saved(f"the spec of {name}", e) from None
-
-
 def _not_saved(what: str, e: OSError) -> CtlOpError:
     where = f" ({e.filename})" if e.filename else ""
     return CtlOpError(
         f"NOT applied: cannot save {what} to the state dir: {e.strerror or e}{where}",
         reason="not_persisted",
     )
-
-
-def load_saved_specs(state: StateDir) -> list[ServiceSpec]:
-    """Every spec saved by ``svc load``, for the daemon to load at start.
-
-    A spec that cannot be read or is invalid is reported (``state.corrupt``) and moved aside; it
-    never stops the supervisor.
-    """
-    specs: list[ServiceSpec] = []
-    specs_dir = state.specs_dir
-    for path in sorted(specs_dir.glob(f"*{SPEC_SUFFIX}")):
-        rel = f"{specs_dir.name}/{path.name}"
-        try:
-            text = path.read_text(encoding="utf-8")
-            specs.append(ServiceSpec.from_toml(text, source=str(path)))
-        except (OSError, UnicodeDecodeError, SpecError) as e:
-            state.quarantine(rel, reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
-    return specs
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -219,10 +127,8 @@ class _Refused(Exception):
 class CtlGateway:
     """Serves control connections for one supervisor."""
 
-    def __init__(
-        self, sup: CtlSupervisor, secret: str, auth_timeout_s: float = AUTH_TIMEOUT_S
-    ) -> None:
-        self.sup = sup
+    def __init__(self, host: CtlHost, secret: str, auth_timeout_s: float = AUTH_TIMEOUT_S) -> None:
+        self.host = host
         self._secret = secret
         self.auth_timeout_s = auth_timeout_s
         self._connections = 0
@@ -289,7 +195,7 @@ class CtlGateway:
             except TimeoutError:
                 return
             except CtlProtocolError as e:
-                self.sup.metrics.reject("ctl", e.reason)
+                self.host.metrics.reject("ctl", e.reason)
                 log.warning("ctl.bad_frame", peer=where, reason=e.reason, error=str(e))
                 await self._send(writer, error(str(e)))
                 return
@@ -298,7 +204,7 @@ class CtlGateway:
             try:
                 req = parse_request(msg)
             except CtlProtocolError as e:
-                self.sup.metrics.reject("ctl", e.reason)
+                self.host.metrics.reject("ctl", e.reason)
                 await self._send(writer, error(str(e)))
                 continue
             async with self._ops_lock:
@@ -306,7 +212,7 @@ class CtlGateway:
             await self._send(writer, response)
             if isinstance(req, SupTerm):
                 # Answer first, then stop: the client sees the request was accepted.
-                self.sup.stopping.set()
+                self.host.terminate()
                 return
 
     async def _read(
@@ -342,7 +248,7 @@ class CtlGateway:
     async def _refuse(
         self, writer: asyncio.StreamWriter, where: str, reason: str, message: str
     ) -> None:
-        self.sup.metrics.reject("ctl", reason)
+        self.host.metrics.reject("ctl", reason)
         log.warning("ctl.refused", peer=where, reason=reason)
         with contextlib.suppress(ConnectionError, TimeoutError):
             await self._send(writer, error(message))
@@ -354,7 +260,7 @@ class CtlGateway:
             result = await self._dispatch(req)
         except USER_ERRORS as e:
             reason = e.reason if isinstance(e, CtlOpError | CtlProtocolError) else "op_refused"
-            self.sup.metrics.reject("ctl", reason)
+            self.host.metrics.reject("ctl", reason)
             log.info("ctl.op_refused", op=req.op, peer=where, reason=reason, error=_one_line(e))
             return error(_one_line(e))
         except Exception as e:
@@ -387,7 +293,7 @@ class CtlGateway:
     # svc ...
 
     def _manager(self) -> ServiceManager:
-        manager = self.sup.services
+        manager = self.host.services
         if manager is None:
             raise CtlOpError("this supervisor does not run services")
         return manager
@@ -431,31 +337,26 @@ class CtlGateway:
         svc = await manager.load(spec)
         name = svc.name
         try:
-            save_spec(self.sup.state, name, spec)
-        except CtlOpError:
+            save_spec(self.host.state, name, spec)
+        except OSError as e:
             with contextlib.suppress(Exception):
                 await manager.unload(name)
-            raise
+            raise _not_saved(f"the spec of {name}", e) from None
         return ok(name=name, service_group=str(svc.service_group))
 
     async def _svc_unload(self, name: str) -> dict[str, Any]:
         svc = self._find(name)
         await self._manager().unload(svc.name)
-        with contextlib.suppress(FileNotFoundError):
-            spec_path(self.sup.state, svc.name).unlink()
+        forget_spec(self.host.state, svc.name)
         return ok(name=svc.name)
 
     async def _svc_desired(self, req: SvcStart | SvcStop) -> dict[str, Any]:
         svc = self._find(req.name)
         desired = DesiredState.UP if isinstance(req, SvcStart) else DesiredState.DOWN
-        path = spec_path(self.sup.state, svc.name)
-        if path.is_file():
-            # Persist first: a restart in between must not undo the operator's intent.
-            try:
-                saved = ServiceSpec.from_toml(path.read_text(encoding="utf-8"), str(path))
-            except (OSError, UnicodeDecodeError, SpecError):
-                saved = svc.spec
-            save_spec(self.sup.state, svc.name, _with_desired(saved, desired))
+        try:  # persist first: a restart in between must not undo the operator's intent
+            save_desired(self.host.state, svc.name, svc.spec, desired)
+        except OSError as e:
+            raise _not_saved(f"the spec of {svc.name}", e) from None
         manager = self._manager()
         if desired is DesiredState.UP:
             await manager.start(svc.name)
@@ -472,17 +373,14 @@ class CtlGateway:
 
     def _publish(self, rumor: Rumor) -> None:
         """Persist, then publish: nothing is gossiped (or acknowledged) that is not on disk."""
-        runner = self.sup.runner
-        if runner is None:
-            raise CtlOpError("the gossip ring is not started yet")
         problem = rumor_problem(rumor)  # the rule every member applies on receipt
         if problem is not None:
             raise CtlOpError(f"the ring would refuse it: {problem.detail}", reason="bad_request")
         try:
-            self.sup.persist_rumors([rumor])
+            self.host.persist_rumors([rumor])
         except OSError as e:
             raise _not_saved("the rumor store", e) from None
-        runner.publish(rumor)
+        self.host.publish(rumor)
 
     def _config_apply(self, req: ConfigApply) -> dict[str, Any]:
         sg = _service_group(req.service_group)
@@ -495,7 +393,7 @@ class CtlGateway:
             )
         else:
             parse_gossip_config(req.config)  # ConfigError names the line
-        current = self.sup.core.store.get(RumorKind.SERVICE_CONFIG, sg, "config")
+        current = self.host.rumor_store().get(RumorKind.SERVICE_CONFIG, sg, "config")
         cur = current.incarnation if isinstance(current, ServiceConfigRumor) else 0
         if req.version <= cur:
             raise CtlOpError(
@@ -514,7 +412,7 @@ class CtlGateway:
                 f"file is {len(req.body)} bytes, over the {MAX_BODY} byte limit (64 KiB)",
                 reason="oversized",
             )
-        current = self.sup.core.store.get(RumorKind.SERVICE_FILE, sg, req.filename)
+        current = self.host.rumor_store().get(RumorKind.SERVICE_FILE, sg, req.filename)
         cur = current.incarnation if isinstance(current, ServiceFileRumor) else 0
         if req.version <= cur:
             raise CtlOpError(
@@ -527,10 +425,10 @@ class CtlGateway:
     # sup ...
 
     def _sup_depart(self, member_id: str) -> dict[str, Any]:
-        core = self.sup.core
-        if member_id != core.me.id and core.member(member_id) is None:
+        known = {self.host.local_member().id, *(m.id for m in self.host.ring_members())}
+        if member_id not in known:
             raise CtlOpError(f"no member {member_id} in the ring")
-        if core.store.is_departed(member_id):
+        if self.host.rumor_store().is_departed(member_id):
             raise CtlOpError(f"member {member_id} has already departed")
         log.warning("ctl.depart", member_id=member_id)
         self._publish(DepartureRumor(member_id))
@@ -548,12 +446,6 @@ def _check_sealed(data: bytes, service_group: str) -> None:
     problem = check_sealed(data, service_group)
     if problem is not None:
         raise CtlOpError(problem, reason="bad_encrypted_payload")
-
-
-def _with_desired(spec: ServiceSpec, desired: DesiredState) -> ServiceSpec:
-    raw = spec.to_dict()
-    raw["desired_state"] = desired.value
-    return ServiceSpec.from_dict(raw)
 
 
 def status_row(svc: Service, now: float) -> dict[str, Any]:
@@ -577,8 +469,8 @@ def status_row(svc: Service, now: float) -> dict[str, Any]:
 
 
 async def start_ctl_server(
-    sup: CtlSupervisor,
-    host: str,
+    host: CtlHost,
+    address: str,
     port: int,
     *,
     auth_timeout_s: float = AUTH_TIMEOUT_S,
@@ -586,9 +478,10 @@ async def start_ctl_server(
     tls: ssl.SSLContext | None = None,
 ) -> Listener:
     """Listen for control connections; the secret is the state dir's CTL_SECRET. With ``tls``
-    only TLS clients are served (the secret is then proven inside the TLS session)."""
-    gateway = CtlGateway(sup, sup.state.ctl_secret(), auth_timeout_s)
-    faults = faults if faults is not None else Faults(sup.metrics)
+    only TLS clients are served (the secret is then proven inside the TLS session). The caller
+    owns the listener: it closes it (the daemon, first in its shutdown)."""
+    gateway = CtlGateway(host, host.state.ctl_secret(), auth_timeout_s)
+    faults = faults if faults is not None else Faults(host.metrics)
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with faults.guard("ctl.connection"):  # a bug ends one connection, not the gateway
@@ -599,7 +492,7 @@ async def start_ctl_server(
         return asyncio.StreamReaderProtocol(reader, serve)
 
     def refused(reason: str, peer: tuple[str, int]) -> None:
-        sup.metrics.reject("ctl", reason)
+        host.metrics.reject("ctl", reason)
 
     listener = Listener(
         "ctl",
@@ -610,38 +503,7 @@ async def start_ctl_server(
         tls=tls,
         tls_handshake_timeout_s=auth_timeout_s,
     )
-    await listener.start(host, port)
-    return listener
-
-
-async def attach_ctl(sup: CtlSupervisor, env: Mapping[str, str] | None = None) -> None:
-    """Start the control gateway on ``--listen-ctl`` and close it once the supervisor stops.
-
-    Raises ``pysup.daemon.StartupError`` when the address cannot be bound.
-    """
-    from pysup.daemon import StartupError
-
-    host, port = sup.settings.ctl_addr()
-    tls = ctl_tls_or_fail(sup.settings, os.environ if env is None else env)
-    try:
-        server = await start_ctl_server(
-            sup, host, port, faults=sup.faults, tls=tls.context if tls else None
-        )
-    except OSError as e:
-        raise StartupError(f"cannot listen for control on {host}:{port}: {e.strerror}") from None
-    bound = [s.getsockname() for s in server.sockets]
+    await listener.start(address, port)
+    bound = [s.getsockname() for s in listener.sockets]
     log.info("ctl.listening", addresses=[f"{a[0]}:{a[1]}" for a in bound], tls=tls is not None)
-
-    async def close_when_stopping() -> None:
-        try:
-            await sup.stopping.wait()
-        finally:
-            server.close()
-            await server.wait_closed()
-
-    _closers.add(task := asyncio.ensure_future(close_when_stopping()))
-    task.add_done_callback(_closers.discard)
-
-
-_closers: set[asyncio.Future[None]] = set()
-"""Keeps the closing tasks referenced (asyncio holds only weak references to tasks)."""
+    return listener

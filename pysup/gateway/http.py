@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from pysup.butterfly.member import Member
 from pysup.butterfly.messages import RumorKind, by_kind, kind_of
-from pysup.butterfly.rumors import RumorStore
 from pysup.events.stream import EventStream
 from pysup.events.web import add_events_route
+from pysup.gateway.host import HttpHost
 from pysup.gateway.static import UI_OPEN_PATHS, add_ui_routes
-from pysup.metrics import Metrics
+from pysup.ring import RumorView
 
 log = structlog.get_logger(__name__)
 
@@ -29,27 +29,6 @@ OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 OPEN_PATHS = OPEN_ROUTES | UI_OPEN_PATHS
 """Served without the token: the probes, and the dashboard's own files (they hold no data; the
 page asks for the token and sends it to the data routes, ``pysup.gateway.static``)."""
-
-
-class SupervisorView(Protocol):
-    """What the gateway reads from the supervisor."""
-
-    metrics: Metrics
-
-    def readiness(self) -> tuple[bool, str]: ...
-
-    def liveness(self) -> list[str]:
-        """Why the supervisor is broken (a critical task died, the gossip timer stalled); empty
-        when it is alive."""
-        ...
-
-    def local_member(self) -> Member: ...
-
-    def ring_members(self) -> list[Member]: ...
-
-    def rumor_store(self) -> RumorStore: ...
-
-    async def depart(self) -> None: ...
 
 
 INDEX = {
@@ -147,7 +126,7 @@ _BUTTERFLY: Mapping[RumorKind, _View] = by_kind(
 order of Habitat's sections."""
 
 
-def butterfly_json(me: Member, members: list[Member], store: RumorStore) -> dict[str, Any]:
+def butterfly_json(me: Member, members: list[Member], store: RumorView) -> dict[str, Any]:
     """Habitat's `/butterfly` shape: member.members keyed by id, then each rumor kind."""
     everyone = [me, *members]
     lists: dict[RumorKind, dict[str, Any]] = {k: {} for k, v in _BUTTERFLY.items() if v}
@@ -172,7 +151,7 @@ def butterfly_json(me: Member, members: list[Member], store: RumorStore) -> dict
 
 
 def make_app(
-    sup: SupervisorView,
+    sup: HttpHost,
     token: str | None,
     extra_routes: Callable[[web.Application], None] | None = None,
     events: EventStream | None = None,

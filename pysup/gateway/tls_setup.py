@@ -99,23 +99,3 @@ def ctl_client_tls(env: Mapping[str, str], host: str) -> ClientTls | None:
         ca_path, Path(cert) if cert else None, Path(key) if key else None, check_hostname=True
     )
     return ClientTls(context, env.get(CTL_SNI_ENV, "").strip() or host)
-
-
-def http_tls_or_fail(settings: Settings) -> CertWatcher | None:
-    """:func:`http_tls` for ``pysup run``: a bad file is a StartupError naming it."""
-    from pysup.daemon import StartupError
-
-    try:
-        return http_tls(settings)
-    except TlsConfigError as e:
-        raise StartupError(f"HTTP gateway TLS: {e}") from None
-
-
-def ctl_tls_or_fail(settings: Settings, env: Mapping[str, str]) -> CertWatcher | None:
-    """:func:`ctl_tls` for ``pysup run``: a bad file is a StartupError naming it."""
-    from pysup.daemon import StartupError
-
-    try:
-        return ctl_tls(settings, env)
-    except TlsConfigError as e:
-        raise StartupError(f"control gateway TLS: {e}") from None

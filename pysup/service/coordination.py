@@ -1,4 +1,4 @@
-"""The shell around the pure election logic for one service, and the plan watcher for updates.
+"""The shell around the pure election logic for one service.
 
 ``Coordinator`` (one per service in leader topology or with the rolling strategy) runs in the
 service's task set. On every census change (woken by ``Service.census_changed``) and every
@@ -11,9 +11,6 @@ the split-brain fix, "no quorum": a member that sees a majority of its group gon
 running service until quorum returns (``ElectionTuning.stop_without_quorum``). The leader group's
 size is logged when it changes: ``election.waiting_for_members`` (members, needed, waiting_for),
 ``election.enough_members``, and Habitat's warning for an even group, ``election.even_population``.
-
-``PlanWatcher`` (one per manager) polls the plan directories of services whose update strategy is
-not ``none`` and asks ``updates.plan_turn`` when to restart them with the changed plan.
 """
 
 from __future__ import annotations
@@ -22,16 +19,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import structlog
 
 from pysup.butterfly.messages import ElectionRumor, Rumor
 from pysup.census import Census, CensusGroup, ElectionState, ServiceGroup
 from pysup.election import (
-    DEFAULT_STUCK_AFTER_S,
     INCUMBENT,
     MIN_QUORUM,
     GroupSize,
@@ -46,12 +40,8 @@ from pysup.election import (
 from pysup.events.sink import EventSink, no_events
 from pysup.events.translate import election_event, size_events
 from pysup.faults import Faults
-from pysup.service.plan import plan_fingerprint
+from pysup.service.lifecycle import ElectionTuning
 from pysup.service.spec import Topology, UpdateStrategy
-from pysup.service.updates import Turn, plan_turn
-
-if TYPE_CHECKING:
-    from pysup.service.service import Service
 
 log = structlog.get_logger(__name__)
 
@@ -62,28 +52,6 @@ EVEN_POPULATION = (
 )
 """Habitat's warning for a leader group with an even number of members, word for word (users
 search their logs for it)."""
-
-
-@dataclass(frozen=True)
-class ElectionTuning:
-    """Timing and policy of elections. Seconds throughout."""
-
-    tick_s: float = 1.0
-    """How often elections are re-evaluated without a census change (timeouts, restarts)."""
-    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
-    """A candidate still missing votes after this long finishes with a majority's votes; any
-    member restarts an election unfinished after twice this long. Long enough for a slow
-    suitability hook and gossip on a big ring; short enough that a group is not leaderless long."""
-    stop_without_quorum: bool = True
-    """Stop a running leader-topology service while a majority of its group (counting Suspect
-    members as reachable) is gone, so a minority side never keeps serving as a second leader.
-    False: keep it running, as Habitat does (hooks are still held back)."""
-    external_leader: bool = False
-    """The leader is decided outside the ring (Kubernetes-native mode: the Lease holder, which
-    ``pysup.native`` publishes as a Finished Election rumor). This member then runs no election
-    (no votes, no suitability hook, no update election: Kubernetes rolls the pods) and only gates
-    its hooks on that rumor; the quorum fence is off too, since the Lease (its renew deadline)
-    is what keeps two leaders from acting at once."""
 
 
 class Gate(NamedTuple):
@@ -305,85 +273,11 @@ class Coordinator:
         return 0 if group.leader_id == me else INCUMBENT - 1
 
 
-# --- plan updates ---------------------------------------------------------------------------------
-
-
-class PlanWatcher:
-    """Polls the plans of services with an update strategy; restarts them when their turn comes."""
-
-    def __init__(
-        self,
-        *,
-        services: Callable[[], list[Service]],
-        census: Callable[[], Census],
-        update: Callable[[Service], Awaitable[object]],
-        poll_s: float = 1.0,
-        pending_poll_s: float = 0.25,
-        faults: Faults | None = None,
-    ) -> None:
-        self._faults = faults if faults is not None else Faults()
-        self._services = services
-        self._census = census
-        self._update = update
-        self.poll_s = poll_s
-        self.pending_poll_s = pending_poll_s
-        self._seen: dict[Path, str] = {}
-
-    async def run(self) -> None:
-        while True:
-            pending = False
-            with self._faults.guard("service.plan_watch"):
-                pending = await self.check()
-            await asyncio.sleep(self.pending_poll_s if pending else self.poll_s)
-
-    async def check(self) -> bool:
-        """One pass over the services; True while an update waits for its turn."""
-        pending = False
-        for svc in self._services():
-            if svc.spec.strategy is UpdateStrategy.NONE:
-                continue
-            try:
-                on_disk = await asyncio.to_thread(plan_fingerprint, svc.spec.plan_dir)
-            except OSError as e:
-                log.warning("update.plan_unreadable", plan_dir=str(svc.spec.plan_dir), error=str(e))
-                continue
-            turn = plan_turn(
-                svc.spec.strategy,
-                self._census().group(svc.sg),
-                svc.member_id,
-                svc.plan.fingerprint,
-                on_disk,
-            )
-            self._report(svc, turn, on_disk)
-            if turn is None:
-                continue
-            if not turn.go:
-                pending = True
-                continue
-            log.info("update.restart", service_group=str(svc.sg), reason=turn.reason)
-            await self._update(svc)
-        return pending
-
-    def _report(self, svc: Service, turn: Turn | None, on_disk: str) -> None:
-        reason = turn.reason if turn is not None else None
-        if reason != svc.update_status:
-            if reason is not None:
-                log.info(
-                    "update.pending",
-                    service_group=str(svc.sg),
-                    reason=reason,
-                    running=svc.plan.fingerprint[:12],
-                    on_disk=on_disk[:12],
-                )
-            svc.update_status = reason
-
-
 __all__ = [
     "EVEN_POPULATION",
     "Coordinator",
     "ElectionTuning",
     "Gate",
-    "PlanWatcher",
     "group_view",
     "leader_gate",
 ]

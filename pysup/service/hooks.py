@@ -404,73 +404,29 @@ async def run_hook(
     ensure_executable(path)
     argv = hook_argv(path)
     with open_log(log_dir, name, "stdout") as out_file, open_log(log_dir, name, "stderr") as err:
-        out = OutputPipe(
-            LineSink(
-                service_group=service_group,
-                hook=name,
-                stream="stdout",
-                file=out_file,
-                tail_bytes=tail_bytes,
-            )
-        )
-        errp = OutputPipe(
-            LineSink(
-                service_group=service_group,
-                hook=name,
-                stream="stderr",
-                file=err,
-                tail_bytes=tail_bytes,
-            )
-        )
+        out = _pipe(service_group, name, "stdout", out_file, tail_bytes)
+        errp = _pipe(service_group, name, "stderr", err, tail_bytes)
         started = time.monotonic()
         try:
             try:
-                proc = await spawn_registered(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out.write_fd,
-                    stderr=errp.write_fd,
-                    cwd=cwd,
-                    env=dict(env),
-                    start_new_session=True,
-                    **creds,
-                )
+                proc = await _spawn(argv, out, errp, cwd, env, creds)
             except (OSError, ValueError) as e:
                 raise HookError(f"{what}: cannot start {path}: {e}") from e
             out.child_started()
             errp.child_started()
             log.debug("hook.started", service_group=service_group, hook=name, pid=proc.pid)
-            timed_out = False
-            try:
-                try:
-                    await asyncio.wait_for(proc.wait(), timeout_s)
-                except TimeoutError:
-                    timed_out = True
-                    log.warning(
-                        "hook.timeout",
-                        service_group=service_group,
-                        hook=name,
-                        pid=proc.pid,
-                        timeout_s=timeout_s,
-                    )
-                    await terminate_group(proc, signal.SIGTERM, kill_grace_s)
-            except asyncio.CancelledError:
-                kill_group(proc.pid, signal.SIGKILL)
-                raise
-            finally:
-                release_when_reaped(proc)
+            timed_out = await _wait_or_kill(proc, service_group, name, timeout_s, kill_grace_s)
             await asyncio.gather(out.finish(), errp.finish())
         finally:
             out.close()
             errp.close()
-    duration = time.monotonic() - started
     result = HookResult(
         name=name,
         exit_code=None if timed_out else proc.returncode,
         timed_out=timed_out,
         stdout_tail=out.sink.tail,
         stderr_tail=errp.sink.tail,
-        duration_s=duration,
+        duration_s=time.monotonic() - started,
     )
     log.debug(
         "hook.finished",
@@ -478,6 +434,64 @@ async def run_hook(
         hook=name,
         exit_code=result.exit_code,
         timed_out=timed_out,
-        duration_s=round(duration, 3),
+        duration_s=round(result.duration_s, 3),
     )
     return result
+
+
+async def _spawn(
+    argv: list[str],
+    out: OutputPipe,
+    err: OutputPipe,
+    cwd: Path,
+    env: Mapping[str, str],
+    creds: dict[str, Any],
+) -> asyncio.subprocess.Process:
+    """Start the hook in its own session (so its whole group can be killed), output to the pipes."""
+    return await spawn_registered(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=out.write_fd,
+        stderr=err.write_fd,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+        **creds,
+    )
+
+
+def _pipe(service_group: str, hook: str, stream: str, file: IO[bytes], tail: int) -> OutputPipe:
+    sink = LineSink(
+        service_group=service_group, hook=hook, stream=stream, file=file, tail_bytes=tail
+    )
+    return OutputPipe(sink)
+
+
+async def _wait_or_kill(
+    proc: asyncio.subprocess.Process,
+    service_group: str,
+    hook: str,
+    timeout_s: float,
+    kill_grace_s: float,
+) -> bool:
+    """Wait for the hook to exit; past `timeout_s` kill its group (TERM, grace, KILL) and return
+    True. Cancelled, the group is killed at once. Either way the process is reaped later."""
+    try:
+        try:
+            await asyncio.wait_for(proc.wait(), timeout_s)
+        except TimeoutError:
+            log.warning(
+                "hook.timeout",
+                service_group=service_group,
+                hook=hook,
+                pid=proc.pid,
+                timeout_s=timeout_s,
+            )
+            await terminate_group(proc, signal.SIGTERM, kill_grace_s)
+            return True
+    except asyncio.CancelledError:
+        kill_group(proc.pid, signal.SIGKILL)
+        raise
+    finally:
+        release_when_reaped(proc)
+    return False

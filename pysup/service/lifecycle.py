@@ -1,4 +1,5 @@
-"""The states of a loaded service, their transition table, and the timing of its hook sequence."""
+"""The states of a loaded service, their transition table, and the timing of its hook sequence
+and of its elections (``ElectionTuning``, used by ``coordination``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from pysup.election import DEFAULT_STUCK_AFTER_S
 from pysup.service.backoff import RestartBackoff
-from pysup.service.coordination import ElectionTuning
 
 
 class ServiceState(enum.Enum):
@@ -56,6 +57,28 @@ class IllegalTransition(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ElectionTuning:
+    """Timing and policy of elections. Seconds throughout."""
+
+    tick_s: float = 1.0
+    """How often elections are re-evaluated without a census change (timeouts, restarts)."""
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
+    """A candidate still missing votes after this long finishes with a majority's votes; any
+    member restarts an election unfinished after twice this long. Long enough for a slow
+    suitability hook and gossip on a big ring; short enough that a group is not leaderless long."""
+    stop_without_quorum: bool = True
+    """Stop a running leader-topology service while a majority of its group (counting Suspect
+    members as reachable) is gone, so a minority side never keeps serving as a second leader.
+    False: keep it running, as Habitat does (hooks are still held back)."""
+    external_leader: bool = False
+    """The leader is decided outside the ring (Kubernetes-native mode: the Lease holder, which
+    ``pysup.native`` publishes as a Finished Election rumor). This member then runs no election
+    (no votes, no suitability hook, no update election: Kubernetes rolls the pods) and only gates
+    its hooks on that rumor; the quorum fence is off too, since the Lease (its renew deadline)
+    is what keeps two leaders from acting at once."""
+
+
+@dataclass(frozen=True)
 class ServiceTuning:
     """Timing of the hook sequence. Seconds throughout."""
 
@@ -80,4 +103,4 @@ class ServiceTuning:
     ADOPT keeps it serving through the supervisor's restart, which is why a supervisor restarts;
     STOP trades a restart of the service for a fresh process (environment, binary, log pipes)."""
     election: ElectionTuning = field(default_factory=ElectionTuning)
-    """Timing and policy of leader and update elections (``coordination.ElectionTuning``)."""
+    """Timing and policy of leader and update elections (``ElectionTuning``)."""

@@ -7,7 +7,7 @@ Gossip reaches services through ``on_rumor`` (config and files for their group) 
 ``on_census_changed`` (debounced: a burst of rumors re-renders once); both only wake the services'
 own tasks and never block the caller. ``user.toml`` files are watched by polling their mtime;
 plan directories of services with an update strategy by polling their fingerprint
-(``coordination.PlanWatcher``), and ``update`` restarts a service with its changed plan.
+(``planwatch.PlanWatcher``), and ``update`` restarts a service with its changed plan.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pysup.butterfly.messages import Rumor, RumorKind, by_kind, kind_of
 from pysup.census import Census
 from pysup.events.sink import EventSink, no_events
 from pysup.faults import Faults
-from pysup.service.coordination import PlanWatcher
 from pysup.service.hooks import kill_group
 from pysup.service.pkgpaths import PkgPaths
 from pysup.service.plan import PlanError, load_plan
+from pysup.service.planwatch import PlanWatcher
 from pysup.service.reaper import CHILDREN
 from pysup.service.service import Service, ServiceLoadError, ServiceTuning, compile_templates
 from pysup.service.spec import ServiceSpec

@@ -20,7 +20,7 @@ from pysup.service.cfg import (
     layer_config,
     parse_toml,
 )
-from pysup.service.render import valid_file_name
+from pysup.service.svcdir import valid_file_name
 
 
 class ConfigSources:

@@ -1,7 +1,7 @@
 """Update strategies for a plan that changed on disk: who restarts when (pure).
 
 pysup runs plans in place, so an "update" is the plan directory changing (its fingerprint: every
-file's name and content). Each member watches its own copy (``coordination.PlanWatcher``) and asks
+file's name and content). Each member watches its own copy (``planwatch.PlanWatcher``) and asks
 this module what to do:
 
 - ``none``: nothing (Habitat's default: no automatic update);

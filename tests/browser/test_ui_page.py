@@ -15,7 +15,7 @@ import pytest
 
 from pysup.butterfly.member import Health
 from pysup.butterfly.messages import ElectionRumor, ElectionStatus
-from pysup.events.model import BY_NAME, Payload
+from pysup.events.model import BY_NAME, Payload, ServiceHealth
 from pysup.testing.uiring import ScriptedRing
 from tests.browser.conftest import Served, save_full_page
 
@@ -225,6 +225,19 @@ def test_every_event_kind_is_logged_and_filtered(browser: Any, serve: Serve) -> 
     assert shown() == {
         n for n in logged if n.split(".")[0] in ("rumor", "election", "config", "file", "service")
     } - {"rumor.departure"}
+
+
+def test_an_unchanged_health_check_is_not_logged(browser: Any, serve: Serve) -> None:
+    """A check every interval on every service would bury what changed: only changes are logged
+    (events arrive in order, so once the change shows, the unchanged one before it was seen)."""
+    ring = ScriptedRing(3)
+    served = serve(ring)
+    open_page(browser, served)
+    served.call(ring.publish, ServiceHealth("redis.default", "Ok", "Ok", 0, "", ""))
+    served.call(ring.publish, ServiceHealth("redis.default", "Critical", "Ok", 2, "", ""))
+    wait(browser, "the changed check", lambda: "health Critical" in text(browser, "#log"))
+    summaries = [li.text for li in css(browser, "#log li .summary")]
+    assert not any("health Ok" in s for s in summaries), summaries
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from pysup.butterfly.config import PRESETS
+from pysup.settings import Settings
 from pysup.testing.procs import kill_processes_under
 from tests.util import free_port, wait_for
 
@@ -32,6 +33,19 @@ GOSSIP = PRESETS[PROFILE]
 START_TIMEOUT_S = 15.0
 """A supervisor's HTTP gateway answers within this long of spawning (generous: 2 shared cores)."""
 HTTP_TIMEOUT_S = 2.0
+
+
+def in_process_settings(tmp_path: Path) -> Settings:
+    """Settings for a `pysup.daemon.Supervisor` run inside the test's own loop: free ports on
+    127.0.0.1, a state dir under `tmp_path`, the local gossip profile."""
+    g, h, c = free_port(), free_port(), free_port()
+    return Settings(
+        listen_gossip=f"127.0.0.1:{g}",
+        listen_http=f"127.0.0.1:{h}",
+        listen_ctl=f"127.0.0.1:{c}",
+        state_dir=str(tmp_path / "state"),
+        gossip_profile=PROFILE,
+    )
 
 
 def http_get(

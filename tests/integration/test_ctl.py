@@ -48,6 +48,7 @@ from pysup.gateway.ctl_proto import (
 )
 from pysup.metrics import Metrics
 from pysup.service.manager import ServiceManager
+from pysup.service.saved import load_saved_specs
 from pysup.service.spec import DesiredState
 from pysup.settings import Settings
 from pysup.statedir import StateDir
@@ -59,39 +60,37 @@ ME = "a" * 32
 OTHER = "b" * 32
 
 
-class FakeCore:
-    def __init__(self) -> None:
-        self.me = Member(ME, 1, "127.0.0.1", 1)
-        self.store = RumorStore()
-        self.others = {OTHER: Member(OTHER, 1, "127.0.0.2", 1, Health.ALIVE)}
-
-    def member(self, member_id: str) -> Member | None:
-        return self.others.get(member_id)
-
-
-class FakeRunner:
-    def __init__(self, core: FakeCore) -> None:
-        self.core = core
-        self.published: list[Rumor] = []
-
-    def publish(self, rumor: Rumor) -> None:
-        self.published.append(rumor)
-        self.core.store.merge(rumor)  # type: ignore[arg-type]
-
-
 class FakeSup:
+    """A `pysup.gateway.host.CtlHost`: a real rumor store, state dir and metrics; what is
+    published is recorded (and merged, as the ring would)."""
+
     def __init__(self, state_dir: Path) -> None:
         self.settings = Settings(state_dir=str(state_dir))
         self.state = StateDir(state_dir)
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
-        self.core = FakeCore()
-        self.runner = FakeRunner(self.core)
+        self.me = Member(ME, 1, "127.0.0.1", 1)
+        self.store = RumorStore()
+        self.others = [Member(OTHER, 1, "127.0.0.2", 1, Health.ALIVE)]
+        self.published: list[Rumor] = []
         self.services: ServiceManager | None = None
         self.saves = 0
 
-    def save_state(self) -> None:
-        self.saves += 1
+    def local_member(self) -> Member:
+        return self.me
+
+    def ring_members(self) -> list[Member]:
+        return list(self.others)
+
+    def rumor_store(self) -> RumorStore:
+        return self.store
+
+    def publish(self, rumor: Rumor) -> None:
+        self.published.append(rumor)
+        self.store.merge(rumor)
+
+    def terminate(self) -> None:
+        self.stopping.set()
 
     def persist_rumors(self, extra: Sequence[Rumor] = ()) -> None:
         """What the gateway saves before it publishes (and acknowledges)."""
@@ -176,7 +175,7 @@ async def test_wrong_secret_is_refused_counted_and_closed(gateway: tuple[FakeSup
         writer.write(encode_frame(ConfigApply("a.b", 1, b"").to_wire()))
         await writer.drain()
     writer.close()
-    assert sup.runner.published == []
+    assert sup.published == []
     assert sup.rejected("bad_secret") == 2
 
 
@@ -250,7 +249,7 @@ async def test_config_apply_versions_must_grow(gateway: tuple[FakeSup, int]) -> 
     async with client(sup, port) as c:
         r = await c.request(ConfigApply("redis.default", 2, b"port = 7000\n"))
         assert r == {"ok": True, "service_group": "redis.default", "version": 2}
-        stored = sup.core.store.get(RumorKind.SERVICE_CONFIG, "redis.default", "config")
+        stored = sup.store.get(RumorKind.SERVICE_CONFIG, "redis.default", "config")
         assert stored == ServiceConfigRumor("redis.default", 2, b"port = 7000\n")
         assert sup.saves == 1
         for version in (2, 1):
@@ -258,7 +257,7 @@ async def test_config_apply_versions_must_grow(gateway: tuple[FakeSup, int]) -> 
                 await c.request(ConfigApply("redis.default", version, b"port = 1\n"))
         # the refusal leaves the session usable and the store unchanged
         await c.request(ConfigApply("redis.default", 3, b"port = 7001\n"))
-    assert [r.incarnation for r in sup.runner.published] == [2, 3]  # type: ignore[union-attr]
+    assert [r.incarnation for r in sup.published] == [2, 3]
 
 
 async def test_config_apply_refuses_65k_and_bad_toml(gateway: tuple[FakeSup, int]) -> None:
@@ -274,7 +273,7 @@ async def test_config_apply_refuses_65k_and_bad_toml(gateway: tuple[FakeSup, int
         # exactly 64 KiB is fine
         ok_body = b"#" + b"x" * (MAX_BODY - 2) + b"\n"
         await c.request(ConfigApply("redis.default", 1, ok_body))
-    assert len(sup.runner.published) == 1
+    assert len(sup.published) == 1
 
 
 async def test_file_upload_rules(gateway: tuple[FakeSup, int]) -> None:
@@ -290,7 +289,7 @@ async def test_file_upload_rules(gateway: tuple[FakeSup, int]) -> None:
             await c.request(FileUpload("redis.default", 2, "big", b"x" * (MAX_BODY + 1)))
         # versions are per file
         await c.request(FileUpload("redis.default", 1, "other.txt", b"x"))
-    assert sup.runner.published == [
+    assert sup.published == [
         ServiceFileRumor("redis.default", "tls.pem", 1, b"PEM"),
         ServiceFileRumor("redis.default", "other.txt", 1, b"x"),
     ]
@@ -308,7 +307,7 @@ async def test_depart_publishes_and_refuses_unknown_ids(gateway: tuple[FakeSup, 
         await c.request(SupDepart(OTHER))
         with pytest.raises(CtlClientError, match="already departed"):
             await c.request(SupDepart(OTHER))
-    assert sup.runner.published == [DepartureRumor(OTHER)]
+    assert sup.published == [DepartureRumor(OTHER)]
 
 
 async def test_term_answers_then_stops(gateway: tuple[FakeSup, int]) -> None:
@@ -368,7 +367,7 @@ async def test_svc_load_status_stop_unload(gateway: tuple[FakeSup, int], tmp_pat
         pid = row["pid"]
 
         await c.request(SvcStop("sleeper"))
-        [spec] = ctl.load_saved_specs(sup.state)
+        [spec] = load_saved_specs(sup.state)
         assert spec.desired_state is DesiredState.DOWN
         row = (await c.request(SvcStatus()))["services"][0]
         assert row["desired"] == "down" and row["pid"] is None
@@ -388,7 +387,7 @@ def test_load_saved_specs_quarantines_corrupt_files(tmp_path: Path) -> None:
     (state.specs_dir / "good.spec.toml").write_text(f'plan_dir = "{tmp_path}"\ngroup = "g"\n')
     (state.specs_dir / "bad.spec.toml").write_text("plan_dir = \n")
     (state.specs_dir / "odd.spec.toml").write_text(f'plan_dir = "{tmp_path}"\ncolour = "red"\n')
-    specs = ctl.load_saved_specs(state)
+    specs = load_saved_specs(state)
     assert [s.group for s in specs] == ["g"]
     left = sorted(p.name for p in state.specs_dir.iterdir())
     assert "good.spec.toml" in left and len(left) == 3

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from pysup.discovery.runtime import required_rules
-from pysup.native import member_id_for
+from pysup.native_state import member_id_for
 from pysup.settings import Settings
 from pysup.testing.fake_kube import FakeEndpoint, config_map, endpoint_slice
 from tests.integration.daemons import Fleet, Sup, fleet, report

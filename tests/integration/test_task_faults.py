@@ -38,8 +38,9 @@ from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Ack, Gossip, MemberRumor, Ping
 from pysup.butterfly.runner import Runner
 from pysup.daemon import EXIT_TASK_DIED, Supervisor
+from pysup.joining import Joiner
 from pysup.metrics import Metrics
-from pysup.settings import Settings
+from tests.integration.daemons import in_process_settings
 from tests.util import async_wait_for, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -88,20 +89,9 @@ class Prober:
         self.sock.close()
 
 
-def settings(tmp_path: Path) -> Settings:
-    g, h, c = free_port(), free_port(), free_port()
-    return Settings(
-        listen_gossip=f"127.0.0.1:{g}",
-        listen_http=f"127.0.0.1:{h}",
-        listen_ctl=f"127.0.0.1:{c}",
-        state_dir=str(tmp_path / "state"),
-        gossip_profile="local",
-    )
-
-
 @pytest.fixture
 async def sup(tmp_path: Path) -> AsyncIterator[Supervisor]:
-    s = Supervisor(settings(tmp_path), env={})
+    s = Supervisor(in_process_settings(tmp_path), env={})
     await s.start()
     try:
         yield s
@@ -129,13 +119,13 @@ def failing(err: int) -> Callable[..., None]:
 async def test_a_refutation_whose_save_fails_keeps_the_member_answering(
     sup: Supervisor, prober: Prober, err: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    me = sup.core.me
+    me = sup.ring.me
     assert await prober.ping(me) is not None, "the member answers before the fault"
     monkeypatch.setattr(sup.state, "save_incarnation", failing(err))
 
     await prober.suspect(me)
     await async_wait_for(
-        lambda: _true(sup.core.me.incarnation > me.incarnation), 5.0, what="a refutation"
+        lambda: _true(sup.ring.me.incarnation > me.incarnation), 5.0, what="a refutation"
     )
     ack = await prober.ping(me)
     assert ack is not None, "the member stopped answering probes after a failed save"
@@ -204,12 +194,13 @@ async def test_a_timer_tick_that_raises_is_rearmed(monkeypatch: pytest.MonkeyPat
 async def test_a_critical_task_that_dies_stops_the_supervisor_and_fails_healthz(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = Supervisor(dataclasses.replace(settings(tmp_path), peers=("127.0.0.1:9",)), env={})
+    with_seed = dataclasses.replace(in_process_settings(tmp_path), peers=("127.0.0.1:9",))
+    s = Supervisor(with_seed, env={})
 
-    async def broken() -> list[tuple[str, int]]:
+    async def broken(self: Joiner) -> list[tuple[str, int]]:
         raise RuntimeError("the seed list cannot be read")
 
-    monkeypatch.setattr(s, "_seed_addrs", broken)
+    monkeypatch.setattr(Joiner, "seed_addrs", broken)
     await s.start()
     try:
         await asyncio.wait_for(s.stopping.wait(), 10.0)

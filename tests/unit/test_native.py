@@ -21,11 +21,9 @@ from pysup.butterfly.rumors import RumorStore
 from pysup.census import ElectionState, build_census, census_json
 from pysup.discovery.kube_client import InClusterConfig, KubeClient
 from pysup.discovery.kubernetes import census_from_slices
-from pysup.native import (
-    NativeConfigError,
+from pysup.native import NativeConfigError, NativeRing, NativeTuning
+from pysup.native_state import (
     NativeInputs,
-    NativeRuntime,
-    NativeTuning,
     me_of,
     member_id_for,
     members_of,
@@ -198,10 +196,10 @@ def test_tuning_from_env_checks_its_values() -> None:
         NativeTuning.from_env({"PYSUP_LEASE_DURATION_S": "2", "PYSUP_LEASE_RENEW_S": "2"})
 
 
-def runtime(events: list[Any], groups: dict[str, bool]) -> NativeRuntime:
+def runtime(events: list[Any], groups: dict[str, bool]) -> NativeRing:
     """A runtime whose inputs the test feeds by hand (its client is never used)."""
     client = KubeClient(InClusterConfig(host="127.0.0.1", port=1, scheme="http"))
-    return NativeRuntime(
+    return NativeRing(
         client=client,
         namespace="default",
         service=SVC,
@@ -225,9 +223,9 @@ def test_changes_reach_the_listener_as_gossip_events() -> None:
     assert events[0].rumor == ServiceConfigRumor(PLAIN, 200, b"x = 1\n")
     events.clear()
     rt._update(entries=slices(FakeEndpoint("10.0.0.1", "pod-0"), FakeEndpoint("10.0.0.2", "pod-1")))
-    pod1 = rt.core.member(member_id_for("pod-1"))
+    pod1 = rt.member(member_id_for("pod-1"))
     assert pod1 is not None and events == [MemberChanged(pod1, None)]
-    assert not rt.core.is_alone() and rt.core.num_members() == 2
+    assert not rt.is_alone() and rt.num_members() == 2
     events.clear()
     rt.publish(my_rumor(PLAIN))
     got = {e.rumor.member_id for e in events if isinstance(e.rumor, ServiceRumor)}
@@ -239,14 +237,14 @@ def test_changes_reach_the_listener_as_gossip_events() -> None:
     rt._update(entries=slices(FakeEndpoint("10.0.0.1", "pod-0")))
     departed = [e for e in events if isinstance(e, MemberChanged)]
     assert [(e.member.health, e.previous) for e in departed] == [(Health.DEPARTED, Health.ALIVE)]
-    assert rt.core.is_alone() and list(rt.core.members()) == []
-    census = build_census(rt.core.me, rt.core.members(), rt.core.store)
+    assert rt.is_alone() and list(rt.members()) == []
+    census = build_census(rt.me, rt.members(), rt.store)
     group = census.group(PLAIN)
     assert group is not None and [m.member_id for m in group.members] == [member_id_for("pod-0")]
     events.clear()
     rt.publish(ServiceConfigRumor(PLAIN, 999, b"x = 3"))
     rt.publish(ElectionRumor(PLAIN, "a" * 32, 1, 0, ElectionStatus.RUNNING))
-    assert events == [] and rt.core.all_rumors() == []
+    assert events == [] and rt.persistent_rumors() == []
     rt._on_config(None, "300")  # the ConfigMap deleted: an empty config replaces it
     assert [e.rumor for e in events] == [ServiceConfigRumor(PLAIN, 300, b"")]
 
@@ -255,7 +253,7 @@ async def test_leave_shows_me_departed() -> None:
     events: list[Any] = []
     rt = runtime(events, {})
     await rt.leave()
-    assert rt.core.departed and rt.core.me.health is Health.DEPARTED
+    assert rt.departed and rt.me.health is Health.DEPARTED
     assert [type(e) for e in events] == [SelfChanged]
     await rt.leave()  # idempotent
     assert len(events) == 1
@@ -264,14 +262,20 @@ async def test_leave_shows_me_departed() -> None:
 
 def test_a_group_loaded_now_sees_its_config_when_it_reads_the_census() -> None:
     """A service takes its group's config from the census as it loads (before any event): the
-    store picks newly loaded groups up when read, silently."""
+    daemon's census calls `sync_groups` first, which takes newly loaded groups in, silently.
+    Reading the ring changes nothing by itself."""
     events: list[Any] = []
     groups: dict[str, bool] = {}
     rt = runtime(events, groups)
     rt._on_config("x = 1\n", "200")
     assert events == []  # nothing loaded: no group to configure
     groups[PLAIN] = False
-    census = build_census(rt.core.me, rt.core.members(), rt.core.store)
+    version = rt.version
+    assert build_census(rt.me, rt.members(), rt.store).service_config(PLAIN) is None
+    assert rt.version == version  # a read is only a read
+    rt.sync_groups()  # what Supervisor.census does before it reads
+    assert rt.version != version
+    census = build_census(rt.me, rt.members(), rt.store)
     config = census.service_config(PLAIN)
     assert config is not None and dict(config.value) == {"x": 1} and events == []
 

@@ -267,6 +267,17 @@ export function describeElection(state, group) {
 }
 
 // One line about an event, for the log.
+// Whether an event belongs in the log. A health check whose result did not change is not news:
+// the service groups panel shows the current result, and a check every interval on every service
+// would bury what did change.
+export function isNews(ev) {
+  if (ev.event === "service.health") {
+    const d = ev.data || {};
+    return d.previous !== d.health_check;
+  }
+  return true;
+}
+
 export function summarize(ev) {
   const d = ev.data || {};
   const sg = d.service_group || "";

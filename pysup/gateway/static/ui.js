@@ -1,7 +1,7 @@
 // The dashboard: connects to /events, resyncs from /census + /butterfly, renders.
 // Data from the ring is untrusted: it is only ever inserted as text (textContent), never as HTML.
 import {
-  RingState, describeElection, short, subjects, summarize, SseParser,
+  RingState, describeElection, isNews, short, subjects, summarize, SseParser,
 } from "./state.js";
 
 const BASE = new URL("..", window.location.href); // the page is <gateway>/ui/
@@ -295,6 +295,7 @@ function fillSelect(select, values, label) {
 }
 
 function logEvent(ev) {
+  if (!isNews(ev)) return;
   if (ev.id !== null) {
     if (seen.has(ev.id)) return;
     seen.add(ev.id);

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import SourceMap
-from .syntax import K, Spec, Tok
+from .nodes import K, Spec, Tok
 
 # Rust's char::is_whitespace (Python's str.isspace also counts U+001C..U+001F).
 _RUST_WS = (

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import HelperError, SourceMap, TemplateError
+from .nodes import LOCAL, ROOT, UP, Literal, Param, PathRef, Spec, SubExpr
 from .parser import Block, Expr, Node, Text
-from .syntax import LOCAL, ROOT, UP, Literal, Param, PathRef, Spec, SubExpr
 from .values import MISSING, IndexError_, get, render
 
 
