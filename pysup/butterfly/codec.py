@@ -173,15 +173,40 @@ class Cipher(Protocol):
 # --- members and rumors -------------------------------------------------------------------
 
 
+MEMO_MAX: Final = 8192
+"""Entries each record memo below keeps before it starts over. A ring has one current record
+per member (a few during a change), and the many members of one process (the scale mode) share
+the memos, so 8192 covers N=1000 with room; at ~300 B an entry that is ~2.5 MB at most. Forged
+ever-new records only make a memo start over more often: each still costs one full decode."""
+
+_PACKED: dict[Member, list[Any]] = {}
+"""Member -> its wire list: a record is encoded once per change, not once per message that
+carries it (a join burst sends each record to every member; each rumor is resent ~10 times)."""
+_MEMBERS: dict[tuple[Any, ...], Member] = {}
+"""A member record's wire fields -> the Member already decoded from them (after validation)."""
+_MEMBER_RUMORS: dict[tuple[Any, ...], MemberRumor] = {}
+"""The same for a member rumor: the record's six fields and the suspector's raw id."""
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
 def _pack_member(m: Member) -> list[Any]:
-    return [
-        bytes.fromhex(m.id),
-        m.incarnation,
-        m.address,
-        m.gossip_port,
-        int(m.health),
-        m.persistent,
-    ]
+    packed = _PACKED.get(m)
+    if packed is None:
+        packed = [
+            bytes.fromhex(m.id),
+            m.incarnation,
+            m.address,
+            m.gossip_port,
+            int(m.health),
+            m.persistent,
+        ]
+        _remember(_PACKED, m, packed)
+    return packed
 
 
 _HEALTHS = (None, Health.ALIVE, Health.SUSPECT, Health.CONFIRMED, Health.DEPARTED)
@@ -194,6 +219,20 @@ def _unpack_member(v: Any) -> Member:
     if type(v) is not list or len(v) != 6:
         raise CodecError("malformed", "member")
     raw_id, inc, address, port, health, persistent = v
+    # A record seen before (most of a join burst) is a dict lookup. Keys compare by value, where
+    # 5.0 == 5 and True == 1: the exact-type check keeps such a record refused as before.
+    try:
+        seen = _MEMBERS.get((raw_id, inc, address, port, health, persistent))
+    except TypeError:  # an unhashable field (a list, a map): refused below
+        seen = None
+    if (
+        seen is not None
+        and type(inc) is int
+        and type(port) is int
+        and type(health) is int
+        and type(persistent) is bool
+    ):
+        return seen
     if (
         type(raw_id) is not bytes
         or len(raw_id) != 16
@@ -210,7 +249,9 @@ def _unpack_member(v: Any) -> Member:
         problem = _member_problem(v)
         if problem is not None:
             raise CodecError(problem, "member")
-    return Member(raw_id.hex(), inc, address, port, _HEALTHS[health], persistent)  # type: ignore[arg-type]
+    m = Member(raw_id.hex(), inc, address, port, _HEALTHS[health], persistent)  # type: ignore[arg-type]
+    _remember(_MEMBERS, (raw_id, inc, address, port, health, persistent), m)
+    return m
 
 
 def _member_problem(v: list[Any]) -> str | None:
@@ -331,9 +372,24 @@ def _check_config(body: bytes) -> None:
 
 
 def _unpack_member_rumor(v: list[Any]) -> MemberRumor:
-    by = v[2]
+    record, by = v[1], v[2]
+    if type(record) is list and len(record) == 6:
+        try:
+            seen = _MEMBER_RUMORS.get((*record, by))
+        except TypeError:
+            seen = None
+        if (
+            seen is not None
+            and type(record[1]) is int
+            and type(record[3]) is int
+            and type(record[4]) is int
+            and type(record[5]) is bool
+        ):
+            return seen
     _expect(isinstance(by, bytes) and len(by) in (0, 16), "suspector id")
-    return MemberRumor(_unpack_member(v[1]), bytes(by).hex())
+    rumor = MemberRumor(_unpack_member(record), bytes(by).hex())
+    _remember(_MEMBER_RUMORS, (*record, by), rumor)
+    return rumor
 
 
 def _unpack_service(v: list[Any]) -> ServiceRumor:

@@ -12,15 +12,27 @@ from collections.abc import Callable
 from aiohttp import web
 
 from pysup.census import Census, ServiceGroup, census_json
-from pysup.service.api_json import config_json, health_json, service_json, services_json
+from pysup.gateway.bodycache import BodyCache
+from pysup.service.api_json import (
+    config_json,
+    health_json,
+    service_json,
+    service_key,
+    services_json,
+)
 from pysup.service.manager import ServiceManager
 from pysup.service.service import Service
 
 
 def add_service_routes(
-    app: web.Application, manager: ServiceManager, census: Callable[[], Census]
+    app: web.Application,
+    manager: ServiceManager,
+    census: Callable[[], Census],
+    caches: tuple[BodyCache, BodyCache] | None = None,
 ) -> None:
-    """Register GET /services, /services/{svc}/{group}[/{org}][/config|/health] and /census."""
+    """Register GET /services, /services/{svc}/{group}[/{org}][/config|/health] and /census.
+    `caches`: the bodies of /services and /census (tests pass theirs to count rebuilds)."""
+    services_cache, census_cache = caches or (BodyCache(), BodyCache())
 
     def lookup(request: web.Request) -> Service | web.Response:
         svc = request.match_info["svc"]
@@ -37,7 +49,9 @@ def add_service_routes(
         return found
 
     async def services(request: web.Request) -> web.Response:
-        return web.json_response(services_json(manager.services()))
+        loaded = manager.services()
+        key = tuple(service_key(s) for s in loaded)
+        return services_cache.response(key, lambda: services_json(loaded))
 
     async def one(request: web.Request) -> web.Response:
         found = lookup(request)
@@ -59,7 +73,9 @@ def add_service_routes(
         return web.json_response(body, status=status)
 
     async def census_route(request: web.Request) -> web.Response:
-        return web.json_response(census_json(census()))
+        # CensusCache hands back the same object until the ring or the local member changes.
+        current = census()
+        return census_cache.response((current,), lambda: census_json(current))
 
     router = app.router
     router.add_get("/services", services)

@@ -105,6 +105,31 @@ def service_json(svc: Service) -> dict[str, Any]:
     }
 
 
+def service_key(svc: Service) -> tuple[Any, ...]:
+    """Everything `service_json` reads that can change while the service is loaded: equal keys
+    give the same JSON, so the gateway serves its cached body (``pysup.gateway.bodycache``).
+    The plan, spec, templates and sys_info are never replaced on a loaded Service (an update
+    loads a new one); `cfg` is replaced, never mutated, when the layers are merged again."""
+    process = svc.process
+    return (
+        svc,
+        svc.cfg,
+        svc.desired_state,
+        svc.health_status(),
+        svc.initialized,
+        svc.election_status,
+        process.pid,
+        process.state,
+        process.state_entered,
+        process.restart_count,
+        svc.state,
+        svc.reason,
+        svc.last_error,
+        svc.incarnation,
+        svc.update_status,
+    )
+
+
 def services_json(services: list[Service]) -> list[dict[str, Any]]:
     return [service_json(s) for s in sorted(services, key=lambda s: str(s.sg))]
 

@@ -223,7 +223,7 @@ def test_a_ring_blasted_on_its_gossip_ports_stays_correct_bounded_and_counts_rej
         print(f"\nREJECTS {after}", flush=True)
 
         # Membership: the 3 real members Alive everywhere; the only other member anyone knows is
-        # the replayed fake, and it is not Alive once the lifeguard bound has passed.
+        # the replayed fake, and it is Confirmed once the lifeguard bound has passed.
         def settled() -> bool:
             for s in sups:
                 members = s.members()
@@ -231,7 +231,9 @@ def test_a_ring_blasted_on_its_gossip_ports_stays_correct_bounded_and_counts_rej
                     return False
                 if any(members[i]["health"] != "Alive" for i in ids):
                     return False
-                if fake.id in members and members[fake.id]["health"] == "Alive":
+                # Confirmed, not merely Suspect: direct packets from a Suspect member make it
+                # Alive locally (core._accept_sender), so a replay then would count as resurrection.
+                if fake.id in members and members[fake.id]["health"] != "Confirmed":
                     return False
             return True
 

@@ -239,3 +239,55 @@ def test_header_problem_names_the_envelope_fault() -> None:
         "encrypted": codec.header_problem(sealed, None),
     }
     assert {k: v.reason if v else None for k, v in faults.items()} == {k: k for k in faults}
+
+
+# --- the decode memos (issue 18): a record seen before is a lookup, and still only honest --
+
+
+def _raw(msg: Message, edit: object) -> bytes:
+    """`msg` encoded after `edit` changed its wire lists (a copy: the codec's own are shared)."""
+    wire = msgpack.unpackb(codec.encode_body(msg))
+    edit(wire)  # type: ignore[operator]
+    return codec._HEADER_PLAIN + msgpack.packb(wire, use_bin_type=True)
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [(1, 5.0), (3, 9638.0), (4, 1.0), (4, True), (5, 0), (1, True)],
+    ids=["float-incarnation", "float-port", "float-health", "bool-health", "int-persistent",
+         "bool-incarnation"],
+)  # fmt: skip
+def test_a_record_equal_in_value_to_one_seen_but_of_another_type_is_still_refused(
+    where: int, value: object
+) -> None:
+    """Memo keys compare by value (5.0 == 5, True == 1): after the honest record decoded (and
+    was remembered), the same record with one field of another type is refused as it was."""
+    honest = Gossip(ME, (MemberRumor(X._replace(incarnation=1)),))
+    assert codec.decode(codec.encode(honest)) == honest
+    assert codec.decode(codec.encode(honest)) == honest  # from the memo: the same result
+
+    def rumor_field(wire: list) -> None:  # type: ignore[type-arg]
+        wire[2][0][1][where] = value
+
+    def sender_field(wire: list) -> None:  # type: ignore[type-arg]
+        wire[1][where] = value
+
+    sender_honest = Gossip(ME._replace(incarnation=1), ())
+    assert codec.decode(codec.encode(sender_honest)) == sender_honest
+    for msg, edit in ((honest, rumor_field), (sender_honest, sender_field)):
+        with pytest.raises(codec.CodecError) as e:
+            codec.decode(_raw(msg, edit))
+        assert e.value.reason == "malformed"
+
+
+def test_a_memo_that_fills_up_starts_over_and_still_decodes() -> None:
+    """Ever-new records (forged) make the memos start over; each record still decodes right."""
+    records = [X._replace(incarnation=i) for i in range(codec.MEMO_MAX + 10)]
+    for m in records[:: codec.MEMO_MAX // 7]:
+        assert codec.decode(codec.encode(Gossip(m, (MemberRumor(m),)))) == Gossip(
+            m, (MemberRumor(m),)
+        )
+    for m in records:
+        codec._pack_member(m)
+    assert len(codec._PACKED) <= codec.MEMO_MAX
+    assert codec.encode(Gossip(records[0])) == codec.encode(Gossip(records[0]))
