@@ -40,7 +40,8 @@ from pysup.butterfly.messages import (
 )
 from pysup.butterfly.rumors import RumorStore
 from pysup.butterfly.version import next_version
-from pysup.census import Census, CensusCache, build_census, census_json
+from pysup.census import Census, census_json
+from pysup.census_build import CensusCache, build_census
 from pysup.gateway.http import make_app
 from pysup.gateway.service_routes import add_service_routes
 from pysup.metrics import Metrics

@@ -80,7 +80,7 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import build_census
+from pysup.census_build import build_census
 from pysup.gateway import ctl_proto
 from pysup.gateway.ctl_proto import CtlProtocolError
 from pysup.gateway.http import make_app

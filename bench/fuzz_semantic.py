@@ -31,7 +31,8 @@ from pysup.butterfly.effects import Effect, Rejected
 from pysup.butterfly.member import Member
 from pysup.butterfly.messages import MemberRumor, PushPull, RumorPush
 from pysup.butterfly.validate import is_ip_literal
-from pysup.census import build_census, census_json
+from pysup.census import census_json
+from pysup.census_build import build_census
 from pysup.gateway.http import butterfly_json
 
 CONFIG = LAN.with_(max_members=3000)

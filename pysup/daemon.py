@@ -32,7 +32,8 @@ from pysup.butterfly.keys import RingKey, RingKeyError, default_key_cache, resol
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Rumor
 from pysup.butterfly.ring import GossipRing
-from pysup.census import Census, CensusCache
+from pysup.census import Census
+from pysup.census_build import CensusCache
 from pysup.crypto.sealed import RumorOpener
 from pysup.crypto.tls import TlsConfigError
 from pysup.discovery.runtime import Discovery, DiscoveryConfigError

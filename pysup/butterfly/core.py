@@ -11,23 +11,23 @@ get no answer either; a probe still unanswered at the end of its period makes th
 Suspicions time out into Confirmed after Lifeguard's shrinking timeout; Confirmed members become
 Departed after `departure_timeout_s`. Dissemination piggybacks the broadcast queue on every packet
 and gossips to `gossip_nodes` members every gossip interval; push-pull repairs the rest.
+
+This module is probing and dissemination; what the core believes about members, and every change
+to it (suspicion, refutation, admission), is `membership.Membership`; its timers are `timers.py`.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from pysup.butterfly.admission import AdmissionBuckets
 from pysup.butterfly.broadcast import BroadcastQueue
 from pysup.butterfly.codec import rumor_problem, rumor_size
 from pysup.butterfly.config import MAX_INCARNATION, GossipConfig
 from pysup.butterfly.effects import (
     Addr,
     Effect,
-    MemberChanged,
     ProbeRtt,
     Rejected,
     RumorChanged,
@@ -35,7 +35,8 @@ from pysup.butterfly.effects import (
     Send,
     StreamSend,
 )
-from pysup.butterfly.member import Health, Member, next_incarnation, supersedes
+from pysup.butterfly.member import Health, Member, next_incarnation
+from pysup.butterfly.membership import Membership, beyond_bound
 from pysup.butterfly.messages import (
     Ack,
     DepartureRumor,
@@ -52,8 +53,8 @@ from pysup.butterfly.messages import (
     StreamMessage,
 )
 from pysup.butterfly.rumors import RumorStore
-from pysup.butterfly.suspicion import LocalHealth, Suspicion, expected_confirmations
-from pysup.butterfly.table import MemberTable
+from pysup.butterfly.suspicion import LocalHealth
+from pysup.butterfly.timers import Timers
 from pysup.butterfly.validate import is_ip_literal
 from pysup.butterfly.version import next_version
 
@@ -96,50 +97,39 @@ class SwimCore:
         if not is_ip_literal(me.address):
             raise ValueError(f"a member's address must be an IP literal, not {me.address!r}")
         self.config = config
-        self._me = me._replace(incarnation=min(me.incarnation, MAX_INCARNATION))
-        self._versioned_me, self._me_version = self._me, next_version()
         self._rng = rng
-        self._table = MemberTable(config.unproven_probe_every)
-        self._members = self._table.by_id  # the same dict: read here, written by the table
-        self._live = self._table.live  # Alive or Suspect, for O(1) random choice
-        self._recent_dead: dict[str, float] = {}  # confirmed at, for gossip to the dead
-        self._admission = AdmissionBuckets(config.admit_burst, config.admit_rate_per_s)
-        self._probe: _Probe | None = None
-        self._relays: dict[int, _Relay] = {}
-        self._suspicions: dict[str, Suspicion] = {}
         self._store = RumorStore()
         self._queue = BroadcastQueue()
         self._stream_queue = BroadcastQueue()
+        self._timers = Timers()
+        me = me._replace(incarnation=min(me.incarnation, MAX_INCARNATION))
+        self._m = Membership(config, me, rng, self._queue, self._store, self._timers)
+        self._versioned_me, self._me_version = me, next_version()
+        self._table = self._m.table
+        self._members = self._table.by_id  # the same dict: read here, written by the table
+        self._live = self._table.live  # Alive or Suspect, for O(1) random choice
+        self._probe: _Probe | None = None
+        self._relays: dict[int, _Relay] = {}
         self._health = LocalHealth(config.awareness_max_multiplier)
         self._seq = rng.randrange(_SEQ_MOD)
-        self._timers: list[tuple[float, int, str, str]] = []
-        self._tokens: dict[tuple[str, str], int] = {}
-        self._counter = 0
-        self.departed = False
         self._catchups = 0
         self._gossip_idle = False
-        for r in rumors:
-            if isinstance(r, MemberRumor):
-                m = r.member
-                if m.id == me.id or _beyond_bound(m) or not supersedes(self._members.get(m.id), m):
-                    continue
-                if m.id in self._members or len(self._members) < config.max_members:
-                    if m.health in (Health.ALIVE, Health.SUSPECT):
-                        # Restored from disk: a fresh start must not trust old liveness.
-                        m = m.with_health(Health.SUSPECT)
-                    self._apply_member(m, self._members.get(m.id), now, "", [], broadcast=False)
-            else:
-                self._store.merge(r)
-        self._queue.enqueue(MemberRumor(self._me), rumor_size(MemberRumor(self._me)))
-        self._schedule("probe", "", now + self._rng.uniform(0, config.probe_interval_s))
-        self._schedule("gossip", "", now + self._rng.uniform(0, config.gossip_interval_s))
-        self._schedule("pushpull", "", now + self._pushpull_delay())
+        self._m.restore(rumors, now)
+        self._queue.enqueue(MemberRumor(me), rumor_size(MemberRumor(me)))
+        self._timers.schedule("probe", "", now + self._rng.uniform(0, config.probe_interval_s))
+        self._timers.schedule("gossip", "", now + self._rng.uniform(0, config.gossip_interval_s))
+        self._timers.schedule("pushpull", "", now + self._pushpull_delay())
 
     # --- queries ------------------------------------------------------------------------
 
     @property
     def me(self) -> Member:
-        return self._me
+        return self._m.me
+
+    @property
+    def departed(self) -> bool:
+        """Left, or told by the ring that we departed: the core then sends and merges nothing."""
+        return self._m.departed
 
     @property
     def store(self) -> RumorStore:
@@ -148,8 +138,8 @@ class SwimCore:
     @property
     def version(self) -> int:
         """Changes whenever the local member, the member table or the rumor store does."""
-        if self._me is not self._versioned_me:
-            self._versioned_me, self._me_version = self._me, next_version()
+        if self.me is not self._versioned_me:
+            self._versioned_me, self._me_version = self.me, next_version()
         return max(self._me_version, self._table.version, self._store.version)
 
     @property
@@ -157,8 +147,8 @@ class SwimCore:
         return self._health.score
 
     def member(self, member_id: str) -> Member | None:
-        if member_id == self._me.id:
-            return self._me
+        if member_id == self.me.id:
+            return self.me
         return self._members.get(member_id)
 
     def members(self) -> Iterator[Member]:
@@ -167,7 +157,7 @@ class SwimCore:
 
     def num_members(self) -> int:
         """Our estimate of N: live members including ourselves."""
-        return len(self._live) + 1
+        return self._m.num_members()
 
     def is_proven(self, member_id: str) -> bool:
         """Had direct contact with this member (an ack to our probe, or a stream from it)."""
@@ -180,24 +170,13 @@ class SwimCore:
         return len(self._queue) + len(self._stream_queue)
 
     def next_deadline(self) -> float:
-        while self._timers:
-            when, counter, kind, key = self._timers[0]
-            if self._tokens.get((kind, key)) == counter:
-                return when
-            heapq.heappop(self._timers)
-        return float("inf")
+        return self._timers.next_deadline()
 
     def all_rumors(self) -> list[Rumor]:
         """State for the on-disk snapshot: members (those a receiver would take) and the store."""
-        out: list[Rumor] = [MemberRumor(m) for m in self._gossipable()]
+        out: list[Rumor] = [MemberRumor(m) for m in self._m.gossipable()]
         out.extend(self._store)
         return out
-
-    def _gossipable(self) -> Iterator[Member]:
-        """Members whose records others accept: all but a local verdict (Suspect, Confirmed) on
-        a member at MAX_INCARNATION, which every receiver refuses, with the whole message it
-        comes in. Such a member is judged by each member's own probes only."""
-        return (m for m in self._members.values() if not _beyond_bound(m))
 
     # --- commands from the shell --------------------------------------------------------
 
@@ -208,7 +187,7 @@ class SwimCore:
         # start) each learn only part of the ring from their seed; a few early push-pulls with
         # random members fill in what gossip would take many rounds to bring.
         self._catchups = CATCHUP_EXCHANGES
-        self._schedule("catchup", "", now + CATCHUP_FIRST_S * self._rng.uniform(0.8, 1.2))
+        self._timers.schedule("catchup", "", now + CATCHUP_FIRST_S * self._rng.uniform(0.8, 1.2))
         return [StreamSend(addr, msg) for addr in addrs]
 
     def leave(self, now: float) -> list[Effect]:
@@ -216,26 +195,22 @@ class SwimCore:
         at once (up to 64, then the rest by gossip), so nobody waits out a suspicion."""
         if self.departed:
             return []
-        self.departed = True
-        inc = next_incarnation(self._me.incarnation)
-        self._me = self._me._replace(incarnation=inc, health=Health.DEPARTED)
-        rumor = MemberRumor(self._me)
-        effects: list[Effect] = [SelfChanged(self._me, "left")]
-        if _beyond_bound(self._me):
+        self._m.departed = True
+        inc = next_incarnation(self.me.incarnation)
+        self._m.me = self.me._replace(incarnation=inc, health=Health.DEPARTED)
+        rumor = MemberRumor(self.me)
+        effects: list[Effect] = [SelfChanged(self.me, "left")]
+        if beyond_bound(self.me):
             return effects  # Departed at the bound is refused by all: our silence tells them
         self._queue.enqueue(rumor, rumor_size(rumor))
         for mid in self._live.sample(self._rng, 64):
-            effects.append(Send(self._members[mid].addr, Gossip(self._me, (rumor,))))
+            effects.append(Send(self._members[mid].addr, Gossip(self.me, (rumor,))))
         return effects
 
     def add_known(self, members: Iterable[Member], now: float) -> None:
         """Learn members quietly (no broadcast), as proven: for tests and simulations that
         start from an already converged ring."""
-        effects: list[Effect] = []
-        for m in members:
-            if m.id != self._me.id and supersedes(self._members.get(m.id), m):
-                self._apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
-                self._table.mark_proven(m.id)
+        self._m.add_known(members, now)
 
     def publish(self, rumor: Rumor, now: float) -> list[Effect]:
         """A rumor made here (a service, a config apply, a departure, an election). One that
@@ -251,7 +226,7 @@ class SwimCore:
             # average half an interval later): it is the first hop of every path to the ring.
             self._gossip_idle = False
             self._gossip(now, effects)
-            self._schedule("gossip", "", now + self.config.gossip_interval_s)
+            self._timers.schedule("gossip", "", now + self.config.gossip_interval_s)
         return effects
 
     def stream_failed(self, addr: Addr, now: float) -> list[Effect]:
@@ -269,7 +244,7 @@ class SwimCore:
     def _receive(self, src: Addr, msg: Message, now: float) -> list[Effect]:
         effects: list[Effect] = []
         stream = isinstance(msg, PushPull | RumorPush)
-        if self.departed or not self._accept_sender(msg.sender, src, now, effects, stream):
+        if self.departed or not self._m.accept_sender(msg.sender, src, now, effects, stream):
             return effects
         # What a datagram source may introduce is rate-limited by source; a stream's is not.
         via = None if stream else src
@@ -293,7 +268,7 @@ class SwimCore:
     ) -> tuple[StreamMessage | None, list[Effect]]:
         """A stream request; returns the reply to write back (a PushPull answers a PushPull)."""
         effects = self.receive(src, msg, now)
-        if msg.sender.id == self._me.id:
+        if msg.sender.id == self.me.id:
             return None, effects
         if isinstance(msg, PushPull) and not msg.reply and not self.departed:
             return self._push_pull(join=False, reply=True), effects
@@ -301,24 +276,12 @@ class SwimCore:
 
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        while self._timers and self._timers[0][0] <= now:
-            _when, counter, kind, key = heapq.heappop(self._timers)
-            if self._tokens.get((kind, key)) != counter:
-                continue
-            del self._tokens[(kind, key)]
+        for kind, key in self._timers.due(now):
             self._fire(kind, key, now, effects)
         self._wake_gossip(now)
         return effects
 
     # --- timers -------------------------------------------------------------------------
-
-    def _schedule(self, kind: str, key: str, when: float) -> None:
-        self._counter += 1
-        self._tokens[(kind, key)] = self._counter
-        heapq.heappush(self._timers, (when, self._counter, kind, key))
-
-    def _cancel(self, kind: str, key: str) -> None:
-        self._tokens.pop((kind, key), None)
 
     def _fire(self, kind: str, key: str, now: float, effects: list[Effect]) -> None:
         if self.departed:
@@ -326,13 +289,15 @@ class SwimCore:
         if kind == "probe":
             self._finish_probe(now, effects)
             self._start_probe(now, effects)
-            self._schedule("probe", "", now + self._health.scale(self.config.probe_interval_s))
+            self._timers.schedule(
+                "probe", "", now + self._health.scale(self.config.probe_interval_s)
+            )
         elif kind == "probe_timeout":
             self._indirect_probe(now, effects)
         elif kind == "gossip":
             self._gossip(now, effects)
             if self._queue or self._stream_queue:
-                self._schedule("gossip", "", now + self.config.gossip_interval_s)
+                self._timers.schedule("gossip", "", now + self.config.gossip_interval_s)
             else:
                 self._gossip_idle = True
         elif kind == "pushpull":
@@ -347,7 +312,7 @@ class SwimCore:
                 # costs one failed connection per interval until it becomes Departed.
                 target = self._members[self._rng.choice(list(self._table.confirmed))]
                 effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
-            self._schedule("pushpull", "", now + self._pushpull_delay())
+            self._timers.schedule("pushpull", "", now + self._pushpull_delay())
         elif kind == "catchup":
             if self._live:
                 target = self._members[self._live.choice(self._rng)]
@@ -355,21 +320,17 @@ class SwimCore:
             self._catchups -= 1
             if self._catchups > 0:
                 delay = CATCHUP_FIRST_S * 2 ** (CATCHUP_EXCHANGES - self._catchups)
-                self._schedule("catchup", "", now + delay * self._rng.uniform(0.8, 1.2))
+                self._timers.schedule("catchup", "", now + delay * self._rng.uniform(0.8, 1.2))
         elif kind == "suspect":
-            self._suspicion_expired(key, now, effects)
+            self._m.suspicion_expired(key, now, effects)
         elif kind == "relay":
             relay = self._relays.pop(int(key), None)
             if relay is not None:
-                effects.append(Send(relay.asker, Nack(relay.asker_seq, self._me)))
+                effects.append(Send(relay.asker, Nack(relay.asker_seq, self.me)))
         elif kind == "depart":
-            m = self._members.get(key)
-            if m is not None and m.health == Health.CONFIRMED:
-                self._apply_member(m.with_health(Health.DEPARTED), m, now, "", effects, False)
+            self._m.confirm_expired(key, now, effects)
         elif kind == "gc":
-            m = self._members.get(key)
-            if m is not None and m.health == Health.DEPARTED:
-                self._store.remove_member_services(key)
+            self._m.collect(key)
 
     def _wake_gossip(self, now: float) -> None:
         """Restart the gossip timer once something is queued again. An idle member does not
@@ -379,7 +340,7 @@ class SwimCore:
         if self._gossip_idle and (self._queue or self._stream_queue) and not self.departed:
             self._gossip_idle = False
             interval = self.config.gossip_interval_s
-            self._schedule("gossip", "", now + self._rng.uniform(0, interval))
+            self._timers.schedule("gossip", "", now + self._rng.uniform(0, interval))
 
     def _pushpull_delay(self) -> float:
         base = self.config.push_pull_s(self.num_members())
@@ -399,9 +360,9 @@ class SwimCore:
         target = self._members[target_id]
         seq = self._next_seq()
         self._probe = _Probe(seq, target.id, target.incarnation, now)
-        effects.append(Send(target.addr, Ping(seq, self._me, target.id, self._piggyback())))
+        effects.append(Send(target.addr, Ping(seq, self.me, target.id, self._piggyback())))
         timeout = self._health.scale(self.config.probe_timeout_s)
-        self._schedule("probe_timeout", "", now + timeout)
+        self._timers.schedule("probe_timeout", "", now + timeout)
 
     def _indirect_probe(self, now: float, effects: list[Effect]) -> None:
         probe = self._probe
@@ -412,13 +373,13 @@ class SwimCore:
             return
         proxies = self._table.proxies(self.config.indirect_checks, target.id, self._rng)
         for mid in proxies:
-            msg = PingReq(probe.seq, self._me, target, self._piggyback())
+            msg = PingReq(probe.seq, self.me, target, self._piggyback())
             effects.append(Send(self._members[mid].addr, msg))
         probe.expected_nacks = len(proxies)
 
     def _finish_probe(self, now: float, effects: list[Effect]) -> None:
         probe, self._probe = self._probe, None
-        self._cancel("probe_timeout", "")
+        self._timers.cancel("probe_timeout", "")
         if probe is None:
             return
         if probe.acked:
@@ -431,18 +392,18 @@ class SwimCore:
         if target is None or target.incarnation != probe.incarnation:
             return
         if target.health == Health.ALIVE:
-            self._apply_member(
-                target.with_health(Health.SUSPECT), target, now, self._me.id, effects
+            self._m.apply_member(
+                target.with_health(Health.SUSPECT), target, now, self.me.id, effects
             )
         elif target.health == Health.SUSPECT and target.incarnation < MAX_INCARNATION:
             # Our own failed probe of a member already suspected by others is an independent
             # confirmation: count it and gossip it so the others' timeouts shrink too.
-            self._merge_member(target, now, self._me.id, effects)
+            self._m.merge_member(target, now, self.me.id, effects)
 
     def _on_ping(self, src: Addr, msg: Ping, now: float, effects: list[Effect]) -> None:
-        if msg.target_id != self._me.id:
+        if msg.target_id != self.me.id:
             return  # meant for a member that used to live at this address
-        effects.append(Send(src, Ack(msg.seq, self._me, self._piggyback())))
+        effects.append(Send(src, Ack(msg.seq, self.me, self._piggyback())))
 
     def _on_ack(self, src: Addr, msg: Ack, now: float, effects: list[Effect]) -> None:
         probe = self._probe
@@ -451,18 +412,18 @@ class SwimCore:
                 effects.append(ProbeRtt(now - probe.sent_at))
                 self._table.mark_proven(msg.sender.id)
             probe.acked = True
-            self._cancel("probe_timeout", "")  # no indirect probe needed: spare the wakeup
+            self._timers.cancel("probe_timeout", "")  # no indirect probe needed: spare the wakeup
         relay = self._relays.pop(msg.seq, None)
         if relay is not None:
-            self._cancel("relay", str(msg.seq))
-            effects.append(Send(relay.asker, Ack(relay.asker_seq, self._me, self._piggyback())))
+            self._timers.cancel("relay", str(msg.seq))
+            effects.append(Send(relay.asker, Ack(relay.asker_seq, self.me, self._piggyback())))
         self._merge_rumors(msg.rumors, now, effects, src)
 
     def _on_ping_req(self, src: Addr, msg: PingReq, now: float, effects: list[Effect]) -> None:
         seq = self._next_seq()
         self._relays[seq] = _Relay(src, msg.seq)
-        effects.append(Send(msg.target.addr, Ping(seq, self._me, msg.target.id, self._piggyback())))
-        self._schedule("relay", str(seq), now + self.config.probe_timeout_s)
+        effects.append(Send(msg.target.addr, Ping(seq, self.me, msg.target.id, self._piggyback())))
+        self._timers.schedule("relay", str(seq), now + self.config.probe_timeout_s)
         self._merge_rumors(msg.rumors, now, effects, src)
 
     # --- dissemination ------------------------------------------------------------------
@@ -474,24 +435,22 @@ class SwimCore:
     def _gossip(self, now: float, effects: list[Effect]) -> None:
         k = self.config.gossip_nodes
         targets = self._table.gossip_targets(k, self._rng)
-        for mid, at in list(self._recent_dead.items()):
-            if now - at > self.config.gossip_to_dead_s:
-                del self._recent_dead[mid]
-        if self._recent_dead and targets:
-            pool = len(self._live) + len(self._recent_dead)
-            if self._rng.random() < len(self._recent_dead) / pool:
-                targets[-1] = self._rng.choice(list(self._recent_dead))
+        dead = self._m.recently_dead(now)
+        if dead and targets:
+            pool = len(self._live) + len(dead)
+            if self._rng.random() < len(dead) / pool:
+                targets[-1] = self._rng.choice(dead)
         limit = self.config.retransmits(self.num_members())
         for mid in targets:
             addr = self._members[mid].addr
             if self._queue:
                 rumors = self._queue.take(self.config.udp_budget_bytes - PACKET_OVERHEAD, limit)
                 if rumors:
-                    effects.append(Send(addr, Gossip(self._me, tuple(rumors))))
+                    effects.append(Send(addr, Gossip(self.me, tuple(rumors))))
             if self._stream_queue:
                 big = self._stream_queue.take(STREAM_BUDGET, limit)
                 if big:
-                    effects.append(StreamSend(addr, RumorPush(self._me, tuple(big))))
+                    effects.append(StreamSend(addr, RumorPush(self.me, tuple(big))))
 
     def _enqueue(self, rumor: Rumor) -> None:
         size = rumor_size(rumor)
@@ -501,100 +460,19 @@ class SwimCore:
             self._queue.enqueue(rumor, size)
 
     def _push_pull(self, join: bool, reply: bool) -> PushPull:
-        members = (self._me, *self._gossipable())
-        return PushPull(self._me, members, tuple(self._store), join, reply)
+        members = (self.me, *self._m.gossipable())
+        return PushPull(self.me, members, tuple(self._store), join, reply)
 
     # --- merging ------------------------------------------------------------------------
-
-    def _accept_sender(
-        self, sender: Member, src: Addr, now: float, effects: list[Effect], stream: bool
-    ) -> bool:
-        """A message from a member proves it is alive (at the address it came from); one over a
-        stream also proves the address (TCP), which makes the member proven."""
-        if sender.id == self._me.id:
-            return False  # our own packet, or an impostor
-        if self._store.is_departed(sender.id):
-            # Tell it, so a departed supervisor learns it must stop.
-            effects.append(Send(src, Gossip(self._me, (DepartureRumor(sender.id),))))
-            return False
-        if sender.health != Health.ALIVE:
-            return True  # a leaving member's farewell: its rumors say what it is
-        seen = Member(
-            sender.id,
-            sender.incarnation,
-            src[0],
-            sender.gossip_port,
-            Health.ALIVE,
-            sender.persistent,
-        )
-        stored = self._members.get(sender.id)
-        if stored is None and not self._admit(sender.id, None if stream else src, now, effects):
-            return False
-        # Before it is applied, so a new member joins the right probe round.
-        if stream:
-            self._table.mark_proven(sender.id)
-        else:
-            self._table.mark_heard(sender.id)
-        if supersedes(stored, seen):
-            self._apply_member(seen, stored, now, "", effects)
-        elif (
-            stored is not None
-            and stored.incarnation == seen.incarnation
-            and stored.health == Health.SUSPECT
-        ):
-            # Direct evidence beats hearsay locally; the member itself refutes for the ring.
-            # Not for Confirmed: a late or duplicated packet from a dead member must not
-            # resurrect it; coming back takes a higher incarnation (a refutation).
-            self._apply_member(seen, stored, now, "", effects, broadcast=False)
-        elif (
-            stored is not None
-            and stored.address != src[0]
-            and stored.incarnation == seen.incarnation
-        ):
-            self._table.readdress(sender.id, src[0])
-        return True
-
-    # --- admission ----------------------------------------------------------------------
-
-    def _admit(self, member_id: str, via: Addr | None, now: float, effects: list[Effect]) -> bool:
-        """May a member we do not know enter the table? Refused when its datagram source has
-        introduced too many lately (`admit_burst`, `admit_rate_per_s`), or when the table is at
-        `max_members` and no Departed or unproven Confirmed member can make room."""
-        if via is not None and not self._admission.allow(via, now):
-            effects.append(Rejected("member_rate", via, f"new member {member_id} refused"))
-            return False
-        if len(self._members) >= self.config.max_members and not self._evict_one():
-            detail = (
-                f"member table full ({self.config.max_members} members, max_members): "
-                f"new member {member_id} refused"
-            )
-            effects.append(Rejected("member_cap", via, detail))
-            return False
-        return True
-
-    def _evict_one(self) -> bool:
-        """Make room at the cap (`MemberTable.eviction_candidate`). A member forgotten this way
-        that is in fact alive comes back like a newcomer when it next speaks."""
-        victim = self._table.eviction_candidate()
-        if victim is None:
-            return False
-        self._table.remove(victim)
-        self._recent_dead.pop(victim, None)
-        for kind in ("depart", "gc"):
-            self._cancel(kind, victim)
-        self._store.remove_member_services(victim)
-        return True
-
-    # --- merging (continued) ------------------------------------------------------------
 
     def _merge_state(
         self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None
     ) -> None:
         for m in msg.members:
-            if m.health == Health.CONFIRMED and m.id != self._me.id:
+            if m.health == Health.CONFIRMED and m.id != self.me.id:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
-            self._merge_member(m, now, msg.sender.id, effects, via)
+            self._m.merge_member(m, now, msg.sender.id, effects, via)
             if via is None and m.id in self._members:
                 # A push-pull over TCP vouches for its members enough for gossip (not probing):
                 # a joiner then gossips across the ring it was given, not only to its seed.
@@ -607,9 +485,9 @@ class SwimCore:
         """Merge rumors that came from `via` (a datagram source; None: a stream, or made here)."""
         for r in rumors:
             if isinstance(r, MemberRumor):
-                self._merge_member(r.member, now, r.by, effects, via)
+                self._m.merge_member(r.member, now, r.by, effects, via)
                 continue
-            if isinstance(r, ServiceRumor) and self._collected(r.member_id):
+            if isinstance(r, ServiceRumor) and self._m.collected(r.member_id):
                 continue
             stored = self._store.merge(r)
             if stored is None:
@@ -617,135 +495,4 @@ class SwimCore:
             self._enqueue(stored)
             effects.append(RumorChanged(stored))
             if isinstance(stored, DepartureRumor):
-                self._on_departure(stored.member_id, now, effects)
-
-    def _collected(self, member_id: str) -> bool:
-        """A Departed member whose service rumors we garbage-collected. A member that has not
-        collected them yet (its timer runs a little later) still sends them in push-pull and
-        gossip; merging those would bring them back for good, as our "gc" timer has fired."""
-        m = self._members.get(member_id)
-        return (
-            m is not None and m.health == Health.DEPARTED and ("gc", member_id) not in self._tokens
-        )
-
-    def _on_departure(self, member_id: str, now: float, effects: list[Effect]) -> None:
-        if member_id == self._me.id:
-            self._me = self._me.with_health(Health.DEPARTED)
-            self.departed = True
-            effects.append(SelfChanged(self._me, "departed"))
-            return
-        m = self._members.get(member_id)
-        if m is not None and m.health != Health.DEPARTED:
-            self._apply_member(m.with_health(Health.DEPARTED), m, now, "", effects)
-
-    def _merge_member(
-        self, m: Member, now: float, by: str, effects: list[Effect], via: Addr | None = None
-    ) -> None:
-        if m.incarnation >= MAX_INCARNATION and _beyond_bound(m):
-            effects.append(Rejected("incarnation", via, f"member {m.id} at {m.incarnation}"))
-            return  # the codec refuses these; a core fed directly must too
-        if m.id == self._me.id:
-            self._about_me(m, effects)
-            return
-        stored = self._members.get(m.id)
-        if (
-            stored is not None
-            and m.health == Health.SUSPECT
-            and stored.health == Health.SUSPECT
-            and m.incarnation == stored.incarnation
-        ):
-            # Checked before the equality shortcut: a repeated suspicion from another member is
-            # the same record but an independent confirmation (Lifeguard).
-            suspicion = self._suspicions.get(m.id)
-            if suspicion is not None and suspicion.confirm(by):
-                self._schedule("suspect", m.id, suspicion.deadline)
-                rumor = MemberRumor(stored, by)
-                self._queue.enqueue(rumor, rumor_size(rumor))
-            return
-        if stored == m:
-            return  # the common case in push-pull and gossip: nothing new
-        if self._store.is_departed(m.id):
-            if stored is not None:
-                return
-            m = m.with_health(Health.DEPARTED)
-        if stored is None and not self._admit(m.id, via, now, effects):
-            return
-        if supersedes(stored, m):
-            self._apply_member(m, stored, now, by, effects)
-
-    def _about_me(self, m: Member, effects: list[Effect]) -> None:
-        if self.departed:
-            return
-        me = self._me
-        if m.incarnation < me.incarnation:
-            return
-        if m.incarnation == me.incarnation and m.health == Health.ALIVE:
-            return
-        # Refute: someone thinks we are worse off (or knows a later life of ours). Saturates at
-        # MAX_INCARNATION: a claim at it is an Alive one (the codec refuses the others), which
-        # our record at the bound then equals.
-        self._me = me._replace(incarnation=next_incarnation(m.incarnation), health=Health.ALIVE)
-        rumor = MemberRumor(self._me)
-        self._queue.enqueue(rumor, rumor_size(rumor))
-        effects.append(SelfChanged(self._me, "refuted"))
-
-    def _apply_member(
-        self,
-        m: Member,
-        stored: Member | None,
-        now: float,
-        by: str,
-        effects: list[Effect],
-        broadcast: bool = True,
-    ) -> None:
-        self._table.put(m, stored, self._rng)
-        if m.health != Health.SUSPECT:
-            self._suspicions.pop(m.id, None)
-            self._cancel("suspect", m.id)
-        if m.health != Health.CONFIRMED:
-            self._recent_dead.pop(m.id, None)
-            self._cancel("depart", m.id)
-        if m.health == Health.SUSPECT:
-            self._start_suspicion(m, now, by)
-        elif m.health == Health.CONFIRMED:
-            self._recent_dead[m.id] = now
-            self._schedule("depart", m.id, now + self.config.departure_timeout_s)
-        elif m.health == Health.DEPARTED:
-            self._schedule("gc", m.id, now + self.config.departure_timeout_s)
-        by = by if m.health == Health.SUSPECT else ""
-        if broadcast and not _beyond_bound(m):
-            rumor = MemberRumor(m, by)
-            self._queue.enqueue(rumor, rumor_size(rumor))
-        effects.append(MemberChanged(m, None if stored is None else stored.health, by))
-
-    def _start_suspicion(self, m: Member, now: float, by: str) -> None:
-        n = self.num_members()
-        k = expected_confirmations(self.config.suspicion_mult, n)
-        suspicion = Suspicion(
-            m.id,
-            m.incarnation,
-            now,
-            self.config.suspicion_min_s(n),
-            self.config.suspicion_max_s(n),
-            k,
-            origin=by,
-        )
-        self._suspicions[m.id] = suspicion
-        self._schedule("suspect", m.id, suspicion.deadline)
-
-    def _suspicion_expired(self, member_id: str, now: float, effects: list[Effect]) -> None:
-        suspicion = self._suspicions.pop(member_id, None)
-        m = self._members.get(member_id)
-        if suspicion is None or m is None or m.health != Health.SUSPECT:
-            return
-        if m.incarnation != suspicion.incarnation:
-            return
-        self._apply_member(m.with_health(Health.CONFIRMED), m, now, self._me.id, effects)
-
-
-def _beyond_bound(m: Member) -> bool:
-    """A record no honest member makes: beyond MAX_INCARNATION, or a claim other than Alive at
-    it (which its subject could not refute)."""
-    return m.incarnation > MAX_INCARNATION or (
-        m.incarnation == MAX_INCARNATION and m.health != Health.ALIVE
-    )
+                self._m.on_departure(stored.member_id, now, effects)

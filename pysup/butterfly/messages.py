@@ -26,7 +26,7 @@ class RumorKind(StrEnum):
     view (`gateway.http._BUTTERFLY`), the services' reaction (`service.manager._REACTIONS`),
     the event (`events.translate._EVENTS`), the Kubernetes-native mode (`native._PUBLISH`) and
     the generators of the tests and the fuzzer (`tests/unit/gossip_strategies.py`,
-    `bench/fuzz.py`). The census reads the store by kind (`census.build_census`).
+    `bench/fuzz.py`). The census reads the store by kind (`census_build.build_census`).
     `tests/unit/test_rumor_kinds.py` checks that every table is there and complete.
     """
 

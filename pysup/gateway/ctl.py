@@ -62,7 +62,7 @@ from pysup.gateway.ctl_proto import (
 )
 from pysup.gateway.host import CtlHost
 from pysup.listener import ConnectionLimits, Listener
-from pysup.service.api_json import process_json
+from pysup.service.api_json import status_row
 from pysup.service.cfg import ConfigError, parse_gossip_config
 from pysup.service.manager import ServiceManager
 from pysup.service.saved import forget_spec, save_desired, save_spec
@@ -446,23 +446,6 @@ def _check_sealed(data: bytes, service_group: str) -> None:
     problem = check_sealed(data, service_group)
     if problem is not None:
         raise CtlOpError(problem, reason="bad_encrypted_payload")
-
-
-def status_row(svc: Service, now: float) -> dict[str, Any]:
-    """One line of ``svc status``: Habitat's columns (``type`` is the topology here). state,
-    pid and elapsed are the run process's, read as ``/services`` reads them (`process_json`);
-    elapsed is the time since it last changed state (started, exited, stopped)."""
-    process = process_json(svc)
-    return {
-        "name": svc.name,
-        "package": svc.plan.ident,
-        "type": svc.spec.topology.value,
-        "desired": svc.desired_state.value.lower(),
-        "state": process["state"],
-        "elapsed_s": max(0, int(now) - process["state_entered"]),
-        "pid": process["pid"],
-        "group": str(svc.service_group),
-    }
 
 
 # --- wiring -------------------------------------------------------------------------------------

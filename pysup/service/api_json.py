@@ -161,3 +161,20 @@ __all__ = [
     "service_json",
     "services_json",
 ]
+
+
+def status_row(svc: Service, now: float) -> dict[str, Any]:
+    """One line of ``svc status``: Habitat's columns (``type`` is the topology here). state,
+    pid and elapsed are the run process's, read as ``/services`` reads them (`process_json`);
+    elapsed is the time since it last changed state (started, exited, stopped)."""
+    process = process_json(svc)
+    return {
+        "name": svc.name,
+        "package": svc.plan.ident,
+        "type": svc.spec.topology.value,
+        "desired": svc.desired_state.value.lower(),
+        "state": process["state"],
+        "elapsed_s": max(0, int(now) - process["state_entered"]),
+        "pid": process["pid"],
+        "group": str(svc.service_group),
+    }

@@ -29,7 +29,7 @@ from typing import Any, Final, TextIO
 
 from pysup.butterfly.member import Member
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import build_census
+from pysup.census_build import build_census
 from pysup.service.cfg import lookup_path
 from pysup.service.context import SYS_DEFAULTS, render_context
 from pysup.service.handlebars import Template, TemplateError, compile_template

@@ -31,7 +31,8 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.butterfly.rumors import RumorStore, StoredRumor
-from pysup.census import build_census, census_json
+from pysup.census import census_json
+from pysup.census_build import build_census
 from pysup.events import EventHub, EventLimits, EventStream
 from pysup.events.model import Payload
 from pysup.events.translate import member_event, rumor_event

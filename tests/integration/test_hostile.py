@@ -10,9 +10,9 @@ What it proves:
   `RSS_BOUND_MIB` of its baseline and its gateway answering, and is counted in `/metrics` by
   reason;
 - replayed and reordered well-formed packets are idempotent. Decision (documented here and in
-  `core._accept_sender`): a well-formed packet from an unknown member id *does* add that member,
-  Alive, at the packet's source address. In a ring without a key that is what joining is, and
-  nothing distinguishes a replay from a first contact; the defence is the ring key (only key
+  `membership.accept_sender`): a well-formed packet from an unknown member id *does* add that
+  member, Alive, at the packet's source address. In a ring without a key that is what joining
+  is, and nothing distinguishes a replay from a first contact; the defence is the ring key (only key
   holders produce packets that decode). A replayed member that does not answer probes goes
   Suspect then Confirmed like any dead member, and replaying its old packets cannot resurrect it
   (a Confirmed member comes back only with a higher incarnation);

@@ -20,7 +20,8 @@ import pytest
 
 from pysup.butterfly.member import Member
 from pysup.butterfly.messages import ElectionRumor, ElectionStatus, Rumor, RumorKind, ServiceRumor
-from pysup.census import Census, build_census
+from pysup.census import Census
+from pysup.census_build import build_census
 from pysup.election import Participant
 from pysup.service.coordination import group_view
 from pysup.service.manager import ServiceManager

@@ -18,7 +18,8 @@ from structlog.testing import capture_logs
 from pysup.butterfly.member import Member
 from pysup.butterfly.messages import Rumor, ServiceRumor
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import Census, build_census
+from pysup.census import Census
+from pysup.census_build import build_census
 from pysup.service.backoff import RestartBackoff
 from pysup.service.health import HealthStatus
 from pysup.service.manager import ServiceManager

@@ -21,7 +21,8 @@ import pytest
 
 from pysup.butterfly.config import LAN
 from pysup.butterfly.messages import ServiceRumor
-from pysup.census import Census, ElectionState, build_census
+from pysup.census import Census, ElectionState
+from pysup.census_build import build_census
 from pysup.election import Participant
 from pysup.service.coordination import group_view
 from pysup.testing.simnet import NetProfile, SimNetwork, SimNode

@@ -13,7 +13,8 @@ from aiohttp.test_utils import make_mocked_request
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import ServiceRumor
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import Census, CensusCache, census_json
+from pysup.census import Census, census_json
+from pysup.census_build import CensusCache
 from pysup.gateway.bodycache import BodyCache
 from pysup.gateway.service_routes import add_service_routes
 from pysup.service.api_json import services_json

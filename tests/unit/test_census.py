@@ -16,14 +16,8 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import (
-    ElectionState,
-    PkgIdent,
-    ServiceGroup,
-    build_census,
-    census_json,
-    member_json,
-)
+from pysup.census import ElectionState, PkgIdent, ServiceGroup, census_json, member_json
+from pysup.census_build import build_census
 
 A, B, C, D = ("a" * 32, "b" * 32, "c" * 32, "d" * 32)
 SYS = {"ip": "10.0.0.1", "hostname": "h", "gossip_ip": "0.0.0.0", "gossip_port": 9638}

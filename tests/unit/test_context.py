@@ -9,7 +9,8 @@ import pytest
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import ElectionRumor, ElectionStatus, ServiceRumor
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import Census, build_census
+from pysup.census import Census
+from pysup.census_build import build_census
 from pysup.service.context import binds_not_ready, render_context
 from pysup.service.handlebars import compile_template
 from pysup.service.plan import Plan, load_plan

@@ -29,7 +29,8 @@ from structlog.testing import capture_logs
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import ElectionRumor, ElectionStatus, Rumor, ServiceRumor
 from pysup.butterfly.rumors import RumorKind, RumorStore
-from pysup.census import Census, ElectionState, ServiceGroup, build_census
+from pysup.census import Census, ElectionState, ServiceGroup
+from pysup.census_build import build_census
 from pysup.election import (
     MIN_QUORUM,
     GroupSize,

@@ -18,7 +18,8 @@ from pysup.butterfly.messages import (
     ServiceRumor,
 )
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import ElectionState, build_census, census_json
+from pysup.census import ElectionState, census_json
+from pysup.census_build import build_census
 from pysup.discovery.kube_client import InClusterConfig, KubeClient
 from pysup.discovery.kubernetes import census_from_slices
 from pysup.native import NativeConfigError, NativeRing, NativeTuning

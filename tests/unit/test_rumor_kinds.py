@@ -25,7 +25,7 @@ from pysup.butterfly.messages import (
     kind_of,
 )
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import CensusCache
+from pysup.census_build import CensusCache
 
 A, B = "a" * 32, "b" * 32
 SG = "redis.default"

@@ -14,7 +14,7 @@ import structlog
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import ServiceConfigRumor, ServiceFileRumor, ServiceRumor
 from pysup.butterfly.rumors import RumorStore
-from pysup.census import build_census
+from pysup.census_build import build_census
 from pysup.crypto.box import generate_service_key, generate_user_key
 from pysup.crypto.keycache import KeyCache
 from pysup.crypto.message import MAX_ENCRYPTED_BYTES, encrypt_for_service_group
