@@ -18,43 +18,43 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, Protocol
 
 import msgpack
 import structlog
 
 from pysup.butterfly.config import MAX_DATAGRAM as MAX_DATAGRAM
 from pysup.butterfly.config import MAX_FRAME as MAX_FRAME
-from pysup.butterfly.config import MAX_INCARNATION
-from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import (
     Ack,
-    DepartureRumor,
-    ElectionRumor,
-    ElectionStatus,
     Gossip,
-    MemberRumor,
     Message,
     Nack,
     Ping,
     PingReq,
     PushPull,
     Rumor,
-    RumorKind,
     RumorPush,
-    ServiceConfigRumor,
-    ServiceFileRumor,
-    ServiceRumor,
-    by_kind,
 )
-from pysup.butterfly.validate import (
-    IP_LITERALS,
-    file_name_problem,
-    is_ip_literal,
-    plain_map_problem,
-    service_group_problem,
+from pysup.butterfly.records import (
+    MAX_BLOB,
+    REASONS,
+    CodecError,
+    expect,
+    is_uint,
+    pack_member,
+    pack_rumor,
+    unpack_id,
+    unpack_member,
+    unpack_rumor,
+    unpack_rumors,
 )
-from pysup.gossipcfg import ConfigError, parse_gossip_config
+
+__all__ = [  # re-exported: the codec's error vocabulary lives with the records it checks
+    "MAX_BLOB",
+    "REASONS",
+    "CodecError",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -64,9 +64,6 @@ FLAG_ENCRYPTED = 0x01
 HEADER_LEN = 4
 _HEADER_PLAIN = MAGIC + bytes((VERSION, 0))
 _HEADER_SEALED = MAGIC + bytes((VERSION, FLAG_ENCRYPTED))
-MAX_BLOB: Final = 128 * 1024
-"""Largest config/file body inside a rumor: the 64 KiB the control gateway accepts (Habitat's
-limit), with room for the same body sealed for a service group (a box with base64, x4/3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,381 +131,12 @@ body of at most FRAME_MAX_OBJECTS / 2 bytes cannot exceed it: those (nearly ever
 are decoded without counting."""
 
 
-REASONS: Final = frozenset(
-    {
-        "malformed",
-        "oversized",
-        "version",
-        "decrypt",
-        "unencrypted",
-        "encrypted",
-        "unknown",
-        "limits",
-        "incarnation",
-        "address",
-        "value",
-        "name",
-    }
-)
-"""Every `CodecError.reason` (the labels of rejected gossip in `/metrics`)."""
-
-
-class CodecError(Exception):
-    """Input that is not a valid pysup message. `reason` is a short stable label."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
 class Cipher(Protocol):
     """What the codec needs of a ring key (see `pysup.butterfly.keys.RingKey`)."""
 
     def encrypt(self, plaintext: bytes) -> bytes: ...
 
     def decrypt(self, data: bytes) -> bytes: ...
-
-
-# --- members and rumors -------------------------------------------------------------------
-
-
-MEMO_MAX: Final = 8192
-"""Entries each record memo below keeps before it starts over. A ring has one current record
-per member (a few during a change), and the many members of one process (the scale mode) share
-the memos, so 8192 covers N=1000 with room; at ~300 B an entry that is ~2.5 MB at most. Forged
-ever-new records only make a memo start over more often: each still costs one full decode."""
-
-_PACKED: dict[Member, list[Any]] = {}
-"""Member -> its wire list: a record is encoded once per change, not once per message that
-carries it (a join burst sends each record to every member; each rumor is resent ~10 times)."""
-_MEMBERS: dict[tuple[Any, ...], Member] = {}
-"""A member record's wire fields -> the Member already decoded from them (after validation)."""
-_MEMBER_RUMORS: dict[tuple[Any, ...], MemberRumor] = {}
-"""The same for a member rumor: the record's six fields and the suspector's raw id."""
-
-
-def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(memo) >= MEMO_MAX:
-        memo.clear()
-    memo[key] = value
-
-
-def _pack_member(m: Member) -> list[Any]:
-    packed = _PACKED.get(m)
-    if packed is None:
-        packed = [
-            bytes.fromhex(m.id),
-            m.incarnation,
-            m.address,
-            m.gossip_port,
-            int(m.health),
-            m.persistent,
-        ]
-        _remember(_PACKED, m, packed)
-    return packed
-
-
-_HEALTHS = (None, Health.ALIVE, Health.SUSPECT, Health.CONFIRMED, Health.DEPARTED)
-_U64 = 1 << 64
-
-
-def _unpack_member(v: Any) -> Member:
-    # The hottest path of decoding (every packet carries member records): exact type checks
-    # in one expression instead of helper calls; the rarer cases go to `_member_problem`.
-    if type(v) is not list or len(v) != 6:
-        raise CodecError("malformed", "member")
-    raw_id, inc, address, port, health, persistent = v
-    # A record seen before (most of a join burst) is a dict lookup. Keys compare by value, where
-    # 5.0 == 5 and True == 1: the exact-type check keeps such a record refused as before.
-    try:
-        seen = _MEMBERS.get((raw_id, inc, address, port, health, persistent))
-    except TypeError:  # an unhashable field (a list, a map): refused below
-        seen = None
-    if (
-        seen is not None
-        and type(inc) is int
-        and type(port) is int
-        and type(health) is int
-        and type(persistent) is bool
-    ):
-        return seen
-    if (
-        type(raw_id) is not bytes
-        or len(raw_id) != 16
-        or type(inc) is not int
-        or not 0 <= inc < MAX_INCARNATION
-        or type(address) is not str
-        or (address not in IP_LITERALS and not is_ip_literal(address))
-        or type(port) is not int
-        or not 0 <= port < 65536
-        or type(health) is not int
-        or not 1 <= health <= 4
-        or type(persistent) is not bool
-    ):
-        problem = _member_problem(v)
-        if problem is not None:
-            raise CodecError(problem, "member")
-    m = Member(raw_id.hex(), inc, address, port, _HEALTHS[health], persistent)  # type: ignore[arg-type]
-    _remember(_MEMBERS, (raw_id, inc, address, port, health, persistent), m)
-    return m
-
-
-def _member_problem(v: list[Any]) -> str | None:
-    """The reason a member record is refused, or None for the one record the fast check above
-    does not pass: an Alive member at exactly MAX_INCARNATION (see its docstring)."""
-    raw_id, inc, address, port, health, persistent = v
-    if (
-        type(raw_id) is not bytes
-        or len(raw_id) != 16
-        or type(inc) is not int
-        or inc < 0
-        or type(address) is not str
-        or type(port) is not int
-        or not 0 <= port < 65536
-        or type(health) is not int
-        or not 1 <= health <= 4
-        or type(persistent) is not bool
-    ):
-        return "malformed"
-    if not is_ip_literal(address):
-        return "address"
-    if inc > MAX_INCARNATION or (inc == MAX_INCARNATION and health != Health.ALIVE):
-        return "incarnation"
-    return None
-
-
-def _pack_member_rumor(r: MemberRumor) -> list[Any]:
-    return [_K_MEMBER, _pack_member(r.member), bytes.fromhex(r.by)]
-
-
-def _pack_service(r: ServiceRumor) -> list[Any]:
-    return [
-        _K_SERVICE,
-        bytes.fromhex(r.member_id),
-        r.service_group,
-        r.incarnation,
-        r.pkg,
-        r.initialized,
-        dict(r.cfg),
-        dict(r.sys),
-        r.health_check,
-        r.plan_fingerprint,
-    ]
-
-
-def _pack_config(r: ServiceConfigRumor) -> list[Any]:
-    return [_K_CONFIG, r.service_group, r.incarnation, r.config, r.encrypted]
-
-
-def _pack_file(r: ServiceFileRumor) -> list[Any]:
-    return [_K_FILE, r.service_group, r.filename, r.incarnation, r.body, r.encrypted]
-
-
-def _pack_departure(r: DepartureRumor) -> list[Any]:
-    return [_K_DEPARTURE, bytes.fromhex(r.member_id)]
-
-
-def _pack_election(r: ElectionRumor) -> list[Any]:
-    return [
-        _K_ELECTION,
-        r.service_group,
-        bytes.fromhex(r.member_id),
-        r.term,
-        r.suitability,
-        r.status.value,
-        [bytes.fromhex(v) for v in r.votes],
-        r.update,
-    ]
-
-
-def _pack_rumor(r: Rumor) -> list[Any]:
-    return _PACK_BY_CLASS[type(r)](r)
-
-
-def _unpack_id(v: Any) -> str:
-    _expect(isinstance(v, bytes) and len(v) == 16, "member id")
-    return bytes(v).hex()
-
-
-def _unpack_str(v: Any, what: str, limit: int = 1024) -> str:
-    _expect(isinstance(v, str) and len(v) <= limit, what)
-    return str(v)
-
-
-def _unpack_group(v: Any) -> str:
-    group = _unpack_str(v, "service group", 255)
-    problem = service_group_problem(group)
-    if problem is not None:
-        raise CodecError("name", problem)
-    return group
-
-
-def _unpack_map(v: Any, what: str) -> dict[str, Any]:
-    _expect(type(v) is dict, what)
-    problem = plain_map_problem(v)
-    if problem is not None:
-        raise CodecError("value", f"{what}: {problem}")
-    return dict(v)
-
-
-def _unpack_inc(v: Any, what: str) -> int:
-    _expect(_is_uint(v, 64), what)
-    if v > MAX_INCARNATION:
-        raise CodecError("incarnation", what)
-    return int(v)
-
-
-def _check_config(body: bytes) -> None:
-    """A plain `config apply` body: UTF-8 TOML within the API's size limit whose values JSON
-    can hold too (no dates), as the census and `/services/.../config` will read it."""
-    try:
-        parsed = parse_gossip_config(body)
-    except ConfigError as e:
-        raise CodecError("value", f"config: {e}") from None
-    problem = plain_map_problem(parsed)
-    if problem is not None:
-        raise CodecError("value", f"config: {problem}")
-
-
-def _unpack_member_rumor(v: list[Any]) -> MemberRumor:
-    record, by = v[1], v[2]
-    if type(record) is list and len(record) == 6:
-        try:
-            seen = _MEMBER_RUMORS.get((*record, by))
-        except TypeError:
-            seen = None
-        if (
-            seen is not None
-            and type(record[1]) is int
-            and type(record[3]) is int
-            and type(record[4]) is int
-            and type(record[5]) is bool
-        ):
-            return seen
-    _expect(isinstance(by, bytes) and len(by) in (0, 16), "suspector id")
-    rumor = MemberRumor(_unpack_member(record), bytes(by).hex())
-    _remember(_MEMBER_RUMORS, (*record, by), rumor)
-    return rumor
-
-
-def _unpack_service(v: list[Any]) -> ServiceRumor:
-    # 8 fields: a sender from before health_check/plan_fingerprint were gossiped.
-    _, mid, group, inc, pkg, initialized, cfg, sys, *status = v
-    _expect(isinstance(initialized, bool), "service")
-    health, fingerprint = status or ("", "")
-    return ServiceRumor(
-        _unpack_id(mid),
-        _unpack_group(group),
-        _unpack_inc(inc, "service incarnation"),
-        _unpack_str(pkg, "pkg"),
-        initialized,
-        _unpack_map(cfg, "service cfg"),
-        _unpack_map(sys, "service sys"),
-        _unpack_str(health, "service health"),
-        _unpack_str(fingerprint, "plan fingerprint"),
-    )
-
-
-def _unpack_config(v: list[Any]) -> ServiceConfigRumor:
-    _, group, inc, config, encrypted = v
-    _expect(isinstance(encrypted, bool), "service config")
-    _expect(isinstance(config, bytes) and len(config) <= MAX_BLOB, "config body")
-    if not encrypted:
-        _check_config(config)
-    return ServiceConfigRumor(
-        _unpack_group(group), _unpack_inc(inc, "config version"), config, encrypted
-    )
-
-
-def _unpack_file(v: list[Any]) -> ServiceFileRumor:
-    _, group, filename, inc, body, encrypted = v
-    _expect(isinstance(encrypted, bool), "service file")
-    _expect(isinstance(body, bytes) and len(body) <= MAX_BLOB, "file body")
-    name = _unpack_str(filename, "filename", 255)
-    problem = file_name_problem(name)
-    if problem is not None:
-        raise CodecError("name", problem)
-    return ServiceFileRumor(
-        _unpack_group(group), name, _unpack_inc(inc, "file version"), body, encrypted
-    )
-
-
-def _unpack_departure(v: list[Any]) -> DepartureRumor:
-    return DepartureRumor(_unpack_id(v[1]))
-
-
-def _unpack_election(v: list[Any]) -> ElectionRumor:
-    _, group, mid, term, suit, status, votes, update = v
-    _expect(_is_uint(suit, 64), "election suitability")
-    _expect(status in _ELECTION_STATUSES, "election status")
-    _expect(isinstance(votes, list), "votes")
-    _expect(isinstance(update, bool), "election update flag")
-    return ElectionRumor(
-        _unpack_group(group),
-        _unpack_id(mid),
-        _unpack_inc(term, "election term"),
-        suit,
-        ElectionStatus(status),
-        tuple(_unpack_id(x) for x in votes),
-        update,
-    )
-
-
-_ELECTION_STATUSES = frozenset(s.value for s in ElectionStatus)
-
-
-class _Wire(NamedTuple):
-    """One rumor kind on the wire: `[tag, fields...]`, a list of one of `lengths`."""
-
-    tag: int
-    cls: type[Any]
-    pack: Callable[[Any], list[Any]]
-    unpack: Callable[[list[Any]], Rumor]
-    lengths: tuple[int, ...]
-
-
-# The tags are the wire format: never renumber one (Election and ElectionUpdate share a tag and
-# class; the `update` flag tells them apart).
-_K_MEMBER, _K_SERVICE, _K_CONFIG, _K_FILE, _K_DEPARTURE, _K_ELECTION = range(1, 7)
-_ELECTION_WIRE = _Wire(_K_ELECTION, ElectionRumor, _pack_election, _unpack_election, (8,))
-_WIRE = by_kind(
-    "codec wire format",
-    {
-        RumorKind.MEMBER: _Wire(
-            _K_MEMBER, MemberRumor, _pack_member_rumor, _unpack_member_rumor, (3,)
-        ),
-        RumorKind.SERVICE: _Wire(_K_SERVICE, ServiceRumor, _pack_service, _unpack_service, (8, 10)),
-        RumorKind.SERVICE_CONFIG: _Wire(
-            _K_CONFIG, ServiceConfigRumor, _pack_config, _unpack_config, (5,)
-        ),
-        RumorKind.SERVICE_FILE: _Wire(_K_FILE, ServiceFileRumor, _pack_file, _unpack_file, (6,)),
-        RumorKind.DEPARTURE: _Wire(
-            _K_DEPARTURE, DepartureRumor, _pack_departure, _unpack_departure, (2,)
-        ),
-        RumorKind.ELECTION: _ELECTION_WIRE,
-        RumorKind.ELECTION_UPDATE: _ELECTION_WIRE,
-    },
-)
-_PACK_BY_CLASS = {w.cls: w.pack for w in _WIRE.values()}
-_WIRE_BY_TAG = {w.tag: w for w in _WIRE.values()}
-
-
-def _unpack_rumor(v: Any) -> Rumor:
-    _expect(isinstance(v, list) and len(v) >= 2, "rumor")
-    tag = v[0]
-    try:
-        wire = _WIRE_BY_TAG.get(tag)
-    except TypeError:  # a list or map where the tag goes
-        wire = None
-    if wire is None or len(v) not in wire.lengths:
-        raise CodecError("unknown", f"rumor kind {tag!r}")
-    return wire.unpack(v)
-
-
-def _unpack_rumors(v: Any) -> tuple[Rumor, ...]:
-    _expect(isinstance(v, list), "rumor list")
-    return tuple(_unpack_rumor(x) for x in v)
 
 
 # --- messages -----------------------------------------------------------------------------
@@ -518,58 +146,58 @@ _T_PING, _T_ACK, _T_PINGREQ, _T_NACK, _T_GOSSIP, _T_PUSHPULL, _T_RUMORPUSH = ran
 
 def _pack_message(msg: Message) -> list[Any]:
     if isinstance(msg, Ping):
-        rumors = [_pack_rumor(r) for r in msg.rumors]
-        return [_T_PING, msg.seq, _pack_member(msg.sender), bytes.fromhex(msg.target_id), rumors]
+        rumors = [pack_rumor(r) for r in msg.rumors]
+        return [_T_PING, msg.seq, pack_member(msg.sender), bytes.fromhex(msg.target_id), rumors]
     if isinstance(msg, Ack):
-        return [_T_ACK, msg.seq, _pack_member(msg.sender), [_pack_rumor(r) for r in msg.rumors]]
+        return [_T_ACK, msg.seq, pack_member(msg.sender), [pack_rumor(r) for r in msg.rumors]]
     if isinstance(msg, PingReq):
         return [
             _T_PINGREQ,
             msg.seq,
-            _pack_member(msg.sender),
-            _pack_member(msg.target),
-            [_pack_rumor(r) for r in msg.rumors],
+            pack_member(msg.sender),
+            pack_member(msg.target),
+            [pack_rumor(r) for r in msg.rumors],
         ]
     if isinstance(msg, Nack):
-        return [_T_NACK, msg.seq, _pack_member(msg.sender)]
+        return [_T_NACK, msg.seq, pack_member(msg.sender)]
     if isinstance(msg, Gossip):
-        return [_T_GOSSIP, _pack_member(msg.sender), [_pack_rumor(r) for r in msg.rumors]]
+        return [_T_GOSSIP, pack_member(msg.sender), [pack_rumor(r) for r in msg.rumors]]
     if isinstance(msg, PushPull):
         return [
             _T_PUSHPULL,
-            _pack_member(msg.sender),
-            [_pack_member(m) for m in msg.members],
-            [_pack_rumor(r) for r in msg.rumors],
+            pack_member(msg.sender),
+            [pack_member(m) for m in msg.members],
+            [pack_rumor(r) for r in msg.rumors],
             msg.join,
             msg.reply,
         ]
-    return [_T_RUMORPUSH, _pack_member(msg.sender), [_pack_rumor(r) for r in msg.rumors]]
+    return [_T_RUMORPUSH, pack_member(msg.sender), [pack_rumor(r) for r in msg.rumors]]
 
 
 def _unpack_message(v: Any) -> Message:
-    _expect(isinstance(v, list) and len(v) >= 2, "message")
+    expect(isinstance(v, list) and len(v) >= 2, "message")
     t = v[0]
     if t == _T_PING and len(v) == 5:
-        _expect(_is_uint(v[1], 32), "seq")
-        return Ping(v[1], _unpack_member(v[2]), _unpack_id(v[3]), _unpack_rumors(v[4]))
+        expect(is_uint(v[1], 32), "seq")
+        return Ping(v[1], unpack_member(v[2]), unpack_id(v[3]), unpack_rumors(v[4]))
     if t == _T_ACK and len(v) == 4:
-        _expect(_is_uint(v[1], 32), "seq")
-        return Ack(v[1], _unpack_member(v[2]), _unpack_rumors(v[3]))
+        expect(is_uint(v[1], 32), "seq")
+        return Ack(v[1], unpack_member(v[2]), unpack_rumors(v[3]))
     if t == _T_PINGREQ and len(v) == 5:
-        _expect(_is_uint(v[1], 32), "seq")
-        return PingReq(v[1], _unpack_member(v[2]), _unpack_member(v[3]), _unpack_rumors(v[4]))
+        expect(is_uint(v[1], 32), "seq")
+        return PingReq(v[1], unpack_member(v[2]), unpack_member(v[3]), unpack_rumors(v[4]))
     if t == _T_NACK and len(v) == 3:
-        _expect(_is_uint(v[1], 32), "seq")
-        return Nack(v[1], _unpack_member(v[2]))
+        expect(is_uint(v[1], 32), "seq")
+        return Nack(v[1], unpack_member(v[2]))
     if t == _T_GOSSIP and len(v) == 3:
-        return Gossip(_unpack_member(v[1]), _unpack_rumors(v[2]))
+        return Gossip(unpack_member(v[1]), unpack_rumors(v[2]))
     if t == _T_PUSHPULL and len(v) == 6:
-        _expect(isinstance(v[2], list), "member list")
-        _expect(isinstance(v[4], bool) and isinstance(v[5], bool), "push-pull flags")
-        members = tuple(_unpack_member(m) for m in v[2])
-        return PushPull(_unpack_member(v[1]), members, _unpack_rumors(v[3]), v[4], v[5])
+        expect(isinstance(v[2], list), "member list")
+        expect(isinstance(v[4], bool) and isinstance(v[5], bool), "push-pull flags")
+        members = tuple(unpack_member(m) for m in v[2])
+        return PushPull(unpack_member(v[1]), members, unpack_rumors(v[3]), v[4], v[5])
     if t == _T_RUMORPUSH and len(v) == 3:
-        return RumorPush(_unpack_member(v[1]), _unpack_rumors(v[2]))
+        return RumorPush(unpack_member(v[1]), unpack_rumors(v[2]))
     raise CodecError("unknown", f"message type {t!r}")
 
 
@@ -583,15 +211,15 @@ def encode_body(msg: Message) -> bytes:
 
 def rumor_size(rumor: Rumor) -> int:
     """Encoded size of one rumor inside a message, for the piggyback byte budget."""
-    return len(msgpack.packb(_pack_rumor(rumor), use_bin_type=True))
+    return len(msgpack.packb(pack_rumor(rumor), use_bin_type=True))
 
 
 def rumor_problem(rumor: Rumor) -> CodecError | None:
     """Why a rumor made here would be refused by its receivers (None: it would not). The same
     checks as decoding, on the encoded rumor, so what we publish is what the ring accepts."""
     try:
-        packed = msgpack.packb(_pack_rumor(rumor), use_bin_type=True)
-        _unpack_rumor(_unpack_small_frame(packed))
+        packed = msgpack.packb(pack_rumor(rumor), use_bin_type=True)
+        unpack_rumor(_unpack_small_frame(packed))
     except CodecError as e:
         return e
     except Exception as e:  # a value msgpack cannot pack (a datetime), a number too large
@@ -680,7 +308,7 @@ def _msgpack_error(e: Exception) -> CodecError:
 
 def encode_rumors(rumors: list[Rumor]) -> bytes:
     """The rumor store's on-disk form: a msgpack list of rumors."""
-    return msgpack.packb([_pack_rumor(r) for r in rumors], use_bin_type=True)
+    return msgpack.packb([pack_rumor(r) for r in rumors], use_bin_type=True)
 
 
 def decode_rumors(data: bytes) -> list[Rumor]:
@@ -692,12 +320,12 @@ def decode_rumors(data: bytes) -> list[Rumor]:
         raw = msgpack.unpackb(data, max_ext_len=0)
     except Exception as e:
         raise _msgpack_error(e) from None
-    _expect(isinstance(raw, list), "rumor list")
+    expect(isinstance(raw, list), "rumor list")
     out: list[Rumor] = []
     skipped: dict[str, int] = {}
     for entry in raw:
         try:
-            out.append(_unpack_rumor(entry))
+            out.append(unpack_rumor(entry))
         except CodecError as e:
             skipped[e.reason] = skipped.get(e.reason, 0) + 1
         except Exception as e:
@@ -705,12 +333,3 @@ def decode_rumors(data: bytes) -> list[Rumor]:
     if skipped:
         log.warning("state.rumors_skipped", skipped=sum(skipped.values()), reasons=skipped)
     return out
-
-
-def _is_uint(v: Any, bits: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < (1 << bits)
-
-
-def _expect(cond: bool, what: str) -> None:
-    if not cond:
-        raise CodecError("malformed", what)

@@ -22,7 +22,7 @@ class RumorKind(StrEnum):
 
     A new kind: a member here, a rumor class below (its `identity` names the kind), then one
     entry in each `by_kind` table, which refuses at import to be built without it:
-    the wire format (`codec._WIRE`), the store's merge rule (`rumors._MERGE`), the `/butterfly`
+    the wire format (`records._WIRE`), the store's merge rule (`rumors._MERGE`), the `/butterfly`
     view (`gateway.http._BUTTERFLY`), the services' reaction (`service.manager._REACTIONS`),
     the event (`events.translate._EVENTS`), the Kubernetes-native mode (`native._PUBLISH`) and
     the generators of the tests and the fuzzer (`tests/unit/gossip_strategies.py`,

@@ -13,7 +13,7 @@ import msgpack
 import pytest
 from structlog.testing import capture_logs
 
-from pysup.butterfly import codec
+from pysup.butterfly import codec, records
 from pysup.butterfly.config import MAX_DATAGRAM, MAX_INCARNATION
 from pysup.butterfly.keys import generate_ring_key
 from pysup.butterfly.member import Health, Member
@@ -282,12 +282,12 @@ def test_a_record_equal_in_value_to_one_seen_but_of_another_type_is_still_refuse
 
 def test_a_memo_that_fills_up_starts_over_and_still_decodes() -> None:
     """Ever-new records (forged) make the memos start over; each record still decodes right."""
-    records = [X._replace(incarnation=i) for i in range(codec.MEMO_MAX + 10)]
-    for m in records[:: codec.MEMO_MAX // 7]:
+    forged = [X._replace(incarnation=i) for i in range(records.MEMO_MAX + 10)]
+    for m in forged[:: records.MEMO_MAX // 7]:
         assert codec.decode(codec.encode(Gossip(m, (MemberRumor(m),)))) == Gossip(
             m, (MemberRumor(m),)
         )
-    for m in records:
-        codec._pack_member(m)
-    assert len(codec._PACKED) <= codec.MEMO_MAX
-    assert codec.encode(Gossip(records[0])) == codec.encode(Gossip(records[0]))
+    for m in forged:
+        records.pack_member(m)
+    assert len(records._PACKED) <= records.MEMO_MAX
+    assert codec.encode(Gossip(forged[0])) == codec.encode(Gossip(forged[0]))
