@@ -26,11 +26,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from pysup.butterfly.keys import default_key_cache
 from pysup.crypto.keyfiles import KeyFileError, ensure_cache_dir, revision_at, write_key_file
 
@@ -91,6 +86,14 @@ def check_subject_alternative_name(name: str) -> str:
 def make_self_signed(name: str, now: datetime) -> tuple[bytes, bytes]:
     """A new key and self-signed certificate for ``name`` (plus ``localhost``), as PEM bytes
     ``(certificate, pkcs8 key)``."""
+    # Imported here: every `pysup run` loads this module (resolving ctl paths), but only
+    # `sup secret generate-tls` makes certificates, and cryptography's X.509 costs ~35 ms and
+    # a few MB at start-up (issue 18).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     name = check_subject_alternative_name(name)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, CTL_ORGANIZATION)])
