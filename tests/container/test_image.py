@@ -273,6 +273,11 @@ def test_compose_file_is_readable_and_matches_the_seed_demo() -> None:
         assert spec["stop_grace_period"] == "20s"
 
 
+NAME_BOUND_S = 20.0
+"""Container running -> its compose name resolves in the others (aardvark-dns; usually at once,
+once measured lagging behind the published port)."""
+
+
 def exec_get(container: str, url: str) -> Any:
     """GET `url` from inside `container` with its python3; the JSON body."""
     script = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=5).read().decode())"
@@ -294,8 +299,16 @@ def test_compose_wiring_with_a_placeholder_supervisor(compose_run: ComposeRun) -
         what="super's published port",
     )
     super_ip = json.loads(body)["ip"]
+    resolve = "import socket; socket.getaddrinfo('super', 9631)"
     for client in ("client-1", "client-2"):
         name = compose_run.containers[client]
+        # The network's DNS can register a container's name a moment after it runs.
+        wait_for(
+            lambda name=name: podman_rc("exec", name, "python3", "-c", resolve)[0] == 0,
+            timeout=NAME_BOUND_S,
+            interval=0.5,
+            what=f"'super' resolving in {client}",
+        )
         rc, out = podman_rc("exec", name, "/hab/hooks/healthcheck")
         assert rc == 0, out
         assert exec_get(name, "http://super:9631/")["ip"] == super_ip
