@@ -174,23 +174,6 @@ def test_a_short_stat_line_is_an_error() -> None:
         parse_stat(b"77 (x) S 1 2\n")
 
 
-def test_observe_reads_a_fake_proc(tmp_path: Path) -> None:
-    """`observe` against a /proc laid out in a temp dir (the real one is used by the process
-    tests): stat, cwd and exe links, NUL-separated cmdline; a missing pid is None."""
-    proc = tmp_path / "proc"
-    (proc / "sys/kernel/random").mkdir(parents=True)
-    (proc / "sys/kernel/random/boot_id").write_text(BOOT + "\n")
-    base = proc / "4242"
-    base.mkdir()
-    tail = [b"S", b"1", b"4242", b"4242"] + [b"0"] * 15 + [b"987654", b"0"]
-    (base / "stat").write_bytes(b"4242 (sh) " + b" ".join(tail) + b"\n")
-    os.symlink("/hab/svc/api", base / "cwd")
-    os.symlink("/bin/sh", base / "exe")
-    (base / "cmdline").write_bytes(b"/bin/sh\0/hab/svc/api/hooks/run\0")
-    assert observe(4242, proc) == SAME
-    assert observe(4243, proc) is None
-
-
 def fake_proc(tmp_path: Path) -> Path:
     """A /proc in a temp dir with our recorded process (pid 4242) in it."""
     proc = tmp_path / "proc"
@@ -204,6 +187,14 @@ def fake_proc(tmp_path: Path) -> Path:
     os.symlink("/bin/sh", base / "exe")
     (base / "cmdline").write_bytes(b"/bin/sh\0/hab/svc/api/hooks/run\0")
     return proc
+
+
+def test_observe_reads_a_fake_proc(tmp_path: Path) -> None:
+    """`observe` against a /proc laid out in a temp dir (the real one is used by the process
+    tests): stat, cwd and exe links, NUL-separated cmdline; a missing pid is None."""
+    proc = fake_proc(tmp_path)
+    assert observe(4242, proc) == SAME
+    assert observe(4243, proc) is None
 
 
 def test_an_unreadable_proc_entry_is_cannot_tell_not_gone(
