@@ -6,7 +6,9 @@ Serf agent per member, same N, back to back in the same run.
 One pysup session per N (a fresh `ProcRing`), in this order:
 
 1. ``bootstrap``: the seed, then N-1 members spawned at once (t0 before spawning: includes each
-   interpreter's start, as Serf's includes its Go binary's).
+   interpreter's start, as Serf's includes its Go binary's); split into ``bootstrap_started``
+   (t0 to each member's `supervisor.started`) and ``bootstrap_after_last_start`` (the last
+   member's start to each full view: what joining and gossip take once everyone runs).
 2. idle window on the converged ring: per process ``cpu`` (CPU s/s, reaped children included),
    ``rss`` and ``pss`` (`/proc/<pid>/smaps_rollup`), and ``traffic`` by message kind from every
    member's own `/metrics` at both ends of the window (push-pull included; the window defaults to
@@ -109,6 +111,9 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
     with ProcRing(n, profile=opts.profile) as ring:
         say(f"{tag}: bootstrap (spawning {n} processes)")
         acc["bootstrap"].add(ring.bootstrap())
+        # The bootstrap split in two: interpreter start-up (N at once) and the join itself.
+        add("bootstrap_started", ring.boot_started, "s", t0="just before spawning N-1 members")
+        add("bootstrap_after_last_start", ring.boot_after_last, "s", t0="the last member started")
         time.sleep(5.0)
         window = idle_window(opts, n)
         say(f"{tag}: idle {window:g}s (cpu, rss, pss, traffic by kind)")
