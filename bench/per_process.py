@@ -148,7 +148,7 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
             else:
                 victim = got["member"]
             time.sleep(1.0)
-        for key, samples in startup.items():
+        for key, samples in startup.items() if opts.startups else ():
             add(f"startup_{key}", samples, "s", t0="just before spawning the interpreter")
         if victim is not None:
             time.sleep(2.0 + rng.random())
