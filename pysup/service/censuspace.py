@@ -13,7 +13,9 @@ So a census-driven pass waits `debounce_s` for the rest of a burst, and starts n
 `spacing_s(n)` after the previous one: the spacing grows with N as the pass's cost does, so the
 share of a core spent re-rendering stays bounded whatever the ring's size. Config and files
 gossiped for the service's own group do not wait for this (they wake the service at once), and
-neither does `/census`, which reads the census when asked.
+neither does `/census`, which reads the census when asked. Elections wait at most their own tick
+(`ElectionTuning.tick_s`, 1 s: a group's coordination also steps on it): in rings above 10
+members an election step may follow a vote up to a second later (0.1 s before).
 """
 
 from __future__ import annotations
