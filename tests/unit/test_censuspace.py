@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
+from pathlib import Path
 
 from pysup.service.censuspace import (
     CENSUS_MAX_SPACING_S,
@@ -50,3 +52,40 @@ def test_continuous_churn_renders_at_most_once_per_spacing() -> None:
     gaps = [b - a for a, b in itertools.pairwise(passes)]
     assert min(gaps) >= spacing_s(n) - 0.005
     assert len(passes) <= 10.0 / spacing_s(n) + 1
+
+
+async def test_the_manager_schedules_census_passes_by_the_spacing(tmp_path: Path) -> None:
+    """The wiring: ServiceManager's census timer follows `next_pass_at` with the ring's size
+    (before, every change after a pass re-rendered 0.1 s later whatever N)."""
+    from pysup.census import Census
+    from pysup.service.manager import ServiceManager
+    from pysup.statedir import StateDir
+
+    def no_census() -> Census:
+        raise AssertionError("no service is loaded: nothing reads the census")
+
+    manager = ServiceManager(
+        state=StateDir(tmp_path / "state"),
+        sys_info={},
+        member_id="m" * 32,
+        census=no_census,
+        publish=lambda rumor: None,
+        ring_size=lambda: 100,
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        before = loop.time()
+        manager.on_census_changed()
+        timer = manager._census_timer
+        assert timer is not None
+        assert before + 0.1 <= timer.when() <= loop.time() + 0.1  # the first: the debounce only
+        timer.cancel()
+        manager._census_fire()  # the pass runs (no services)
+        fired = loop.time()
+        manager.on_census_changed()
+        timer = manager._census_timer
+        assert timer is not None
+        # The next: a spacing after the pass, not the 0.1 s debounce.
+        assert timer.when() - fired >= spacing_s(100) - 1e-3
+    finally:
+        manager.close()
