@@ -131,6 +131,9 @@ class ProcRing:
         self.members: list[Member] = []
         self._pgid: int | None = None
         self.spawn_s = 0.0
+        self.boot_started: list[float] = []
+        self.boot_after_last: list[float] = []
+        self._ports: set[int] = set()
         (self.workdir / "gossip.toml").write_text(f'gossip_profile = "{profile}"\n')
 
     def __enter__(self) -> ProcRing:
@@ -159,7 +162,10 @@ class ProcRing:
     def spawn(self, seed: Member | None, expect: int | None = None) -> Member:
         """Start one member (joining `seed`); its log is read as it grows."""
         i = len(self.members)
-        gossip, http, ctl = free_ports(3)
+        # Members spawned at once bind their ports only after their imports: without the
+        # exclusion two of 100 members drew the same port (one exited: "Address already in use").
+        gossip, http, ctl = free_ports(3, exclude=self._ports)
+        self._ports.update((gossip, http, ctl))
         state = self.workdir / f"m{i}"
         state.mkdir(mode=0o711, parents=True, exist_ok=True)
         cmd = [
@@ -181,7 +187,14 @@ class ProcRing:
         if seed is not None:
             cmd.append(f"--peer={HOST}:{seed.gossip}")
         log_path = self.workdir / f"m{i}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HAB_", "PYSUP_"))}
+        # PYTHONDONTWRITEBYTECODE (set in some dev shells) made every member compile pysup from
+        # source: ~0.07 s more CPU per start than an installed package, which has its bytecode.
+        # The seed, started alone, writes it; the members spawned at once then read it.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HAB_", "PYSUP_")) and k != "PYTHONDONTWRITEBYTECODE"
+        }
         t = time.time()
         proc = spawn_logged(cmd, log_path, self._pgid, env)
         if self._pgid is None:
@@ -243,7 +256,22 @@ class ProcRing:
         for _ in range(self.n - 1):
             self.spawn(seed)
         self.spawn_s = time.time() - t0
-        return self.poll(list(self.members), lambda m: m.view.full_at, t0, wait_s)
+        got = self.poll(list(self.members), lambda m: m.view.full_at, t0, wait_s)
+        self._split_bootstrap(t0)
+        return got
+
+    def _split_bootstrap(self, t0: float) -> None:
+        """Where a bootstrap's seconds went: `boot_started`, per spawned member, seconds from t0
+        to its `supervisor.started` (the interpreter's start and imports, N at once on the
+        machine's cores); `boot_after_last`, per member that got the full view, seconds from the
+        last member's start to that view (the join and gossip themselves)."""
+        spawned = self.members[1:]
+        started = [m.view.started_at for m in spawned if m.view.started_at is not None]
+        self.boot_started = [t - t0 for t in started]
+        last = max(started, default=t0)
+        self.boot_after_last = [
+            max(0.0, m.view.full_at - last) for m in self.members if m.view.full_at is not None
+        ]
 
     def start_one(self, wait_s: float = 60.0) -> dict[str, Any]:
         """Start one more member joining the seed. Returns its start-up figures (seconds from

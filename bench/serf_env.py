@@ -11,6 +11,7 @@ import random
 import resource
 import shutil
 import subprocess
+from collections.abc import Collection
 
 from bench import measure
 from pysup.testing.ports import bindable
@@ -96,13 +97,20 @@ def serf_version() -> str:
     return f"{version} (deb {pkg.stdout.strip()})" if pkg.returncode == 0 else version
 
 
-def free_ports(count: int, host: str = HOST, lo: int = 20000, hi: int = 32000) -> list[int]:
-    """``count`` ports bindable for both TCP and UDP, below Linux's ephemeral range."""
+def free_ports(
+    count: int,
+    host: str = HOST,
+    lo: int = 20000,
+    hi: int = 32000,
+    exclude: Collection[int] = (),
+) -> list[int]:
+    """``count`` ports bindable for both TCP and UDP, below Linux's ephemeral range, none of
+    `exclude` (ports handed out earlier whose process may not have bound them yet)."""
     start = random.randrange(lo, hi)
     ports: list[int] = []
     for i in range(hi - lo):
         port = lo + (start - lo + i) % (hi - lo)
-        if bindable(host, port):
+        if port not in exclude and bindable(host, port):
             ports.append(port)
             if len(ports) == count:
                 return ports

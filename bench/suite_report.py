@@ -35,6 +35,8 @@ MAIN = "pysup-procs"
 """The main table's pysup side: one `pysup run` process per member, as users run it."""
 README_ROWS: tuple[tuple[str, str, str, float], ...] = (
     ("bootstrap", "bootstrap", "time", 1.0),
+    ("bootstrap: interpreters starting", "bootstrap_started", "time", 1.0),
+    ("bootstrap: joining, after the last start", "bootstrap_after_last_start", "time", 1.0),
     ("join seen by all", "join", "time", 1.0),
     ("config rumor vs user event", "event", "time", 1.0),
     ("failure detection", "failure_detection", "time", 1.0),

@@ -224,6 +224,7 @@ class Supervisor:
             sys_info=sys_info(s, self.sys_ip),
             member_id=member_id,
             census=self.census,
+            ring_size=ring.num_members,
             publish=self.publish,
             hook_timeout_s=s.hook_timeout_s,
             env=self.env,

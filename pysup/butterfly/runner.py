@@ -113,7 +113,11 @@ class Runner:
         self._handle(self.core.publish(rumor, self.now()))
 
     async def leave(self, linger_s: float = 0.2) -> None:
-        """Tell the ring we are going, then give the datagrams a moment to leave the socket."""
+        """Tell the ring we are going, then give the datagrams a moment to leave the socket.
+        Not started (a start that failed before binding, e.g. the HTTP port in use): nobody
+        knows us, so there is nothing to tell (this used to raise during that shutdown)."""
+        if self._loop is None:
+            return
         self._handle(self.core.leave(self.now()))
         await asyncio.sleep(linger_s)
 

@@ -16,7 +16,7 @@ ones.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final
 
 MAX_TEXT_CHARS: Final = 1024
@@ -46,18 +46,33 @@ class Payload:
 
     def __post_init__(self) -> None:
         # Free text (errors, hook output) comes from hooks and config: keep its tail only.
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
             if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-                object.__setattr__(self, f.name, clip(value))
+                object.__setattr__(self, name, clip(value))
 
     @classmethod
     def category(cls) -> str:
         return cls.NAME.partition(".")[0]
 
     def data(self) -> dict[str, Any]:
-        """The JSON payload (tuples become lists when encoded)."""
-        return asdict(self)
+        """The JSON payload (tuples become lists when encoded). Shallow: every field is a
+        scalar or a tuple of them (a unit test holds every payload to that), so this equals
+        `dataclasses.asdict`, which deep-copies each value at ~10x the cost. It runs for every
+        ring event, on the loop that answers probes: with asdict, encoding events was a third
+        of a member's CPU while 100 members loaded a plan at once (bench/README.md, goal 6)."""
+        return {name: getattr(self, name) for name in _field_names(type(self))}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: Any) -> tuple[str, ...]:
+    """A payload class's field names, looked up once per class (`fields` is not free)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 # --- the ring's members ---------------------------------------------------------------------------

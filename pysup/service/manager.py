@@ -4,10 +4,11 @@ One ``Service`` per plan name. A plan that cannot be read or a template that doe
 logged once (``service.load_failed``, the message naming file and line), recorded in
 ``load_errors`` and raised as ``ServiceLoadError``; the services already running are untouched.
 Gossip reaches services through ``on_rumor`` (config and files for their group) and
-``on_census_changed`` (debounced: a burst of rumors re-renders once); both only wake the services'
-own tasks and never block the caller. ``user.toml`` files are watched by polling their mtime;
-plan directories of services with an update strategy by polling their fingerprint
-(``planwatch.PlanWatcher``), and ``update`` restarts a service with its changed plan.
+``on_census_changed`` (debounced: a burst of rumors re-renders once; passes spaced by the ring's
+size, ``censuspace``); both only wake the services' own tasks and never block the caller.
+``user.toml`` files are watched by polling their mtime; plan directories of services with an
+update strategy by polling their fingerprint (``planwatch.PlanWatcher``), and ``update``
+restarts a service with its changed plan.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pysup.butterfly.messages import Rumor, RumorKind, by_kind, kind_of
 from pysup.census import Census
 from pysup.events.sink import EventSink, no_events
 from pysup.faults import Faults
+from pysup.service.censuspace import CENSUS_DEBOUNCE_S, next_pass_at
 from pysup.service.hooks import kill_group
 from pysup.service.pkgpaths import PkgPaths
 from pysup.service.plan import PlanError, load_plan
@@ -61,7 +63,8 @@ class ServiceManager:
         tuning: ServiceTuning | None = None,
         env: Mapping[str, str] | None = None,
         user_toml_poll_s: float = 2.0,
-        census_debounce_s: float = 0.1,
+        census_debounce_s: float = CENSUS_DEBOUNCE_S,
+        ring_size: Callable[[], int] = lambda: 1,
         plan_poll_s: float = 1.0,
         external_leader: bool = False,
         faults: Faults | None = None,
@@ -71,9 +74,11 @@ class ServiceManager:
         """`hook_timeout_s` overrides ``tuning.hook_timeout_s``. `env` is the environment of hooks
         and run processes (and where ``HAB_<PKG>`` is read); default: ours. `user_toml_poll_s`:
         seconds between mtime checks of the user.toml files; `census_debounce_s`: how long a burst
-        of census changes is collected before services re-render; `plan_poll_s`: seconds between
-        fingerprint checks of the plans of services with an update strategy; `external_leader`:
-        leaders come from outside the ring (``ElectionTuning.external_leader``, native mode);
+        of census changes is collected before services re-render; `ring_size`: members in the
+        ring (ourselves included), which spaces census-driven re-renders (``censuspace``);
+        `plan_poll_s`: seconds between fingerprint checks of the plans of services with an
+        update strategy; `external_leader`: leaders come from outside the ring
+        (``ElectionTuning.external_leader``, native mode);
         `faults`: where the services' loops report what they survive (pysup/faults.py);
         `pkg_paths`: how plans' dependencies are found on this host (default: the PATH fallback
         over `env`'s PATH, ``pysup.service.pkgpaths``); `events`: where services publish their
@@ -94,6 +99,8 @@ class ServiceManager:
         self.pkg_paths = pkg_paths or PkgPaths.from_settings({}, True, self._env.get("PATH"))
         self.user_toml_poll_s = user_toml_poll_s
         self.census_debounce_s = census_debounce_s
+        self._ring_size = ring_size
+        self._census_last = float("-inf")
         self._services: dict[str, Service] = {}
         self.load_errors: dict[str, str] = {}
         """plan dir -> the last load error (cleared by a successful load)."""
@@ -278,10 +285,12 @@ class ServiceManager:
         if self._census_timer is not None:
             return
         loop = asyncio.get_running_loop()
-        self._census_timer = loop.call_later(self.census_debounce_s, self._census_fire)
+        at = next_pass_at(loop.time(), self._census_last, self._ring_size(), self.census_debounce_s)
+        self._census_timer = loop.call_at(at, self._census_fire)
 
     def _census_fire(self) -> None:
         self._census_timer = None
+        self._census_last = asyncio.get_running_loop().time()
         for svc in self._services.values():
             svc.census_changed()
 

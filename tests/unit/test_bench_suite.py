@@ -54,6 +54,19 @@ def test_readme_table_has_per_process_rows_ratios_and_bold_where_pysup_is_worse(
     assert "N=50" not in table
 
 
+def test_readme_table_splits_the_bootstrap_where_measured() -> None:
+    """Start-up and joining shown under the bootstrap (pysup only: Serf's side and the ratio
+    stay empty), so the table says which of the two a slow bootstrap was."""
+    results = [
+        *_main_results(),
+        _r("pysup-procs", "bootstrap_started", 10, [3.0]),
+        _r("pysup-procs", "bootstrap_after_last_start", 10, [0.1]),
+    ]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in readme_table(results).splitlines()}
+    assert rows["bootstrap: interpreters starting"].endswith("| 3 / 3 | — | — |")
+    assert rows["bootstrap: joining, after the last start"].endswith("| 0.1 / 0.1 | — | — |")
+
+
 def test_targets_cover_the_issue_goals_with_verdicts() -> None:
     results = [
         *_main_results(),
