@@ -96,12 +96,23 @@ class Membership:
                 self.apply_member(m, self._members.get(m.id), now, "", [], broadcast=False)
 
     def add_known(self, members: Iterable[Member], now: float) -> None:
-        """Learn members quietly (no broadcast), as proven (`SwimCore.add_known`)."""
+        """Learn members quietly (no broadcast), as proven (`SwimCore.add_known`). New Alive
+        members, all of a converged ring's start, go into the table in bulk (they need no timer)."""
         effects: list[Effect] = []
+        fresh: dict[str, Member] = {}
         for m in members:
-            if m.id != self.me.id and supersedes(self._members.get(m.id), m):
+            if m.id == self.me.id:
+                continue
+            if m.health == Health.ALIVE and m.id not in self._members and m.id not in fresh:
+                fresh[m.id] = m
+                continue
+            if m.id in fresh:  # a second record of a new member: the first goes in before it
+                self.table.put_proven_alive(list(fresh.values()))
+                fresh.clear()
+            if supersedes(self._members.get(m.id), m):
                 self.apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
                 self.table.mark_proven(m.id)
+        self.table.put_proven_alive(list(fresh.values()))
 
     # --- evidence from the wire ---------------------------------------------------------
 

@@ -51,6 +51,13 @@ class IndexedSet:
             self._pos[item] = len(self._items)
             self._items.append(item)
 
+    def update(self, items: Iterable[str]) -> None:
+        """`add` each of `items`, in bulk (C loops: a converged ring of 10,000 adds 10^8)."""
+        new = [i for i in dict.fromkeys(items) if i not in self._pos]
+        start = len(self._items)
+        self._pos.update(zip(new, range(start, start + len(new)), strict=True))
+        self._items.extend(new)
+
     def discard(self, item: str) -> None:
         pos = self._pos.pop(item, None)
         if pos is None:
@@ -186,6 +193,23 @@ class MemberTable:
             self.heard_live.discard(m.id)
         _flag(self.departed, m.id, m.health == Health.DEPARTED)
         _flag(self.confirmed, m.id, m.health == Health.CONFIRMED)
+
+    def put_proven_alive(self, members: list[Member]) -> None:
+        """Members new to the table, Alive, proven: what `put` then `mark_proven` make of each
+        (a converged ring's start, `Membership.add_known`), in bulk. Each `put` would insert
+        the member at a random place in the unproven round (not proven yet at that moment),
+        where the probe round skips it once proven; here the rounds are only told that the
+        table changed, so the proven round is rebuilt, shuffled, at the next probe."""
+        ids = [m.id for m in members]
+        if not self.by_id.keys().isdisjoint(ids) or len(set(ids)) != len(ids):
+            raise ValueError("put_proven_alive takes members new to the table, once each")
+        self.by_id.update(zip(ids, members, strict=True))
+        self.proven.update(ids)
+        self.heard.update(ids)
+        for index in (self.live, self.proven_live, self.heard_live):
+            index.update(ids)
+        self._rounds.changed()
+        self.version = next_version()
 
     def readdress(self, member_id: str, address: str) -> None:
         """The member now sends from `address` (no index depends on addresses)."""

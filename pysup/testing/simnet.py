@@ -104,11 +104,13 @@ class SimNetwork:
         self._handle(node, node.core.join([s.addr for s in seeds], self.now))
 
     def converge_instantly(self) -> None:
-        """Make every live member know every other one, as if the ring had long formed."""
+        """Make every live member know every other one, as if the ring had long formed (its
+        push-pulls spread over their interval, `SwimCore.steady_pushpull`)."""
         everyone = [n.core.me for n in self.nodes.values() if n.up]
         for node in self.nodes.values():
             if node.up:
                 node.core.add_known(everyone, self.now)
+                node.core.steady_pushpull(self.now)
                 self._rearm(node)
 
     def crash(self, node: SimNode) -> None:
