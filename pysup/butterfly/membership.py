@@ -107,12 +107,12 @@ class Membership:
                 fresh[m.id] = m
                 continue
             if m.id in fresh:  # a second record of a new member: the first goes in before it
-                self.table.put_proven_alive(list(fresh.values()))
+                self.table.put_proven_alive(list(fresh.values()), self._rng)
                 fresh.clear()
             if supersedes(self._members.get(m.id), m):
                 self.apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
                 self.table.mark_proven(m.id)
-        self.table.put_proven_alive(list(fresh.values()))
+        self.table.put_proven_alive(list(fresh.values()), self._rng)
 
     # --- evidence from the wire ---------------------------------------------------------
 

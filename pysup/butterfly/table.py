@@ -99,6 +99,19 @@ class ProbeRounds:
         r.order.insert(rng.randint(r.idx, len(r.order)), member_id)
         r.exhausted = False
 
+    def insert_many(self, member_ids: list[str], proven: bool, rng: random.Random) -> None:
+        """`insert` each; into a round with nothing left to probe, as one shuffled round (the
+        same distribution: inserting each at a uniform place makes a uniform permutation)."""
+        r = self._rounds[proven]
+        if r.idx >= len(r.order):
+            r.order = list(member_ids)
+            rng.shuffle(r.order)
+            r.idx = 0
+        else:
+            for member_id in member_ids:
+                r.order.insert(rng.randint(r.idx, len(r.order)), member_id)
+        r.exhausted = not r.order
+
     def changed(self) -> None:
         """The table changed (a member became eligible or proven): rounds found empty may have
         candidates now."""
@@ -194,12 +207,13 @@ class MemberTable:
         _flag(self.departed, m.id, m.health == Health.DEPARTED)
         _flag(self.confirmed, m.id, m.health == Health.CONFIRMED)
 
-    def put_proven_alive(self, members: list[Member]) -> None:
+    def put_proven_alive(self, members: list[Member], rng: random.Random) -> None:
         """Members new to the table, Alive, proven: what `put` then `mark_proven` make of each
         (a converged ring's start, `Membership.add_known`), in bulk. Each `put` would insert
         the member at a random place in the unproven round (not proven yet at that moment),
-        where the probe round skips it once proven; here the rounds are only told that the
-        table changed, so the proven round is rebuilt, shuffled, at the next probe."""
+        which skips it once proven, and the proven round would take it at its next rebuild;
+        here it goes straight into the proven round (built now, not at the first probe, so a
+        simulator can freeze it with the table: `bench/sim.py`)."""
         ids = [m.id for m in members]
         if not self.by_id.keys().isdisjoint(ids) or len(set(ids)) != len(ids):
             raise ValueError("put_proven_alive takes members new to the table, once each")
@@ -208,6 +222,7 @@ class MemberTable:
         self.heard.update(ids)
         for index in (self.live, self.proven_live, self.heard_live):
             index.update(ids)
+        self._rounds.insert_many(ids, True, rng)
         self._rounds.changed()
         self.version = next_version()
 
