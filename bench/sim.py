@@ -59,9 +59,13 @@ RUMORS_PER_REPEAT = 5
 LOSS_RUN_S = 600.0
 LOSS_RATE = 0.01
 IDLE_RUN_S = 60.0
-BYTES_PER_RECORD = 110.0
-"""Memory of one member record in one core of a converged simulated ring (measured 86-101 B at
-N = 500-2000, CPython 3.11; padded): a converged ring holds N^2 of them."""
+BYTES_PER_RECORD = 350.0
+"""Memory of one member record in one core of a converged simulated ring: a converged ring
+holds N^2 of them. Measured (CPython 3.11, growth of ru_maxrss over `converge_instantly`) 348 /
+282 / 261 B at N = 1,500 / 2,000 / 3,000 (it steps with the hash tables' sizes): the record is
+in seven per-core indexes (`MemberTable`: by id, live, proven, proven and live, heard, heard
+and live, the probe round). The earlier 110 B (measured before the heard indexes) let an
+N=10,000 ring start here and be killed by the kernel at 19 GB; this value refuses it."""
 BIG_IDLE_BUDGET_S = 300.0
 """Wall seconds `big` lets its idle minute take (goal 5's own limit); past it the minute is cut
 short and reported as the virtual seconds reached."""

@@ -25,6 +25,17 @@ from pysup.butterfly.member import Health, Member
 from pysup.butterfly.version import next_version
 
 
+_POSITIONS: list[int] = []
+"""Shared int objects for IndexedSet positions: a position above 256 is otherwise a new 28-byte
+int per entry per set, and a converged simulated ring of N members holds 3 N^2 of them."""
+
+
+def _positions(start: int, stop: int) -> list[int]:
+    if len(_POSITIONS) < stop:
+        _POSITIONS.extend(range(len(_POSITIONS), max(stop, 2 * len(_POSITIONS))))
+    return _POSITIONS[start:stop]
+
+
 class IndexedSet:
     """A set with O(1) add, discard and uniform random choice (a list and each item's position)."""
 
@@ -48,14 +59,15 @@ class IndexedSet:
 
     def add(self, item: str) -> None:
         if item not in self._pos:
-            self._pos[item] = len(self._items)
+            n = len(self._items)
+            self._pos[item] = _POSITIONS[n] if n < len(_POSITIONS) else _positions(n, n + 1)[0]
             self._items.append(item)
 
     def update(self, items: Iterable[str]) -> None:
         """`add` each of `items`, in bulk (C loops: a converged ring of 10,000 adds 10^8)."""
         new = [i for i in dict.fromkeys(items) if i not in self._pos]
         start = len(self._items)
-        self._pos.update(zip(new, range(start, start + len(new)), strict=True))
+        self._pos.update(zip(new, _positions(start, start + len(new)), strict=True))
         self._items.extend(new)
 
     def discard(self, item: str) -> None:
