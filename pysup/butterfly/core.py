@@ -213,10 +213,8 @@ class SwimCore:
         self._m.add_known(members, now)
 
     def steady_pushpull(self, now: float) -> None:
-        """Give the push-pull timer the phase a member of a long-formed ring has: uniform over
-        one interval at today's N. A core made alone drew its first push-pull for N=1, so a ring
-        converged at once (`add_known`) would all push-pull within that first window: at
-        N=10,000, 10,000 exchanges of 10,000 records in 15 s instead of 300 s."""
+        """The push-pull phase of a long-formed ring's member (uniform over one interval at
+        today's N), not the first one drawn alone for N=1 (`SimNetwork.converge_instantly`)."""
         base = self.config.push_pull_s(self.num_members())
         self._timers.schedule("pushpull", "", now + self._rng.uniform(0, base))
 
@@ -476,12 +474,13 @@ class SwimCore:
     def _merge_state(
         self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None
     ) -> None:
+        heard = self._table.heard
         for m in msg.members:
             if m.health == Health.CONFIRMED and m.id != self.me.id:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
             self._m.merge_member(m, now, msg.sender.id, effects, via)
-            if via is None and m.id in self._members:
+            if via is None and m.id not in heard and m.id in self._members:
                 # A push-pull over TCP vouches for its members enough for gossip (not probing):
                 # a joiner then gossips across the ring it was given, not only to its seed.
                 self._table.mark_heard(m.id)

@@ -66,7 +66,8 @@ class Membership:
         """Members whose records others accept: all but a local verdict (Suspect, Confirmed) on
         a member at MAX_INCARNATION, which every receiver refuses, with the whole message it
         comes in. Such a member is judged by each member's own probes only."""
-        return (m for m in self._members.values() if not beyond_bound(m))
+        top = MAX_INCARNATION  # below it no record is beyond the bound: one compare per member
+        return (m for m in self._members.values() if m.incarnation < top or not beyond_bound(m))
 
     def recently_dead(self, now: float) -> list[str]:
         """Members Confirmed within `gossip_to_dead_s`: gossip still goes to them now and then,

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.version import next_version
 
-
 _POSITIONS: list[int] = []
 """Shared int objects for IndexedSet positions: a position above 256 is otherwise a new 28-byte
 int per entry per set, and a converged simulated ring of N members holds 3 N^2 of them."""
