@@ -17,7 +17,7 @@ effects each core emits, never by scanning the nodes):
 - ``big`` (goal 5 of issue 18, N=10,000): one converged ring, built once and timed apart
   (``build_wall_s``), idles 60 virtual seconds (``idle_wall_s``: the wall time of that minute),
   then carries 5 rumors (samples: arrival times). A converged ring holds N^2 member records
-  (~100 B each: ~10 GiB at N=10,000), so `memory_problem` refuses sizes that do not fit.
+  (~260-350 B each: ~26-33 GiB at N=10,000), so `memory_problem` refuses sizes that do not fit.
 
 ``msgs_per_member_s`` and ``bytes_per_member_s`` are datagrams (and datagram + stream bytes) sent
 per member per virtual second over the measured window. ``floor_s`` is the dissemination lower
@@ -277,9 +277,9 @@ def run_big(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: flo
     carries RUMORS_PER_REPEAT rumors (samples), then idles IDLE_RUN_S virtual seconds timed on
     their own (`idle_wall_s`). The rumors stop at BIG_RUMOR_BUDGET_S wall seconds and the idle
     minute at BIG_IDLE_BUDGET_S, so a ring too slow for the goal still ends with what it
-    reached (`rumors`, `idle_virtual_s`). Rumors come first: the members' first push-pulls all
-    fall in one window of the minute (their first interval was drawn while they were alone),
-    and a rumor cut short there would measure the budget, not dissemination."""
+    reached (`rumors`, `idle_virtual_s`). Rumors come first, so a slow idle minute cannot cut
+    them short (the members' push-pulls are spread over their interval as in a long-formed ring:
+    `SimNetwork.converge_instantly`)."""
     sim = _timed_converged(seed, n, config, net)
     _progress(f"N={n} converged ring built in {BUILD_WALL[0]:.0f} s; rumors")
     sim.run_for(IDLE_BEFORE_S)
