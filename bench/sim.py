@@ -17,7 +17,7 @@ effects each core emits, never by scanning the nodes):
 - ``big`` (goal 5 of issue 18, N=10,000): one converged ring, built once and timed apart
   (``build_wall_s``), idles 60 virtual seconds (``idle_wall_s``: the wall time of that minute),
   then carries 5 rumors (samples: arrival times). A converged ring holds N^2 member records
-  (~100 B each: ~10 GiB at N=10,000), so `memory_problem` refuses sizes that do not fit.
+  (~260-350 B each: ~26-33 GiB at N=10,000), so `memory_problem` refuses sizes that do not fit.
 
 ``msgs_per_member_s`` and ``bytes_per_member_s`` are datagrams (and datagram + stream bytes) sent
 per member per virtual second over the measured window. ``floor_s`` is the dissemination lower
@@ -27,6 +27,7 @@ bound ``ceil(log_(1+fanout) N) * gossip_interval``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -58,9 +59,13 @@ RUMORS_PER_REPEAT = 5
 LOSS_RUN_S = 600.0
 LOSS_RATE = 0.01
 IDLE_RUN_S = 60.0
-BYTES_PER_RECORD = 110.0
-"""Memory of one member record in one core of a converged simulated ring (measured 86-101 B at
-N = 500-2000, CPython 3.11; padded): a converged ring holds N^2 of them."""
+BYTES_PER_RECORD = 350.0
+"""Memory of one member record in one core of a converged simulated ring: a converged ring
+holds N^2 of them. Measured (CPython 3.11, growth of ru_maxrss over `converge_instantly`) 348 /
+282 / 261 B at N = 1,500 / 2,000 / 3,000 (it steps with the hash tables' sizes): the record is
+in seven per-core indexes (`MemberTable`: by id, live, proven, proven and live, heard, heard
+and live, the probe round). The earlier 110 B (measured before the heard indexes) let an
+N=10,000 ring start here and be killed by the kernel at 19 GB; this value refuses it."""
 BIG_IDLE_BUDGET_S = 300.0
 """Wall seconds `big` lets its idle minute take (goal 5's own limit); past it the minute is cut
 short and reported as the virtual seconds reached."""
@@ -142,9 +147,29 @@ def _ring(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwor
     return sim
 
 
+def _built(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
+    """A converged ring, its heap then frozen out of the cyclic garbage collector.
+
+    A converged ring is N^2 references in long-lived tables (10^8 at N=10,000), and every full
+    collection walked them all: at N=2,000 that was 38 collections and 13.7 of the idle
+    minute's 39.6 wall seconds, and it grows with N^2 per virtual second. The tables hold no
+    cycles to collect, so the collector is off while they are built and their objects are then
+    moved to its permanent generation (`gc.freeze`); `run` unfreezes after each repeat."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        sim = _ring(seed, n, config, net)
+        sim.converge_instantly()
+        gc.collect()
+        gc.freeze()
+    finally:
+        if enabled:
+            gc.enable()
+    return sim
+
+
 def _converged(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
-    sim = _ring(seed, n, config, net)
-    sim.converge_instantly()
+    sim = _built(seed, n, config, net)
     sim.run_for(IDLE_BEFORE_S)
     return sim
 
@@ -156,8 +181,7 @@ scenario itself: at N=10,000 building is 10^8 member records)."""
 
 def _timed_converged(seed: int, n: int, config: GossipConfig, net: NetProfile) -> SimNetwork:
     t = time.perf_counter()
-    sim = _ring(seed, n, config, net)
-    sim.converge_instantly()
+    sim = _built(seed, n, config, net)
     BUILD_WALL[0] = time.perf_counter() - t
     return sim
 
@@ -253,9 +277,9 @@ def run_big(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: flo
     carries RUMORS_PER_REPEAT rumors (samples), then idles IDLE_RUN_S virtual seconds timed on
     their own (`idle_wall_s`). The rumors stop at BIG_RUMOR_BUDGET_S wall seconds and the idle
     minute at BIG_IDLE_BUDGET_S, so a ring too slow for the goal still ends with what it
-    reached (`rumors`, `idle_virtual_s`). Rumors come first: the members' first push-pulls all
-    fall in one window of the minute (their first interval was drawn while they were alone),
-    and a rumor cut short there would measure the budget, not dissemination."""
+    reached (`rumors`, `idle_virtual_s`). Rumors come first, so a slow idle minute cannot cut
+    them short (the members' push-pulls are spread over their interval as in a long-formed ring:
+    `SimNetwork.converge_instantly`)."""
     sim = _timed_converged(seed, n, config, net)
     _progress(f"N={n} converged ring built in {BUILD_WALL[0]:.0f} s; rumors")
     sim.run_for(IDLE_BEFORE_S)
@@ -305,8 +329,7 @@ def run_failure(seed: int, n: int, config: GossipConfig, net: NetProfile, limit:
 
 def run_loss(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
     lossy = NetProfile(LOSS_RATE, net.duplicate, net.latency_s, net.jitter_s, net.stream_timeout_s)
-    sim = _ring(seed, n, config, lossy)
-    sim.converge_instantly()
+    sim = _built(seed, n, config, lossy)
     wrongly: set[str] = set()
 
     def observe(node: SimNode, e: Effect, now: float) -> None:
@@ -322,8 +345,7 @@ def run_loss(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: fl
 
 
 def run_idle(seed: int, n: int, config: GossipConfig, net: NetProfile, limit: float) -> Run:
-    sim = _ring(seed, n, config, net)
-    sim.converge_instantly()
+    sim = _built(seed, n, config, net)
     start = _traffic(sim)
     sim.run_for(IDLE_RUN_S)
     run = Run()
@@ -412,6 +434,7 @@ def run(
     wall0 = time.perf_counter()
     for r in range(repeat):
         runs.append(RUNNERS[scenario](seed + r, n, config, net, limit))
+        gc.unfreeze()  # the repeat's ring (`_built`) may be collected again
     wall = time.perf_counter() - wall0
     samples = [x for r in runs for x in r.samples]
     member_s = sum(r.member_seconds for r in runs)

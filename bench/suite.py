@@ -216,8 +216,8 @@ def _sim_job(n: int, repeat: int, quick: bool) -> Callable[[Say], list[Result]]:
 
 
 def _sim_big_job(n: int) -> Callable[[Say], list[Result]]:
-    """In a child process: the ring takes ~10 GiB at N=10,000, which a long-lived suite process
-    would keep (CPython rarely returns it to the system) for the jobs after it."""
+    """In a child process: the ring takes ~32 GiB at N=10,000 (refused where it does not fit),
+    which a long-lived suite process would keep (CPython rarely returns it to the system)."""
 
     def run(say: Say) -> list[Result]:
         say(f"pysup-sim n={n}: big (build, idle minute, rumors) in a child process")

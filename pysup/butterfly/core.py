@@ -212,6 +212,12 @@ class SwimCore:
         start from an already converged ring."""
         self._m.add_known(members, now)
 
+    def steady_pushpull(self, now: float) -> None:
+        """The push-pull phase of a long-formed ring's member (uniform over one interval at
+        today's N), not the first one drawn alone for N=1 (`SimNetwork.converge_instantly`)."""
+        base = self.config.push_pull_s(self.num_members())
+        self._timers.schedule("pushpull", "", now + self._rng.uniform(0, base))
+
     def publish(self, rumor: Rumor, now: float) -> list[Effect]:
         """A rumor made here (a service, a config apply, a departure, an election). One that
         the ring would refuse (a cfg value TOML and JSON cannot both hold, a bad name, a number

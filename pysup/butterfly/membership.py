@@ -66,7 +66,8 @@ class Membership:
         """Members whose records others accept: all but a local verdict (Suspect, Confirmed) on
         a member at MAX_INCARNATION, which every receiver refuses, with the whole message it
         comes in. Such a member is judged by each member's own probes only."""
-        return (m for m in self._members.values() if not beyond_bound(m))
+        top = MAX_INCARNATION  # below it no record is beyond the bound: one compare per member
+        return (m for m in self._members.values() if m.incarnation < top or not beyond_bound(m))
 
     def recently_dead(self, now: float) -> list[str]:
         """Members Confirmed within `gossip_to_dead_s`: gossip still goes to them now and then,
@@ -96,12 +97,23 @@ class Membership:
                 self.apply_member(m, self._members.get(m.id), now, "", [], broadcast=False)
 
     def add_known(self, members: Iterable[Member], now: float) -> None:
-        """Learn members quietly (no broadcast), as proven (`SwimCore.add_known`)."""
+        """Learn members quietly (no broadcast), as proven (`SwimCore.add_known`). New Alive
+        members, all of a converged ring's start, go into the table in bulk (they need no timer)."""
         effects: list[Effect] = []
+        fresh: dict[str, Member] = {}
         for m in members:
-            if m.id != self.me.id and supersedes(self._members.get(m.id), m):
+            if m.id == self.me.id:
+                continue
+            if m.health == Health.ALIVE and m.id not in self._members and m.id not in fresh:
+                fresh[m.id] = m
+                continue
+            if m.id in fresh:  # a second record of a new member: the first goes in before it
+                self.table.put_proven_alive(list(fresh.values()), self._rng)
+                fresh.clear()
+            if supersedes(self._members.get(m.id), m):
                 self.apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
                 self.table.mark_proven(m.id)
+        self.table.put_proven_alive(list(fresh.values()), self._rng)
 
     # --- evidence from the wire ---------------------------------------------------------
 

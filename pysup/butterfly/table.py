@@ -24,6 +24,16 @@ from collections.abc import Callable, Iterable, Iterator
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.version import next_version
 
+_POSITIONS: list[int] = []
+"""Shared int objects for IndexedSet positions: a position above 256 is otherwise a new 28-byte
+int per entry per set, and a converged simulated ring of N members holds 3 N^2 of them."""
+
+
+def _positions(start: int, stop: int) -> list[int]:
+    if len(_POSITIONS) < stop:
+        _POSITIONS.extend(range(len(_POSITIONS), max(stop, 2 * len(_POSITIONS))))
+    return _POSITIONS[start:stop]
+
 
 class IndexedSet:
     """A set with O(1) add, discard and uniform random choice (a list and each item's position)."""
@@ -48,8 +58,16 @@ class IndexedSet:
 
     def add(self, item: str) -> None:
         if item not in self._pos:
-            self._pos[item] = len(self._items)
+            n = len(self._items)
+            self._pos[item] = _POSITIONS[n] if n < len(_POSITIONS) else _positions(n, n + 1)[0]
             self._items.append(item)
+
+    def update(self, items: Iterable[str]) -> None:
+        """`add` each of `items`, in bulk (C loops: a converged ring of 10,000 adds 10^8)."""
+        new = [i for i in dict.fromkeys(items) if i not in self._pos]
+        start = len(self._items)
+        self._pos.update(zip(new, _positions(start, start + len(new)), strict=True))
+        self._items.extend(new)
 
     def discard(self, item: str) -> None:
         pos = self._pos.pop(item, None)
@@ -91,6 +109,19 @@ class ProbeRounds:
         r = self._rounds[proven]
         r.order.insert(rng.randint(r.idx, len(r.order)), member_id)
         r.exhausted = False
+
+    def insert_many(self, member_ids: list[str], proven: bool, rng: random.Random) -> None:
+        """`insert` each; into a round with nothing left to probe, as one shuffled round (the
+        same distribution: inserting each at a uniform place makes a uniform permutation)."""
+        r = self._rounds[proven]
+        if r.idx >= len(r.order):
+            r.order = list(member_ids)
+            rng.shuffle(r.order)
+            r.idx = 0
+        else:
+            for member_id in member_ids:
+                r.order.insert(rng.randint(r.idx, len(r.order)), member_id)
+        r.exhausted = not r.order
 
     def changed(self) -> None:
         """The table changed (a member became eligible or proven): rounds found empty may have
@@ -186,6 +217,25 @@ class MemberTable:
             self.heard_live.discard(m.id)
         _flag(self.departed, m.id, m.health == Health.DEPARTED)
         _flag(self.confirmed, m.id, m.health == Health.CONFIRMED)
+
+    def put_proven_alive(self, members: list[Member], rng: random.Random) -> None:
+        """Members new to the table, Alive, proven: what `put` then `mark_proven` make of each
+        (a converged ring's start, `Membership.add_known`), in bulk. Each `put` would insert
+        the member at a random place in the unproven round (not proven yet at that moment),
+        which skips it once proven, and the proven round would take it at its next rebuild;
+        here it goes straight into the proven round (built now, not at the first probe, so a
+        simulator can freeze it with the table: `bench/sim.py`)."""
+        ids = [m.id for m in members]
+        if not self.by_id.keys().isdisjoint(ids) or len(set(ids)) != len(ids):
+            raise ValueError("put_proven_alive takes members new to the table, once each")
+        self.by_id.update(zip(ids, members, strict=True))
+        self.proven.update(ids)
+        self.heard.update(ids)
+        for index in (self.live, self.proven_live, self.heard_live):
+            index.update(ids)
+        self._rounds.insert_many(ids, True, rng)
+        self._rounds.changed()
+        self.version = next_version()
 
     def readdress(self, member_id: str, address: str) -> None:
         """The member now sends from `address` (no index depends on addresses)."""

@@ -104,11 +104,15 @@ class SimNetwork:
         self._handle(node, node.core.join([s.addr for s in seeds], self.now))
 
     def converge_instantly(self) -> None:
-        """Make every live member know every other one, as if the ring had long formed."""
+        """Make every live member know every other one, as if the ring had long formed. Its
+        push-pulls too (`SwimCore.steady_pushpull`): each core drew its first one alone, for N=1,
+        and they would all fall in that first window (at N=10,000: 10,000 exchanges of 10,000
+        records within 15 s, where a formed ring spreads them over 300 s)."""
         everyone = [n.core.me for n in self.nodes.values() if n.up]
         for node in self.nodes.values():
             if node.up:
                 node.core.add_known(everyone, self.now)
+                node.core.steady_pushpull(self.now)
                 self._rearm(node)
 
     def crash(self, node: SimNode) -> None:

@@ -44,3 +44,24 @@ def test_same_seed_same_numbers() -> None:
         b["p99_s"],
         b["msgs_per_member_s"],
     )
+
+
+def test_memory_check_refuses_a_ring_this_machine_cannot_hold() -> None:
+    """24 GB here: an N=10,000 ring (10^8 records at ~260-350 B) was started by the old 110 B
+    estimate and killed by the kernel at 19 GB; N=4,000 (about 5 GiB) fits."""
+    assert sim.memory_problem(10_000, available_mib=24_000.0) is not None
+    assert sim.memory_problem(4_000, available_mib=24_000.0) is None
+
+
+def test_a_built_ring_is_frozen_out_of_the_collector_until_the_run_ends() -> None:
+    """`_built` moves the converged ring's objects to the collector's permanent generation;
+    `run` gives them back after the repeat, so repeats do not pile up frozen rings."""
+    import gc
+
+    before = gc.get_freeze_count()
+    ring = sim._built(1, 20, sim.PRESETS["lan"], sim.NET_PROFILES["lan"])
+    assert gc.get_freeze_count() > before
+    assert all(len(list(n.core.members())) == 19 for n in ring.nodes.values())
+    gc.unfreeze()
+    sim.run(20, "idle", 1, "lan", 1)
+    assert gc.get_freeze_count() == 0

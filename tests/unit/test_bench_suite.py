@@ -151,7 +151,7 @@ def test_proc_parsers() -> None:
 
 
 def test_sim_memory_estimate_and_refusal() -> None:
-    assert sim.estimate_mib(10_000) == pytest.approx(100 + 110 * 1e8 / 2**20)
+    assert sim.estimate_mib(10_000) == pytest.approx(100 + sim.BYTES_PER_RECORD * 1e8 / 2**20)
     assert sim.memory_problem(10_000, available_mib=4096.0) is not None
     assert sim.memory_problem(1000, available_mib=4096.0) is None
 
