@@ -19,7 +19,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -47,22 +47,24 @@ from pysup.gateway.tls_setup import ctl_tls, http_tls
 from pysup.joining import Joiner
 from pysup.listener import Listener, raise_fd_limit
 from pysup.metrics import Metrics
-from pysup.native import NativeConfigError, NativeRing, loaded_groups
 from pysup.peers import PeerWatchFile
 from pysup.readiness import readiness
 from pysup.ring import Ring, RumorView
 from pysup.ringlisten import RingListener
 from pysup.ringstate import load_ring_state
+from pysup.service.errors import ServiceLoadError
 from pysup.service.lifecycle import OrphanPolicy, ServiceTuning
 from pysup.service.manager import ServiceManager
 from pysup.service.pkgpaths import PkgPaths
 from pysup.service.reaper import Reaper
 from pysup.service.saved import load_saved_specs
 from pysup.service.spec import ServiceSpec, SpecError
-from pysup.service.svcdir import ServiceLoadError
 from pysup.settings import Settings
 from pysup.statedir import StateDir, describe_error
 from pysup.sysinfo import detect_ip, sys_info
+
+if TYPE_CHECKING:
+    from pysup.native import NativeRing
 
 log = structlog.get_logger(__name__)
 
@@ -293,6 +295,9 @@ class Supervisor:
 
     def _native_ring(self) -> NativeRing:
         """`--mode kubernetes`: members, config and leader from the API (pysup/native.py)."""
+        # The Kubernetes client and native mode load only in this mode (issue 18: start-up).
+        from pysup.native import NativeConfigError, NativeRing, loaded_groups
+
         try:
             ring = NativeRing.from_settings(
                 self.settings,

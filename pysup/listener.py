@@ -88,6 +88,20 @@ class _Conn:
     requests: int = 0
 
 
+def _numeric_addrinfo(host: str, port: int) -> list[Any] | None:
+    """`host` as a numeric address, resolved here (None: it is a name). The loop's getaddrinfo
+    would start its thread pool and the IDNA codec just to parse an IP (issue 18: start-up)."""
+    try:
+        return socket.getaddrinfo(
+            host.encode("ascii"),
+            port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE | socket.AI_NUMERICHOST,
+        )
+    except (UnicodeEncodeError, socket.gaierror):
+        return None
+
+
 class Listener:
     """Accepts connections for ``factory``'s protocol under ``limits`` (see the module docstring).
 
@@ -126,10 +140,11 @@ class Listener:
 
     async def start(self, host: str, port: int) -> None:
         """Bind and listen (raises OSError, e.g. the address is in use), then accept."""
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(
-            host or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        infos = _numeric_addrinfo(host or "0.0.0.0", port)
+        if infos is None:  # a host name: resolved in the loop's executor
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
         family, kind, proto, _, addr = infos[0]
         sock = socket.socket(family, kind, proto)
         try:

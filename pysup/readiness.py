@@ -10,12 +10,12 @@ A departing supervisor is never ready.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pysup.ring import RingView
-from pysup.service.health import HealthStatus
-from pysup.service.manager import ServiceManager
-from pysup.service.process import ProcessState
+
+if TYPE_CHECKING:
+    from pysup.service.manager import ServiceManager
 
 
 class FounderRule(Protocol):
@@ -47,6 +47,10 @@ def readiness(
     if joining and discovery is not None and not discovery.may_stand_alone():
         return False, f"not joined: waiting for peers ({discovery.founder_rule()})"
     if mode == "services" and services is not None:
+        # Loaded with the first service (issue 18); with none loaded the loop does not run.
+        from pysup.service.health import HealthStatus
+        from pysup.service.process import ProcessState
+
         for svc in services.services():
             if svc.process.state is not ProcessState.UP:
                 return False, f"{svc.service_group}: not up"

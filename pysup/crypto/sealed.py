@@ -20,19 +20,15 @@ import dataclasses
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
 from pysup.butterfly.messages import Rumor, RumorId, ServiceConfigRumor, ServiceFileRumor
-from pysup.crypto.keycache import KeyCache
-from pysup.crypto.message import (
-    MAX_ENCRYPTED_BYTES,
-    BoxMessageError,
-    SignedBox,
-    check_addressed_to,
-    decrypt,
-)
+
+if TYPE_CHECKING:  # the box crypto loads with the first encrypted payload (issue 18: start-up)
+    from pysup.crypto.keycache import KeyCache
+    from pysup.crypto.message import BoxMessageError
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +41,13 @@ Sealed = ServiceConfigRumor | ServiceFileRumor
 def check_sealed(data: bytes, service_group: str) -> str | None:
     """Why ``data`` cannot be gossiped as an encrypted payload for ``service_group`` (None: it
     can). Size first, so a huge payload is refused before parsing."""
+    from pysup.crypto.message import (
+        MAX_ENCRYPTED_BYTES,
+        BoxMessageError,
+        SignedBox,
+        check_addressed_to,
+    )
+
     if len(data) > MAX_ENCRYPTED_BYTES:
         return f"encrypted payload is {len(data)} bytes, over the {MAX_ENCRYPTED_BYTES} limit"
     try:
@@ -71,9 +74,19 @@ class RumorOpener:
     counts what cannot be opened (``Metrics.reject``)."""
 
     def __init__(self, key_cache: Path, reject: Callable[[str, str], None]) -> None:
-        self.cache = KeyCache(key_cache)
+        self.key_cache = key_cache
+        self._cache: KeyCache | None = None
         self._reject = reject
         self._seen: dict[RumorId, _Seen] = {}
+
+    @property
+    def cache(self) -> KeyCache:
+        """The service keys, opened at the first encrypted rumor."""
+        if self._cache is None:
+            from pysup.crypto.keycache import KeyCache
+
+            self._cache = KeyCache(self.key_cache)
+        return self._cache
 
     def plain(self, rumor: Sealed) -> bytes | None:
         """The rumor's payload in the clear (as is when not encrypted), or None when this member
@@ -81,6 +94,8 @@ class RumorOpener:
         data = payload_of(rumor)
         if not rumor.encrypted:
             return data
+        from pysup.crypto.message import BoxMessageError, decrypt
+
         digest = hashlib.sha256(data).digest()
         seen = self._seen.get(rumor.identity)
         if (

@@ -11,9 +11,8 @@ tried (EndpointSlices -> pods -> the fallback, e.g. DNS); without a fallback the
 standalone and retries the API later. Discovery never raises out of `run` for API trouble: no
 crash loop.
 
-Split brain at a parallel start: `should_bootstrap` decides who may form a new ring when no seed
-answers: ordinal 0 of a StatefulSet, or (no ordinals) the lowest address once the candidate set has
-been stable for a while. Everyone else keeps trying to join.
+Split brain at a parallel start: `should_bootstrap` (``pysup.discovery.founder``, re-exported)
+decides who may form a new ring when no seed answers.
 
 Census for the Kubernetes-native mode (`census_from_slices`) maps EndpointSlice conditions to
 gossip health:
@@ -26,27 +25,28 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import random
-import re
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from pysup.discovery.founder import DEFAULT_GOSSIP_PORT as DEFAULT_GOSSIP_PORT
+from pysup.discovery.founder import OnPeers as OnPeers
+from pysup.discovery.founder import Peer as Peer
+from pysup.discovery.founder import StableSet as StableSet
+from pysup.discovery.founder import ordinal_of as ordinal_of
+from pysup.discovery.founder import should_bootstrap as should_bootstrap
 from pysup.discovery.kube_client import KubeClient, KubeForbidden, KubeNotFound, log_forbidden
 from pysup.discovery.reflector import ListWatcher, WatchTuning
 
 log = structlog.get_logger(__name__)
 
-Peer = tuple[str, int]
-OnPeers = Callable[[frozenset[Peer]], None]
 PeerRun = Callable[[OnPeers], Awaitable[None]]
 """A peer source's `run`: how a fallback source is handed to `KubernetesPeerSource`."""
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-DEFAULT_GOSSIP_PORT = 9638
 
 Rule = tuple[str, str, str]
 """(apiGroup, resource, verb), as a Role rule grants it."""
@@ -172,69 +172,6 @@ def census_from_slices(slices: Iterable[Mapping[str, Any]]) -> dict[str, CensusE
                 if old is None or entry.health < old.health:
                     out[addr] = entry
     return out
-
-
-_ORDINAL_RE = re.compile(r"^(?P<set>.+)-(?P<ord>0|[1-9][0-9]*)$")
-
-
-def ordinal_of(pod_name: str | None, statefulset: str | None = None) -> int | None:
-    """StatefulSet ordinal of `pod_name` (`web-2` -> 2), else None. Give `statefulset` when known:
-    a Deployment pod's random suffix can be all digits."""
-    if not pod_name:
-        return None
-    m = _ORDINAL_RE.match(pod_name)
-    if m is None or (statefulset is not None and m["set"] != statefulset):
-        return None
-    return int(m["ord"])
-
-
-def _ip_key(addr: str) -> tuple[int, int, str]:
-    try:
-        ip = ipaddress.ip_address(addr)
-        return (ip.version, int(ip), addr)
-    except ValueError:
-        return (99, 0, addr)
-
-
-def should_bootstrap(
-    pod_name: str | None,
-    my_ip: str,
-    candidates: Collection[str],
-    stable_for_s: float,
-    now: float,
-    changed_at: float,
-    *,
-    statefulset: str | None = None,
-) -> bool:
-    """May this node form a new ring now that no seed answers?
-
-    - StatefulSet pod: only ordinal 0, at once (the others keep trying to join it).
-    - No ordinal: only the numerically lowest address of `candidates` + `my_ip`, and only once the
-      candidate set has not changed for `stable_for_s` seconds (`changed_at` is when it last
-      changed, see `StableSet`), so every node has seen the same set.
-    """
-    ordinal = ordinal_of(pod_name, statefulset)
-    if ordinal is not None:
-        return ordinal == 0
-    if now - changed_at < stable_for_s:
-        return False
-    lowest = min({my_ip, *candidates}, key=_ip_key)
-    return lowest == my_ip
-
-
-class StableSet:
-    """Remembers when a candidate set last changed (pure: time is passed in)."""
-
-    def __init__(self) -> None:
-        self.current: frozenset[str] | None = None
-        self.changed_at = 0.0
-
-    def observe(self, candidates: Iterable[str], now: float) -> float:
-        new = frozenset(candidates)
-        if new != self.current:
-            self.current = new
-            self.changed_at = now
-        return self.changed_at
 
 
 # --------------------------------------------------------------------------------------------------

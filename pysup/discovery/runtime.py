@@ -52,24 +52,25 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import structlog
 
 from pysup.butterfly.member import Health, Member
-from pysup.discovery import configmap, lease
-from pysup.discovery import kubernetes as kube_discovery
 from pysup.discovery.dns import DnsPeerSource, Resolver, resolve_a
-from pysup.discovery.kube_client import InClusterConfig, KubeClient, KubeConfigError
-from pysup.discovery.kubernetes import (
-    KubernetesPeerSource,
+from pysup.discovery.founder import (
+    DEFAULT_GOSSIP_PORT,
     OnPeers,
     Peer,
     StableSet,
     ordinal_of,
     should_bootstrap,
 )
-from pysup.discovery.reflector import WatchTuning
 from pysup.settings import Settings
+
+if TYPE_CHECKING:  # the Kubernetes client loads only when asked for (issue 18: start-up)
+    from pysup.discovery.kube_client import InClusterConfig
+    from pysup.discovery.kubernetes import KubernetesPeerSource
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,9 @@ class DiscoveryConfigError(ValueError):
 def required_rules(settings: Settings) -> frozenset[Rule]:
     """Exactly the Role rules the code calls for these settings (the manifests are tested
     against this)."""
+    from pysup.discovery import configmap, lease
+    from pysup.discovery import kubernetes as kube_discovery
+
     rules: frozenset[Rule] = frozenset()
     if settings.peer_discovery == "kubernetes":
         rules |= kube_discovery.required_rules(
@@ -137,6 +141,8 @@ class DiscoveryTuning:
 def kube_config_from_env(env: Mapping[str, str]) -> InClusterConfig:
     """The in-cluster API config, with every path overridable (PYSUP_KUBE_*); raises
     KubeConfigError outside a pod."""
+    from pysup.discovery.kube_client import InClusterConfig
+
     overrides: dict[str, str] = {}
     for field_name, var in (
         ("scheme", "PYSUP_KUBE_SCHEME"),
@@ -182,7 +188,7 @@ class Discovery:
             raise DiscoveryConfigError("--peer-discovery dns:NAME needs a NAME")
         self.kind = kind
         self.self_ip = self_ip
-        self.gossip_port = gossip_port or kube_discovery.DEFAULT_GOSSIP_PORT
+        self.gossip_port = gossip_port or DEFAULT_GOSSIP_PORT
         self.service = service
         self.selector = selector
         self.dns_spec = dns_spec
@@ -354,6 +360,11 @@ class Discovery:
         return f"{name}:{self.gossip_port}"
 
     async def _run_kubernetes(self) -> None:
+        # The Kubernetes client: only with `--peer-discovery kubernetes` (issue 18: start-up).
+        from pysup.discovery.kube_client import KubeClient, KubeConfigError
+        from pysup.discovery.kubernetes import KubernetesPeerSource
+        from pysup.discovery.reflector import WatchTuning
+
         try:
             config = kube_config_from_env(self.env)
             namespace = config.namespace()

@@ -8,10 +8,13 @@ points in ``service/`` to one call each.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pysup.events.model import Payload, ServiceHealth, ServiceHook
-from pysup.service.health import HealthStatus
-from pysup.service.hooks import HookResult
+
+if TYPE_CHECKING:  # the service layer loads with the first plan (issue 18)
+    from pysup.service.health import HealthStatus
+    from pysup.service.hooks import HookResult
 
 EventSink = Callable[[Payload], object]
 """Takes one event; never blocks and never raises (``EventStream.publish``)."""

@@ -20,7 +20,7 @@ import contextlib
 import ssl
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -64,10 +64,13 @@ from pysup.gateway.host import CtlHost
 from pysup.listener import ConnectionLimits, Listener
 from pysup.service.api_json import status_row
 from pysup.service.cfg import ConfigError, parse_gossip_config
+from pysup.service.errors import ServiceLoadError
 from pysup.service.manager import ServiceManager
 from pysup.service.saved import forget_spec, save_desired, save_spec
-from pysup.service.service import Service, ServiceLoadError
 from pysup.service.spec import DesiredState, ServiceSpec
+
+if TYPE_CHECKING:  # the service layer loads with the first plan (issue 18)
+    from pysup.service.service import Service
 
 log = structlog.get_logger(__name__)
 

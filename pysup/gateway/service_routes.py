@@ -8,6 +8,7 @@ Status codes as Habitat: an invalid service group name is 400, a service not loa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -21,7 +22,9 @@ from pysup.service.api_json import (
     services_json,
 )
 from pysup.service.manager import ServiceManager
-from pysup.service.service import Service
+
+if TYPE_CHECKING:  # the service layer loads with the first plan (issue 18)
+    from pysup.service.service import Service
 
 
 def add_service_routes(

@@ -16,7 +16,6 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from pysup.census import plain_data
-from pysup.service.context import pkg_context, sys_context
 
 if TYPE_CHECKING:
     from pysup.service.service import Service
@@ -68,6 +67,8 @@ def process_json(svc: Service) -> dict[str, Any]:
 
 def service_json(svc: Service) -> dict[str, Any]:
     """One ``/services`` entry."""
+    from pysup.service.context import pkg_context, sys_context  # loaded with the first service
+
     plan = svc.plan
     pkg = pkg_context(plan, svc.cfg)
     pkg["shutdown_signal"] = plan.shutdown_signal

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -33,14 +33,16 @@ from pysup.census import Census
 from pysup.events.sink import EventSink, no_events
 from pysup.faults import Faults
 from pysup.service.censuspace import CENSUS_DEBOUNCE_S, next_pass_at
-from pysup.service.hooks import kill_group
+from pysup.service.errors import ServiceLoadError
+from pysup.service.lifecycle import ServiceTuning
 from pysup.service.pkgpaths import PkgPaths
-from pysup.service.plan import PlanError, load_plan
 from pysup.service.planwatch import PlanWatcher
 from pysup.service.reaper import CHILDREN
-from pysup.service.service import Service, ServiceLoadError, ServiceTuning, compile_templates
 from pysup.service.spec import ServiceSpec
 from pysup.statedir import StateDir
+
+if TYPE_CHECKING:
+    from pysup.service.service import Service
 
 log = structlog.get_logger(__name__)
 
@@ -134,6 +136,10 @@ class ServiceManager:
 
     async def load(self, spec: ServiceSpec) -> Service:
         """Load and activate the service of `spec` (it starts if its desired state is Up)."""
+        # The plan loader and template engine load with the first plan (issue 18: start-up).
+        from pysup.service.plan import PlanError
+        from pysup.service.service import compile_templates
+
         where = str(spec.plan_dir)
         try:
             plan = await self._load_plan(spec.plan_dir)
@@ -155,6 +161,8 @@ class ServiceManager:
         return svc
 
     async def _load_plan(self, plan_dir: Path) -> Any:
+        from pysup.service.plan import load_plan
+
         # plan.sh is sourced by a bash child: keep the reaper off our children meanwhile.
         with CHILDREN.spawning():
             return await asyncio.to_thread(
@@ -172,6 +180,9 @@ class ServiceManager:
     async def update(self, old: Service) -> Service | None:
         """Restart `old` with its plan as it is on disk now (an update strategy's turn): the plan
         is loaded and compiled first, so a broken plan leaves the running service alone."""
+        from pysup.service.plan import PlanError
+        from pysup.service.service import compile_templates
+
         where = str(old.spec.plan_dir)
         try:
             plan = await self._load_plan(old.spec.plan_dir)
@@ -197,6 +208,8 @@ class ServiceManager:
         return svc
 
     def _new_service(self, plan: Any, templates: Any, spec: ServiceSpec) -> Service:
+        from pysup.service.service import Service
+
         return Service(
             plan=plan,
             spec=spec,
@@ -238,6 +251,8 @@ class ServiceManager:
                 pid = svc.process.pid
                 log.warning("service.shutdown_timeout", service_group=str(svc.sg), pid=pid)
                 if pid is not None:
+                    from pysup.service.hooks import kill_group
+
                     kill_group(pid, signal.SIGKILL)  # the unload then sees it exit
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(unload, svc.tuning.hook_timeout_s)

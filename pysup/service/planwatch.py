@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from pysup.census import Census
 from pysup.faults import Faults
-from pysup.service.plan import plan_fingerprint
-from pysup.service.service import Service
 from pysup.service.spec import UpdateStrategy
 from pysup.service.updates import Turn, plan_turn
+
+if TYPE_CHECKING:
+    from pysup.service.service import Service
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +55,8 @@ class PlanWatcher:
         for svc in self._services():
             if svc.spec.strategy is UpdateStrategy.NONE:
                 continue
+            from pysup.service.plan import plan_fingerprint  # the plan loader: with the first plan
+
             try:
                 on_disk = await asyncio.to_thread(plan_fingerprint, svc.spec.plan_dir)
             except OSError as e:

@@ -17,8 +17,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-import tomli_w
-
 from pysup.census import ServiceGroup, valid_group_name
 
 DEFAULT_GROUP: Final = "default"
@@ -175,6 +173,8 @@ class ServiceSpec:
         return out
 
     def to_toml(self) -> str:
+        import tomli_w  # only `svc load` writes a spec (issue 18: start-up)
+
         return tomli_w.dumps(self.to_dict())
 
     @classmethod

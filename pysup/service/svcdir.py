@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import structlog
 
+from pysup.service.errors import ServiceLoadError as ServiceLoadError  # re-exported
 from pysup.service.handlebars import Template, TemplateError, compile_template
 from pysup.service.plan import Plan
 from pysup.statedir import atomic_write
@@ -30,10 +31,6 @@ SVC_SUBDIRS: Final = ("config", "data", "files", "hooks", "logs", "static", "var
 CONFIG_MODE: Final = 0o644
 HOOK_MODE: Final = 0o755
 FILE_MODE: Final = 0o640
-
-
-class ServiceLoadError(Exception):
-    """A service could not be loaded (bad plan, template, spec); ``str()`` names file and line."""
 
 
 @dataclass(frozen=True)
