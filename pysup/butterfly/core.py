@@ -19,7 +19,7 @@ to it (suspicion, refutation, admission), is `membership.Membership`; its timers
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from pysup.butterfly.broadcast import BroadcastQueue
@@ -65,6 +65,10 @@ STREAM_BUDGET = 4 * 1024 * 1024
 CATCHUP_EXCHANGES = 3
 """Push-pulls with random members after a join, at CATCHUP_FIRST_S, then doubling."""
 CATCHUP_FIRST_S = 1.0
+MAX_OPEN_REQUESTS = 16
+"""Push-pull requests whose reply we still await, kept to count what it left out. A member has
+a few open at once (the periodic one, a reconnect, catch-ups, the seeds of a join); one whose
+reply never comes is forgotten once 16 newer ones were sent."""
 _SEQ_MOD = 1 << 32
 
 
@@ -113,6 +117,7 @@ class SwimCore:
         self._health = LocalHealth(config.awareness_max_multiplier)
         self._seq = rng.randrange(_SEQ_MOD)
         self._catchups = 0
+        self._requests: dict[Addr, tuple[Member, ...]] = {}  # open push-pull requests
         self._gossip_idle = False
         self._m.restore(rumors, now)
         self._queue.enqueue(MemberRumor(me), rumor_size(MemberRumor(me)))
@@ -180,9 +185,11 @@ class SwimCore:
 
     # --- commands from the shell --------------------------------------------------------
 
-    def join(self, addrs: Iterable[Addr], now: float) -> list[Effect]:
+    def join(self, addrs: Collection[Addr], now: float) -> list[Effect]:
         """Push-pull our state to each seed; their replies bring us the ring."""
         msg = self._push_pull(join=True, reply=False)
+        for addr in addrs:
+            self._remember_request(addr, msg)
         # Catch-up exchanges shortly after joining: members that join together (a parallel
         # start) each learn only part of the ring from their seed; a few early push-pulls with
         # random members fill in what gossip would take many rounds to bring.
@@ -232,6 +239,7 @@ class SwimCore:
     def stream_failed(self, addr: Addr, now: float) -> list[Effect]:
         """A stream to `addr` could not be opened or broke; anti-entropy simply tries another
         member next time, and a join is retried by the shell while we are alone."""
+        self._requests.pop(addr, None)
         return []
 
     # --- input --------------------------------------------------------------------------
@@ -260,7 +268,7 @@ class SwimCore:
         elif isinstance(msg, Gossip | RumorPush):
             self._merge_rumors(msg.rumors, now, effects, via)
         else:
-            self._merge_state(msg, now, effects, via)
+            self._merge_state(msg, now, effects, via, None if via is not None else src)
         return effects
 
     def receive_stream(
@@ -271,7 +279,7 @@ class SwimCore:
         if msg.sender.id == self.me.id:
             return None, effects
         if isinstance(msg, PushPull) and not msg.reply and not self.departed:
-            return self._push_pull(join=False, reply=True), effects
+            return self._push_pull_reply(msg), effects
         return None, effects
 
     def tick(self, now: float) -> list[Effect]:
@@ -303,7 +311,7 @@ class SwimCore:
         elif kind == "pushpull":
             if self._live:
                 target = self._members[self._live.choice(self._rng)]
-                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+                effects.append(self._request(target.addr))
             if self._table.confirmed:
                 # Reconnect (Serf's): also push-pull with one Confirmed member. Gossip to the
                 # dead stops after `gossip_to_dead_s`, so without this two sides of a partition
@@ -311,12 +319,12 @@ class SwimCore:
                 # the other's verdict about itself and refutes it. A member that is really gone
                 # costs one failed connection per interval until it becomes Departed.
                 target = self._members[self._rng.choice(list(self._table.confirmed))]
-                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+                effects.append(self._request(target.addr))
             self._timers.schedule("pushpull", "", now + self._pushpull_delay())
         elif kind == "catchup":
             if self._live:
                 target = self._members[self._live.choice(self._rng)]
-                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+                effects.append(self._request(target.addr))
             self._catchups -= 1
             if self._catchups > 0:
                 delay = CATCHUP_FIRST_S * 2 ** (CATCHUP_EXCHANGES - self._catchups)
@@ -463,20 +471,56 @@ class SwimCore:
         members = (self.me, *self._m.gossipable())
         return PushPull(self.me, members, tuple(self._store), join, reply)
 
+    def _request(self, addr: Addr) -> StreamSend:
+        msg = self._push_pull(join=False, reply=False)
+        self._remember_request(addr, msg)
+        return StreamSend(addr, msg)
+
+    def _remember_request(self, addr: Addr, msg: PushPull) -> None:
+        """Keep what a push-pull request told `addr` until its reply comes (a reply leaves out
+        what the peer holds the same; see `_vouched`)."""
+        if len(self._requests) >= MAX_OPEN_REQUESTS:
+            self._requests.pop(next(iter(self._requests)))
+        self._requests[addr] = msg.members
+
+    def _vouched(self, reply: PushPull, src: Addr) -> Iterator[str]:
+        """Members a push-pull reply vouches for: those it lists, and those we sent in our
+        request that it left out because it holds them the same. A full reply (an older peer's)
+        lists them all; either way the same members count as heard (`MemberTable.heard`)."""
+        listed = {m.id for m in reply.members}
+        yield from listed
+        sent = self._requests.pop(src, ()) if reply.reply else ()
+        yield from (m.id for m in sent if m.id not in listed)
+
+    def _push_pull_reply(self, request: PushPull) -> PushPull:
+        """Our state, less what the requester just sent us that we hold the same (merged
+        already): it has those, so only records it lacks or holds differently go back. The
+        reply keeps the request's format (a peer of any version reads it); in a converged ring
+        it is nearly empty instead of a second copy of the whole ring."""
+        theirs = {m.id: m for m in request.members}
+        members = (self.me, *(m for m in self._m.gossipable() if theirs.get(m.id) != m))
+        their_rumors = {r.identity: r for r in request.rumors}
+        rumors = tuple(r for r in self._store if their_rumors.get(r.identity) != r)
+        return PushPull(self.me, members, rumors, False, True)
+
     # --- merging ------------------------------------------------------------------------
 
     def _merge_state(
-        self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None
+        self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None, src: Addr | None
     ) -> None:
+        """Merge a push-pull from `via` (a datagram source, which vouches for nothing) or from
+        `src` over a stream."""
         for m in msg.members:
             if m.health == Health.CONFIRMED and m.id != self.me.id:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
             self._m.merge_member(m, now, msg.sender.id, effects, via)
-            if via is None and m.id in self._members:
-                # A push-pull over TCP vouches for its members enough for gossip (not probing):
-                # a joiner then gossips across the ring it was given, not only to its seed.
-                self._table.mark_heard(m.id)
+        if src is not None:
+            # A push-pull over TCP vouches for its members enough for gossip (not probing):
+            # a joiner then gossips across the ring it was given, not only to its seed.
+            for mid in self._vouched(msg, src):
+                if mid in self._members:
+                    self._table.mark_heard(mid)
         self._merge_rumors(msg.rumors, now, effects, via)
 
     def _merge_rumors(
