@@ -487,7 +487,7 @@ class SwimCore:
         """Members a push-pull reply vouches for: those it lists, and those we sent in our
         request that it left out because it holds them the same. A full reply (an older peer's)
         lists them all; either way the same members count as heard (`MemberTable.heard`)."""
-        listed = {m.id for m in reply.members}
+        listed = {m.id: None for m in reply.members}  # a dict: in order, so runs repeat
         yield from listed
         sent = self._requests.pop(src, ()) if reply.reply else ()
         yield from (m.id for m in sent if m.id not in listed)
@@ -510,7 +510,10 @@ class SwimCore:
     ) -> None:
         """Merge a push-pull from `via` (a datagram source, which vouches for nothing) or from
         `src` over a stream."""
+        members = self._members
         for m in msg.members:
+            if members.get(m.id) is m and m.health == Health.ALIVE:
+                continue  # not news (see `_merge_rumors`)
             if m.health == Health.CONFIRMED and m.id != self.me.id:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
@@ -527,9 +530,15 @@ class SwimCore:
         self, rumors: Iterable[Rumor], now: float, effects: list[Effect], via: Addr | None = None
     ) -> None:
         """Merge rumors that came from `via` (a datagram source; None: a stream, or made here)."""
+        members = self._members
         for r in rumors:
-            if isinstance(r, MemberRumor):
-                self._m.merge_member(r.member, now, r.by, effects, via)
+            if type(r) is MemberRumor:
+                m = r.member
+                # Not news, skipped before any other check: the very record we hold (the codec
+                # hands out one object per record it has seen, so most of a join burst's
+                # repeats are this). Alive only: a repeated suspicion is a confirmation.
+                if members.get(m.id) is not m or m.health != Health.ALIVE:
+                    self._m.merge_member(m, now, r.by, effects, via)
                 continue
             if isinstance(r, ServiceRumor) and self._m.collected(r.member_id):
                 continue
