@@ -19,7 +19,7 @@ to it (suspicion, refutation, admission), is `membership.Membership`; its timers
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pysup.butterfly.broadcast import BroadcastQueue
@@ -65,10 +65,6 @@ STREAM_BUDGET = 4 * 1024 * 1024
 CATCHUP_EXCHANGES = 3
 """Push-pulls with random members after a join, at CATCHUP_FIRST_S, then doubling."""
 CATCHUP_FIRST_S = 1.0
-MAX_OPEN_REQUESTS = 16
-"""Push-pull requests whose reply we still await, kept to count what it left out. A member has
-a few open at once (the periodic one, a reconnect, catch-ups, the seeds of a join); one whose
-reply never comes is forgotten once 16 newer ones were sent."""
 _SEQ_MOD = 1 << 32
 
 
@@ -117,7 +113,6 @@ class SwimCore:
         self._health = LocalHealth(config.awareness_max_multiplier)
         self._seq = rng.randrange(_SEQ_MOD)
         self._catchups = 0
-        self._requests: dict[Addr, tuple[Member, ...]] = {}  # open push-pull requests
         self._gossip_idle = False
         self._m.restore(rumors, now)
         self._queue.enqueue(MemberRumor(me), rumor_size(MemberRumor(me)))
@@ -185,11 +180,9 @@ class SwimCore:
 
     # --- commands from the shell --------------------------------------------------------
 
-    def join(self, addrs: Collection[Addr], now: float) -> list[Effect]:
+    def join(self, addrs: Iterable[Addr], now: float) -> list[Effect]:
         """Push-pull our state to each seed; their replies bring us the ring."""
         msg = self._push_pull(join=True, reply=False)
-        for addr in addrs:
-            self._remember_request(addr, msg)
         # Catch-up exchanges shortly after joining: members that join together (a parallel
         # start) each learn only part of the ring from their seed; a few early push-pulls with
         # random members fill in what gossip would take many rounds to bring.
@@ -239,7 +232,6 @@ class SwimCore:
     def stream_failed(self, addr: Addr, now: float) -> list[Effect]:
         """A stream to `addr` could not be opened or broke; anti-entropy simply tries another
         member next time, and a join is retried by the shell while we are alone."""
-        self._requests.pop(addr, None)
         return []
 
     # --- input --------------------------------------------------------------------------
@@ -268,7 +260,7 @@ class SwimCore:
         elif isinstance(msg, Gossip | RumorPush):
             self._merge_rumors(msg.rumors, now, effects, via)
         else:
-            self._merge_state(msg, now, effects, via, None if via is not None else src)
+            self._merge_state(msg, now, effects, via)
         return effects
 
     def receive_stream(
@@ -472,25 +464,7 @@ class SwimCore:
         return PushPull(self.me, members, tuple(self._store), join, reply)
 
     def _request(self, addr: Addr) -> StreamSend:
-        msg = self._push_pull(join=False, reply=False)
-        self._remember_request(addr, msg)
-        return StreamSend(addr, msg)
-
-    def _remember_request(self, addr: Addr, msg: PushPull) -> None:
-        """Keep what a push-pull request told `addr` until its reply comes (a reply leaves out
-        what the peer holds the same; see `_vouched`)."""
-        if len(self._requests) >= MAX_OPEN_REQUESTS:
-            self._requests.pop(next(iter(self._requests)))
-        self._requests[addr] = msg.members
-
-    def _vouched(self, reply: PushPull, src: Addr) -> Iterator[str]:
-        """Members a push-pull reply vouches for: those it lists, and those we sent in our
-        request that it left out because it holds them the same. A full reply (an older peer's)
-        lists them all; either way the same members count as heard (`MemberTable.heard`)."""
-        listed = {m.id: None for m in reply.members}  # a dict: in order, so runs repeat
-        yield from listed
-        sent = self._requests.pop(src, ()) if reply.reply else ()
-        yield from (m.id for m in sent if m.id not in listed)
+        return StreamSend(addr, self._push_pull(join=False, reply=False))
 
     def _push_pull_reply(self, request: PushPull) -> PushPull:
         """Our state, less what the requester just sent us that we hold the same (merged
@@ -506,10 +480,8 @@ class SwimCore:
     # --- merging ------------------------------------------------------------------------
 
     def _merge_state(
-        self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None, src: Addr | None
+        self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None
     ) -> None:
-        """Merge a push-pull from `via` (a datagram source, which vouches for nothing) or from
-        `src` over a stream."""
         members = self._members
         for m in msg.members:
             if members.get(m.id) is m and m.health == Health.ALIVE:
@@ -517,13 +489,16 @@ class SwimCore:
             if m.health == Health.CONFIRMED and m.id != self.me.id:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
+            known = m.id in members
             self._m.merge_member(m, now, msg.sender.id, effects, via)
-        if src is not None:
-            # A push-pull over TCP vouches for its members enough for gossip (not probing):
-            # a joiner then gossips across the ring it was given, not only to its seed.
-            for mid in self._vouched(msg, src):
-                if mid in self._members:
-                    self._table.mark_heard(mid)
+            if via is None and not known and m.id in members:
+                # A push-pull over TCP vouches for the members it introduces enough for gossip
+                # (not probing): a joiner then gossips across the ring it was given, not only to
+                # its seed. Only those it introduces: members invented in datagrams that reached
+                # the peer first would otherwise be vouched for by the next anti-entropy round,
+                # and a small ring's fanout went to them (a killed member's Confirmed never
+                # reached the one other real member: Confirmed at the 38 s maximum, not 6 s).
+                self._table.mark_heard(m.id)
         self._merge_rumors(msg.rumors, now, effects, via)
 
     def _merge_rumors(

@@ -16,12 +16,14 @@ What it proves, end to end through the real codec and cores:
 
 from __future__ import annotations
 
+import pytest
+
 from pysup.butterfly import codec
-from pysup.butterfly.config import MAX_INCARNATION
+from pysup.butterfly.config import LOCAL, MAX_INCARNATION
 from pysup.butterfly.effects import Effect, MemberChanged
 from pysup.butterfly.member import Health, Member
 from pysup.butterfly.messages import Gossip, MemberRumor
-from pysup.testing.simnet import SimNode
+from pysup.testing.simnet import SimNetwork, SimNode
 from tests.sim.test_ring_sim import LIFEGUARD_BOUND, N, Views, converged
 
 ATTACKER = ("192.0.2.66", 9638)
@@ -88,6 +90,16 @@ FLOOD = 2000
 PER_DATAGRAM = 25
 
 
+def invented_member(k: int) -> Member:
+    """Invented member number `k`, at an address where nobody answers."""
+    return Member(f"{k + 1:08x}" + "f" * 24, 1, f"198.51.{k // 250}.{k % 250 + 1}", 9638)
+
+
+def invented_members(d: int) -> list[Member]:
+    """The invented members of datagram `d` of the flood."""
+    return [invented_member(d * PER_DATAGRAM + i) for i in range(PER_DATAGRAM)]
+
+
 def invented_flood() -> list[tuple[tuple[str, int], bytes]]:
     """80 Gossip datagrams of 25 invented Alive members, each from its own forged source, at
     addresses where nobody answers."""
@@ -95,12 +107,8 @@ def invented_flood() -> list[tuple[tuple[str, int], bytes]]:
     for d in range(FLOOD // PER_DATAGRAM):
         src = (f"192.0.2.{d + 1}", 9638)
         sender = Member(f"{d + 1:032x}", 1, *src)
-        rumors = []
-        for i in range(PER_DATAGRAM):
-            k = d * PER_DATAGRAM + i
-            fake = Member(f"{k + 1:08x}" + "f" * 24, 1, f"198.51.{k // 250}.{k % 250 + 1}", 9638)
-            rumors.append(MemberRumor(fake))
-        out.append((src, codec.encode(Gossip(sender, tuple(rumors)))))
+        rumors = tuple(MemberRumor(m) for m in invented_members(d))
+        out.append((src, codec.encode(Gossip(sender, rumors))))
     return out
 
 
@@ -119,3 +127,29 @@ def test_killed_member_is_confirmed_within_lifeguard_bound_while_2000_invented_a
     net.crash(victim)
     assert net.run_for(LIFEGUARD_BOUND, views.goal(live, [victim], Health.CONFIRMED))
     assert views.goal(live, live, Health.ALIVE)()  # and no real member was taken for dead
+
+
+@pytest.mark.parametrize("seed", [9, 21, 40])
+def test_three_real_members_one_flooded_still_confirm_a_killed_one_with_the_others_help(
+    seed: int,
+) -> None:
+    """The integration test's shape (tests/integration/test_hostile.py): 2,000 invented members
+    from one source into member 0 of a 3-member ring (128 admitted, then gossiped on to member
+    1), anti-entropy rounds pass, member 2 is killed. Each survivor's suspicion must be shortened
+    by the other's, so both hold it Confirmed before a lone suspicion's maximum. Before, member
+    1's push-pull with member 0 made the invented members gossip targets and the Confirmed never
+    crossed (seed 9: 43.8 s, over the test's 43.3 s bound)."""
+    net = SimNetwork(seed, LOCAL)
+    m0, m1, m2 = (net.add_member() for _ in range(3))
+    net.converge_instantly()
+    net.run_for(5.0)
+    src = ("192.0.2.1", 9638)
+    sender = Member("1" * 32, 1, *src)
+    for d in range(FLOOD // PER_DATAGRAM):
+        fakes = invented_members(d)
+        net.inject(src, m0, codec.encode(Gossip(sender, tuple(MemberRumor(m) for m in fakes))))
+    net.run_for(2 * LOCAL.push_pull_s(3))  # anti-entropy: member 1 is listed every fake
+    views = Views(net)
+    net.crash(m2)
+    n = sum(1 for _ in m0.core.members()) + 1
+    assert net.run_for(LOCAL.suspicion_max_s(n), views.goal([m0, m1], [m2], Health.CONFIRMED))

@@ -269,6 +269,31 @@ def test_gossip_goes_to_members_heard_first_hand_not_to_invented_ones() -> None:
     assert to["fake"] / (to["fake"] + to["real"]) <= 1 / CFG.unproven_probe_every, to
 
 
+def test_an_anti_entropy_push_pull_vouches_only_for_members_it_introduces() -> None:
+    """Invented members that reached us in datagrams stay unheard when a real peer's push-pull
+    lists them later (the peer was flooded too), while a member the push-pull introduces is
+    gossiped to at once. Before, the listing made the invented members gossip targets: in a
+    3-member ring the fanout went to them and a killed member's Confirmed never reached the
+    other real member (Confirmed at the 38 s maximum; tests/integration/test_hostile.py)."""
+    real = ring(8)
+    h = Harness(real)
+    fakes = invented(400)
+    for i in range(0, 400, 25):
+        flood(h, fakes[i : i + 25], (f"192.0.2.{i // 25 + 1}", 9638))
+    newcomer, peer = mk(50), real[0]
+    h.core.receive_stream(peer.addr, PushPull(peer, (peer, *fakes, newcomer), ()), h.now)
+    fake_addrs = {m.addr for m in fakes}
+    to: Counter[str] = Counter()
+    end = h.now + 60.0
+    while h.now < end:
+        h.core.publish(ServiceRumor(ME.id, "redis.default", int(h.now * 1000) + 1, "p"), h.now)
+        for s in sends(h.advance(h.now + CFG.gossip_interval_s), Gossip):
+            to["fake" if s.addr in fake_addrs else "real"] += 1
+            to["newcomer"] += s.addr == newcomer.addr
+    assert to["fake"] / (to["fake"] + to["real"]) <= 1 / CFG.unproven_probe_every, to
+    assert to["newcomer"] > 0, to
+
+
 def test_a_member_at_the_bound_suspected_here_never_spoils_what_we_send() -> None:
     """Found by `bench.fuzz --targets semantic` (seed 1, input #17125): a member at
     MAX_INCARNATION that failed our probe became Suspect at the bound here, a record every
