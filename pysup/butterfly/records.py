@@ -456,7 +456,15 @@ def unpack_rumor(v: Any) -> Rumor:
 
 def unpack_rumors(v: Any) -> tuple[Rumor, ...]:
     expect(isinstance(v, list), "rumor list")
-    return tuple(unpack_rumor(x) for x in v)
+    out: list[Rumor] = []
+    for x in v:
+        # Member rumors, most of every piggyback, go straight to their memo; anything else (or
+        # anything odd) takes the general path, which decides as it always did.
+        if type(x) is list and len(x) == 3 and type(x[0]) is int and x[0] == _K_MEMBER:
+            out.append(_unpack_member_rumor(x))
+        else:
+            out.append(unpack_rumor(x))
+    return tuple(out)
 
 
 def is_uint(v: Any, bits: int) -> bool:
