@@ -86,6 +86,16 @@ carries it (a join burst sends each record to every member; each rumor is resent
 the many members of one process share it)."""
 _MEMBER_RUMOR_WIRE: dict[tuple[Member, str], bytes] = {}
 """(member, suspector) -> the encoded member rumor, for the same reason."""
+RUMOR_WIRE_MAX: Final = 2048
+"""Entries `_RUMOR_WIRE` keeps before it starts over: a ring's current service, config, file and
+election rumors (one Service rumor per service per member: 2048 covers N=1000 with two
+services each)."""
+RUMOR_WIRE_MAX_BYTES: Final = 1024
+"""Larger rumors are not kept in `_RUMOR_WIRE`: it holds the rumor and its bytes, and a config or
+file rumor may be 128 KiB (replaced ones would stay alive until the memo starts over). They are
+rare and go by stream, where their encoding is a small part of the cost. With this bound the
+memo holds at most ~2048 x 2 KB = 4 MB. 1024 B is `stream_rumor_bytes`' default: what is
+piggybacked on datagrams is memoised."""
 _RUMOR_WIRE: dict[int, tuple[Rumor, bytes]] = {}
 """id(rumor) -> (the rumor, its encoding), for the other kinds (whose maps are not hashable).
 The entry holds the rumor, so its id cannot be reused while the entry lives; the store and the
@@ -131,7 +141,10 @@ def rumor_wire(r: Rumor) -> bytes:
     if seen is not None and seen[0] is r:
         return seen[1]
     wire = _packb(pack_rumor(r))
-    _remember(_RUMOR_WIRE, id(r), (r, wire))
+    if len(wire) <= RUMOR_WIRE_MAX_BYTES:
+        if len(_RUMOR_WIRE) >= RUMOR_WIRE_MAX:
+            _RUMOR_WIRE.clear()
+        _RUMOR_WIRE[id(r)] = (r, wire)
     return wire
 
 

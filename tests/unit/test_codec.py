@@ -92,6 +92,15 @@ def test_a_rumor_is_encoded_once_and_reused() -> None:
     assert codec.decode(codec.encode(Gossip(ME, (m, r)))) == Gossip(ME, (m, r))
 
 
+def test_a_large_rumor_is_encoded_but_not_kept() -> None:
+    """A config body near the 128 KiB limit is not held by the memo (nor kept alive by it)."""
+    big = ServiceConfigRumor("redis.default", 5, b"x" * 100_000, encrypted=True)
+    wire = records.rumor_wire(big)
+    assert len(wire) > records.RUMOR_WIRE_MAX_BYTES
+    assert id(big) not in records._RUMOR_WIRE
+    assert codec.decode(codec.encode(Gossip(ME, (big,)))) == Gossip(ME, (big,))
+
+
 @settings(max_examples=60, deadline=None)
 @given(messages)
 def test_every_message_round_trips_encrypted(msg: Message) -> None:
