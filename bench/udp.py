@@ -54,6 +54,9 @@ HOST = "127.0.0.1"
 SYSTEM = "pysup-udp"
 FLUSH_S = 0.05
 """Workers batch their reports to the parent for this long."""
+PROFILE_ENV = "PYSUP_UDP_PROFILE"
+"""Set to a directory: each worker runs under cProfile and writes `worker-<pid>.prof` there when
+it is closed (cProfile roughly doubles the CPU cost, so profile at a smaller N than you measure)."""
 CONFIG_TOML = b'[http]\nport = 8080\nworkers = 4\n\n[log]\nlevel = "info"\n'
 """The `config apply` payload used for the dissemination rumor (small: piggybacked on UDP)."""
 
@@ -357,8 +360,20 @@ def _worker_main(conn: Connection, profile: str, seed: int, use_uvloop: bool) ->
         import uvloop
 
         factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_Worker(conn, profile, seed).main())
+    prof_dir = os.environ.get(PROFILE_ENV)
+    prof = None
+    if prof_dir:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_Worker(conn, profile, seed).main())
+    finally:
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(os.path.join(str(prof_dir), f"worker-{os.getpid()}.prof"))
 
 
 # --- parent side ---------------------------------------------------------------------------

@@ -40,14 +40,17 @@ from pysup.butterfly.records import (
     MAX_BLOB,
     REASONS,
     CodecError,
+    array_header,
     expect,
     is_uint,
-    pack_member,
+    member_wire,
     pack_rumor,
+    rumor_wire,
     unpack_id,
     unpack_member,
     unpack_rumor,
     unpack_rumors,
+    wire_list,
 )
 
 __all__ = [  # re-exported: the codec's error vocabulary lives with the records it checks
@@ -144,34 +147,65 @@ class Cipher(Protocol):
 _T_PING, _T_ACK, _T_PINGREQ, _T_NACK, _T_GOSSIP, _T_PUSHPULL, _T_RUMORPUSH = range(1, 8)
 
 
-def _pack_message(msg: Message) -> list[Any]:
+def _body(msg: Message) -> bytes:
+    """The message's msgpack array, spliced from its records' cached encodings (`records`):
+    the same bytes as packing the whole list, with each member record and rumor encoded once."""
     if isinstance(msg, Ping):
-        rumors = [pack_rumor(r) for r in msg.rumors]
-        return [_T_PING, msg.seq, pack_member(msg.sender), bytes.fromhex(msg.target_id), rumors]
+        return b"".join(
+            (
+                _HEAD_PING,
+                _packb(msg.seq),
+                member_wire(msg.sender),
+                _packb(bytes.fromhex(msg.target_id)),
+                wire_list(msg.rumors),
+            )
+        )
     if isinstance(msg, Ack):
-        return [_T_ACK, msg.seq, pack_member(msg.sender), [pack_rumor(r) for r in msg.rumors]]
+        return b"".join(
+            (_HEAD_ACK, _packb(msg.seq), member_wire(msg.sender), wire_list(msg.rumors))
+        )
     if isinstance(msg, PingReq):
-        return [
-            _T_PINGREQ,
-            msg.seq,
-            pack_member(msg.sender),
-            pack_member(msg.target),
-            [pack_rumor(r) for r in msg.rumors],
-        ]
+        return b"".join(
+            (
+                _HEAD_PINGREQ,
+                _packb(msg.seq),
+                member_wire(msg.sender),
+                member_wire(msg.target),
+                wire_list(msg.rumors),
+            )
+        )
     if isinstance(msg, Nack):
-        return [_T_NACK, msg.seq, pack_member(msg.sender)]
+        return b"".join((_HEAD_NACK, _packb(msg.seq), member_wire(msg.sender)))
     if isinstance(msg, Gossip):
-        return [_T_GOSSIP, pack_member(msg.sender), [pack_rumor(r) for r in msg.rumors]]
+        return b"".join((_HEAD_GOSSIP, member_wire(msg.sender), wire_list(msg.rumors)))
     if isinstance(msg, PushPull):
-        return [
-            _T_PUSHPULL,
-            pack_member(msg.sender),
-            [pack_member(m) for m in msg.members],
-            [pack_rumor(r) for r in msg.rumors],
-            msg.join,
-            msg.reply,
-        ]
-    return [_T_RUMORPUSH, pack_member(msg.sender), [pack_rumor(r) for r in msg.rumors]]
+        members = [member_wire(m) for m in msg.members]
+        return b"".join(
+            (
+                _HEAD_PUSHPULL,
+                member_wire(msg.sender),
+                array_header(len(members)),
+                *members,
+                wire_list(msg.rumors),
+                _packb(msg.join),
+                _packb(msg.reply),
+            )
+        )
+    return b"".join((_HEAD_RUMORPUSH, member_wire(msg.sender), wire_list(msg.rumors)))
+
+
+def _packb(v: Any) -> bytes:
+    return msgpack.packb(v, use_bin_type=True)
+
+
+# Each message's array header and type tag (a positive fixint, one byte).
+_HEAD_PING = array_header(5) + bytes((_T_PING,))
+_HEAD_ACK = array_header(4) + bytes((_T_ACK,))
+_HEAD_PINGREQ = array_header(5) + bytes((_T_PINGREQ,))
+_HEAD_NACK = array_header(3) + bytes((_T_NACK,))
+_HEAD_GOSSIP = array_header(3) + bytes((_T_GOSSIP,))
+_HEAD_PUSHPULL = array_header(6) + bytes((_T_PUSHPULL,))
+_HEAD_RUMORPUSH = array_header(3) + bytes((_T_RUMORPUSH,))
 
 
 def _unpack_message(v: Any) -> Message:
@@ -206,12 +240,13 @@ def _unpack_message(v: Any) -> Message:
 
 def encode_body(msg: Message) -> bytes:
     """The msgpack body alone (used for sizing and for the rumor store's file)."""
-    return msgpack.packb(_pack_message(msg), use_bin_type=True)
+    return _body(msg)
 
 
 def rumor_size(rumor: Rumor) -> int:
-    """Encoded size of one rumor inside a message, for the piggyback byte budget."""
-    return len(msgpack.packb(pack_rumor(rumor), use_bin_type=True))
+    """Encoded size of one rumor inside a message, for the piggyback byte budget (the rumor is
+    encoded here once; the messages that carry it reuse the bytes)."""
+    return len(rumor_wire(rumor))
 
 
 def rumor_problem(rumor: Rumor) -> CodecError | None:

@@ -277,7 +277,7 @@ class SwimCore:
         if msg.sender.id == self.me.id:
             return None, effects
         if isinstance(msg, PushPull) and not msg.reply and not self.departed:
-            return self._push_pull(join=False, reply=True), effects
+            return self._push_pull_reply(msg), effects
         return None, effects
 
     def tick(self, now: float) -> list[Effect]:
@@ -309,7 +309,7 @@ class SwimCore:
         elif kind == "pushpull":
             if self._live:
                 target = self._members[self._live.choice(self._rng)]
-                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+                effects.append(self._request(target.addr))
             if self._table.confirmed:
                 # Reconnect (Serf's): also push-pull with one Confirmed member. Gossip to the
                 # dead stops after `gossip_to_dead_s`, so without this two sides of a partition
@@ -317,12 +317,12 @@ class SwimCore:
                 # the other's verdict about itself and refutes it. A member that is really gone
                 # costs one failed connection per interval until it becomes Departed.
                 target = self._members[self._rng.choice(list(self._table.confirmed))]
-                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+                effects.append(self._request(target.addr))
             self._timers.schedule("pushpull", "", now + self._pushpull_delay())
         elif kind == "catchup":
             if self._live:
                 target = self._members[self._live.choice(self._rng)]
-                effects.append(StreamSend(target.addr, self._push_pull(join=False, reply=False)))
+                effects.append(self._request(target.addr))
             self._catchups -= 1
             if self._catchups > 0:
                 delay = CATCHUP_FIRST_S * 2 ** (CATCHUP_EXCHANGES - self._catchups)
@@ -469,18 +469,35 @@ class SwimCore:
         members = (self.me, *self._m.gossipable())
         return PushPull(self.me, members, tuple(self._store), join, reply)
 
+    def _request(self, addr: Addr) -> StreamSend:
+        return StreamSend(addr, self._push_pull(join=False, reply=False))
+
+    def _push_pull_reply(self, request: PushPull) -> PushPull:
+        """Our state, less what the requester just sent us that we hold the same (merged
+        already): it has those, so only records it lacks or holds differently go back. The
+        reply keeps the request's format (a peer of any version reads it); in a converged ring
+        it is nearly empty instead of a second copy of the whole ring."""
+        theirs = {m.id: m for m in request.members}
+        members = (self.me, *(m for m in self._m.gossipable() if theirs.get(m.id) != m))
+        their_rumors = {r.identity: r for r in request.rumors}
+        rumors = tuple(r for r in self._store if their_rumors.get(r.identity) != r)
+        return PushPull(self.me, members, rumors, False, True)
+
     # --- merging ------------------------------------------------------------------------
 
     def _merge_state(
         self, msg: PushPull, now: float, effects: list[Effect], via: Addr | None
     ) -> None:
+        members = self._members
         for m in msg.members:
+            if members.get(m.id) is m and m.health == Health.ALIVE:
+                continue  # not news (see `_merge_rumors`)
             if m.health == Health.CONFIRMED and m.id != self.me.id:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
-            known = m.id in self._members
+            known = m.id in members
             self._m.merge_member(m, now, msg.sender.id, effects, via)
-            if via is None and not known and m.id in self._members:
+            if via is None and not known and m.id in members:
                 # A push-pull over TCP vouches for the members it introduces enough for gossip
                 # (not probing): a joiner then gossips across the ring it was given, not only to
                 # its seed. Only those it introduces: members invented in datagrams that reached
@@ -494,9 +511,15 @@ class SwimCore:
         self, rumors: Iterable[Rumor], now: float, effects: list[Effect], via: Addr | None = None
     ) -> None:
         """Merge rumors that came from `via` (a datagram source; None: a stream, or made here)."""
+        members = self._members
         for r in rumors:
-            if isinstance(r, MemberRumor):
-                self._m.merge_member(r.member, now, r.by, effects, via)
+            if type(r) is MemberRumor:
+                m = r.member
+                # Not news, skipped before any other check: the very record we hold (the codec
+                # hands out one object per record it has seen, so most of a join burst's
+                # repeats are this). Alive only: a repeated suspicion is a confirmation.
+                if members.get(m.id) is not m or m.health != Health.ALIVE:
+                    self._m.merge_member(m, now, r.by, effects, via)
                 continue
             if isinstance(r, ServiceRumor) and self._m.collected(r.member_id):
                 continue

@@ -4,8 +4,10 @@ lookup. ``codec.py`` frames these into messages, envelopes and encryption."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
+
+import msgpack
 
 from pysup.butterfly.config import MAX_DATAGRAM as MAX_DATAGRAM
 from pysup.butterfly.config import MAX_FRAME as MAX_FRAME
@@ -74,13 +76,30 @@ per member (a few during a change), and the many members of one process (the sca
 the memos, so 8192 covers N=1000 with room; at ~300 B an entry that is ~2.5 MB at most. Forged
 ever-new records only make a memo start over more often: each still costs one full decode."""
 
-_PACKED: dict[Member, list[Any]] = {}
-"""Member -> its wire list: a record is encoded once per change, not once per message that
-carries it (a join burst sends each record to every member; each rumor is resent ~10 times)."""
 _MEMBERS: dict[tuple[Any, ...], Member] = {}
 """A member record's wire fields -> the Member already decoded from them (after validation)."""
 _MEMBER_RUMORS: dict[tuple[Any, ...], MemberRumor] = {}
 """The same for a member rumor: the record's six fields and the suspector's raw id."""
+_MEMBER_WIRE: dict[Member, bytes] = {}
+"""Member -> its encoded record: a record is encoded once per change, not once per message that
+carries it (a join burst sends each record to every member; each rumor is resent ~10 times, and
+the many members of one process share it)."""
+_MEMBER_RUMOR_WIRE: dict[tuple[Member, str], bytes] = {}
+"""(member, suspector) -> the encoded member rumor, for the same reason."""
+RUMOR_WIRE_MAX: Final = 2048
+"""Entries `_RUMOR_WIRE` keeps before it starts over: a ring's current service, config, file and
+election rumors (one Service rumor per service per member: 2048 covers N=1000 with two
+services each)."""
+RUMOR_WIRE_MAX_BYTES: Final = 1024
+"""Larger rumors are not kept in `_RUMOR_WIRE`: it holds the rumor and its bytes, and a config or
+file rumor may be 128 KiB (replaced ones would stay alive until the memo starts over). They are
+rare and go by stream, where their encoding is a small part of the cost. With this bound the
+memo holds at most ~2048 x 2 KB = 4 MB. 1024 B is `stream_rumor_bytes`' default: what is
+piggybacked on datagrams is memoised."""
+_RUMOR_WIRE: dict[int, tuple[Rumor, bytes]] = {}
+"""id(rumor) -> (the rumor, its encoding), for the other kinds (whose maps are not hashable).
+The entry holds the rumor, so its id cannot be reused while the entry lives; the store and the
+gossip queue hand out the same object for as long as the rumor is current."""
 
 
 def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
@@ -90,18 +109,63 @@ def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 def pack_member(m: Member) -> list[Any]:
-    packed = _PACKED.get(m)
-    if packed is None:
-        packed = [
-            bytes.fromhex(m.id),
-            m.incarnation,
-            m.address,
-            m.gossip_port,
-            int(m.health),
-            m.persistent,
-        ]
-        _remember(_PACKED, m, packed)
-    return packed
+    return [
+        bytes.fromhex(m.id),
+        m.incarnation,
+        m.address,
+        m.gossip_port,
+        int(m.health),
+        m.persistent,
+    ]
+
+
+def member_wire(m: Member) -> bytes:
+    """A member record's msgpack bytes, encoded once per record (`_MEMBER_WIRE`)."""
+    wire = _MEMBER_WIRE.get(m)
+    if wire is None:
+        wire = _packb(pack_member(m))
+        _remember(_MEMBER_WIRE, m, wire)
+    return wire
+
+
+def rumor_wire(r: Rumor) -> bytes:
+    """A rumor's msgpack bytes, encoded once per rumor: what `pack_rumor` gives, packed."""
+    if type(r) is MemberRumor:
+        key = (r.member, r.by)
+        wire = _MEMBER_RUMOR_WIRE.get(key)
+        if wire is None:
+            wire = _MEMBER_RUMOR_HEAD + member_wire(r.member) + _packb(bytes.fromhex(r.by))
+            _remember(_MEMBER_RUMOR_WIRE, key, wire)
+        return wire
+    seen = _RUMOR_WIRE.get(id(r))
+    if seen is not None and seen[0] is r:
+        return seen[1]
+    wire = _packb(pack_rumor(r))
+    if len(wire) <= RUMOR_WIRE_MAX_BYTES:
+        if len(_RUMOR_WIRE) >= RUMOR_WIRE_MAX:
+            _RUMOR_WIRE.clear()
+        _RUMOR_WIRE[id(r)] = (r, wire)
+    return wire
+
+
+def array_header(n: int) -> bytes:
+    """msgpack's header of an array of `n` items: with the items' own bytes after it, the same
+    bytes msgpack makes of the whole list (a message is spliced from records encoded once)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def wire_list(rumors: Iterable[Rumor]) -> bytes:
+    """A msgpack array of rumors, from their cached encodings."""
+    parts = [rumor_wire(r) for r in rumors]
+    return array_header(len(parts)) + b"".join(parts)
+
+
+def _packb(v: Any) -> bytes:
+    return msgpack.packb(v, use_bin_type=True)
 
 
 _HEALTHS = (None, Health.ALIVE, Health.SUSPECT, Health.CONFIRMED, Health.DEPARTED)
@@ -366,6 +430,8 @@ class _Wire(NamedTuple):
 # The tags are the wire format: never renumber one (Election and ElectionUpdate share a tag and
 # class; the `update` flag tells them apart).
 _K_MEMBER, _K_SERVICE, _K_CONFIG, _K_FILE, _K_DEPARTURE, _K_ELECTION = range(1, 7)
+_MEMBER_RUMOR_HEAD: Final = bytes((0x93, _K_MEMBER))
+"""A member rumor's array header (3 items) and tag (a positive fixint)."""
 _ELECTION_WIRE = _Wire(_K_ELECTION, ElectionRumor, _pack_election, _unpack_election, (8,))
 _WIRE = by_kind(
     "codec wire format",
@@ -403,7 +469,15 @@ def unpack_rumor(v: Any) -> Rumor:
 
 def unpack_rumors(v: Any) -> tuple[Rumor, ...]:
     expect(isinstance(v, list), "rumor list")
-    return tuple(unpack_rumor(x) for x in v)
+    out: list[Rumor] = []
+    for x in v:
+        # Member rumors, most of every piggyback, go straight to their memo; anything else (or
+        # anything odd) takes the general path, which decides as it always did.
+        if type(x) is list and len(x) == 3 and type(x[0]) is int and x[0] == _K_MEMBER:
+            out.append(_unpack_member_rumor(x))
+        else:
+            out.append(unpack_rumor(x))
+    return tuple(out)
 
 
 def is_uint(v: Any, bits: int) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pysup.butterfly import codec
+from pysup.butterfly import codec, records
 from pysup.butterfly.codec import CodecError
 from pysup.butterfly.keys import RingKey, generate_ring_key
 from pysup.butterfly.member import Health, Member
@@ -64,6 +64,41 @@ def decode_or_codec_error(data: bytes, key: RingKey | None = None, **kw: int) ->
 @given(messages)
 def test_every_message_round_trips(msg: Message) -> None:
     assert codec.decode(codec.encode(msg)) == msg
+
+
+@FAST
+@given(messages)
+def test_a_spliced_body_is_the_bytes_msgpack_makes_of_the_whole_message(msg: Message) -> None:
+    """Messages are spliced from records encoded once; the result must be canonical msgpack:
+    exactly what packing the decoded structure in one go gives (headers, lengths, order)."""
+    body = codec.encode_body(msg)
+    assert msgpack.packb(msgpack.unpackb(body), use_bin_type=True) == body
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 65535, 65536])
+def test_array_headers_are_msgpacks_own(n: int) -> None:
+    packed = msgpack.packb([0] * n)
+    assert records.array_header(n) == packed[: len(packed) - n]
+
+
+def test_a_rumor_is_encoded_once_and_reused() -> None:
+    """Sizing a rumor for the queue encodes it; every message that carries it reuses those bytes
+    (the same object), so a rumor resent ~10 times and to hundreds of members is packed once."""
+    r = ServiceConfigRumor("redis.default", 4, b"port = 1\n")
+    m = MemberRumor(ME._replace(incarnation=41), "b" * 32)
+    assert records.rumor_wire(r) is records.rumor_wire(r)
+    assert records.rumor_wire(m) is records.rumor_wire(MemberRumor(m.member, m.by))
+    assert codec.rumor_size(r) == len(records.rumor_wire(r))
+    assert codec.decode(codec.encode(Gossip(ME, (m, r)))) == Gossip(ME, (m, r))
+
+
+def test_a_large_rumor_is_encoded_but_not_kept() -> None:
+    """A config body near the 128 KiB limit is not held by the memo (nor kept alive by it)."""
+    big = ServiceConfigRumor("redis.default", 5, b"x" * 100_000, encrypted=True)
+    wire = records.rumor_wire(big)
+    assert len(wire) > records.RUMOR_WIRE_MAX_BYTES
+    assert id(big) not in records._RUMOR_WIRE
+    assert codec.decode(codec.encode(Gossip(ME, (big,)))) == Gossip(ME, (big,))
 
 
 @settings(max_examples=60, deadline=None)

@@ -288,6 +288,7 @@ def test_a_memo_that_fills_up_starts_over_and_still_decodes() -> None:
             m, (MemberRumor(m),)
         )
     for m in forged:
-        records.pack_member(m)
-    assert len(records._PACKED) <= records.MEMO_MAX
+        records.rumor_wire(MemberRumor(m))
+    assert len(records._MEMBER_WIRE) <= records.MEMO_MAX
+    assert len(records._MEMBER_RUMOR_WIRE) <= records.MEMO_MAX
     assert codec.encode(Gossip(forged[0])) == codec.encode(Gossip(forged[0]))
