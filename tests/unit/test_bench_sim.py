@@ -53,6 +53,15 @@ def test_memory_check_refuses_a_ring_this_machine_cannot_hold() -> None:
     assert sim.memory_problem(4_000, available_mib=24_000.0) is None
 
 
+def test_the_largest_fitting_size_keeps_a_margin_and_steps_by_a_thousand() -> None:
+    """Where N=10,000 does not fit, the suite runs the largest multiple of 1,000 that does."""
+    fit = sim.largest_fitting(10_000, available_mib=24_000.0)
+    assert fit is not None and fit % 1000 == 0 and fit < 10_000
+    assert sim.estimate_mib(fit) <= sim.BIG_FALLBACK_SHARE * 24_000.0
+    assert sim.estimate_mib(fit + 1000) > sim.BIG_FALLBACK_SHARE * 24_000.0
+    assert sim.largest_fitting(10_000, available_mib=10.0) is None
+
+
 def test_a_built_ring_is_frozen_out_of_the_collector_until_the_run_ends() -> None:
     """`_built` moves the converged ring's objects to the collector's permanent generation;
     `run` gives them back after the repeat, so repeats do not pile up frozen rings."""

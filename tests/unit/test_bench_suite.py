@@ -162,9 +162,17 @@ def test_idle_window_covers_push_pull_unless_given() -> None:
     assert idle_window(Options(idle_window_s=20.0), 100) == 20.0
 
 
-def test_plan_jobs_respects_parts_sizes_and_quick() -> None:
+def test_plan_jobs_respects_parts_sizes_and_quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.sim
+
+    monkeypatch.setattr(bench.sim, "memory_problem", lambda n: None)  # a machine it fits on
     jobs = plan_jobs(SuiteOptions(parts=("procs", "sim10k"), sizes=(10, 50)), {})
     assert [(j.part, j.n) for j in jobs] == [("procs", 10), ("procs", 50), ("sim10k", 10_000)]
+    # Where it does not fit: 10,000 (reported skipped) and the largest size that does.
+    monkeypatch.setattr(bench.sim, "memory_problem", lambda n: "too big")
+    monkeypatch.setattr(bench.sim, "largest_fitting", lambda n: 7000)
+    jobs = plan_jobs(SuiteOptions(parts=("sim10k",)), {})
+    assert [(j.part, j.n) for j in jobs] == [("sim10k", 10_000), ("sim10k", 7000)]
     quick = plan_jobs(SuiteOptions(parts=("sim10k", "frontier"), quick=True), {})
     assert [(j.part, j.n) for j in quick] == [("frontier", 5), ("sim10k", 2000)]
 
