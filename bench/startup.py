@@ -103,11 +103,23 @@ def _http_port(args: list[str]) -> int:
     return int(next(a for a in args if a.startswith("--listen-http=")).rsplit(":", 1)[1])
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of every measured interpreter: no pysup or Habitat settings, and bytecode
+    allowed (an installed package has its .pyc files; PYTHONDONTWRITEBYTECODE, set in some dev
+    shells, made each start compile pysup from source: +57 ms and more RSS in the suite run of
+    2026-12-05 08:58, whose startup part came before anything had written pysup's bytecode)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HAB_", "PYSUP_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
+
+
 def _start(
     pre: list[str], args: list[str], stderr: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start `python PRE... ARGS` and wait for /healthz 200: (process, seconds to it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HAB_", "PYSUP_"))}
+    env = _child_env()
     err = open(stderr, "wb") if stderr else subprocess.DEVNULL  # noqa: SIM115 - closed below
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -138,6 +150,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def measure_startup(root: Path, repeat: int, idle_s: float) -> dict[str, Any]:
     times: list[float] = []
     mem: dict[str, float] = {}
+    _stop(_start(["-m", "pysup"], _run_args(root))[0])  # not counted: writes the bytecode
     for i in range(repeat):
         proc, t = _start(["-m", "pysup"], _run_args(root))
         times.append(t)
@@ -157,7 +170,11 @@ def measure_floor(repeat: int = 3) -> list[dict[str, Any]]:
         for _ in range(repeat):
             t0 = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-c", code + _MEASURE], capture_output=True, text=True, check=True
+                [sys.executable, "-c", code + _MEASURE],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=_child_env(),
             )
             walls.append(time.perf_counter() - t0)
             mems.append(json.loads(done.stdout))
