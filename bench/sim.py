@@ -116,15 +116,20 @@ def estimate_mib(n: int) -> float:
     return 100.0 + BYTES_PER_RECORD * n * n / 2**20
 
 
+def _available_mib() -> float | None:
+    """MemAvailable in MiB (None where /proc/meminfo cannot tell)."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(x.split()[1]) / 1024 for x in f if x.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return None
+
+
 def memory_problem(n: int, available_mib: float | None = None) -> str | None:
     """Why a converged ring of n cannot be built here (None: it fits)."""
     if available_mib is None:
-        try:
-            with open("/proc/meminfo") as f:
-                available_mib = next(
-                    int(x.split()[1]) / 1024 for x in f if x.startswith("MemAvailable:")
-                )
-        except (OSError, StopIteration):
+        available_mib = _available_mib()
+        if available_mib is None:
             return None
     need = estimate_mib(n)
     if need + MEMORY_SLACK_MIB > available_mib:
@@ -143,12 +148,8 @@ N=6,000; the margin keeps the kernel's OOM killer away from colleagues' processe
 def largest_fitting(n: int, available_mib: float | None = None, step: int = 1000) -> int | None:
     """The largest multiple of `step` below `n` that fits with margin (None: not even `step`)."""
     if available_mib is None:
-        try:
-            with open("/proc/meminfo") as f:
-                available_mib = next(
-                    int(x.split()[1]) / 1024 for x in f if x.startswith("MemAvailable:")
-                )
-        except (OSError, StopIteration):
+        available_mib = _available_mib()
+        if available_mib is None:
             return None
     k = (n - 1) // step * step
     while k >= step and estimate_mib(k) > BIG_FALLBACK_SHARE * available_mib:
