@@ -5,11 +5,12 @@ A member is *proven* once we had direct contact with it: it acked one of our pro
 us over TCP (whose handshake proves its address). Members we only heard of through others are
 unproven; a real newcomer is proven within a few probe rounds, an invented one never is. Probes
 go round-robin (each round shuffled, as in SWIM) over the proven members, and every
-`unproven_every`-th probe over the unproven ones, so a flood of invented members takes at most
+`unproven_every`-th probe over the unproven ones (those heard of first-hand, below, before the
+rest), so a flood of invented members takes at most
 that share of the probes (before, 2,000 of them left a killed member unsuspected for 90 s).
 
 Gossip goes to members we have *heard* of first-hand: a message of theirs reached us, or a
-push-pull over TCP listed them. That is weaker than proven (a datagram's source can be forged, a
+push-pull over TCP introduced them. That is weaker than proven (a datagram's source can be forged, a
 TCP peer can list anyone) but it is what a joining ring has at once, and members invented in
 datagram rumors never have it, so fanout is not spent on them (one round in `unproven_every`
 still reaches an unheard member). Uniform gossip failed the flood test; gossip to proven members
@@ -96,24 +97,33 @@ class _Round:
         self.exhausted = False  # rebuilt empty: no candidate until the table changes
 
 
+PROVEN, HEARD, UNHEARD = 0, 1, 2
+"""Probe tiers: direct contact (acked our probe, or reached us over TCP); not proven but it sent
+us a message from its address or a push-pull introduced it; known only from datagram rumors
+(where invented members stay). A real member not yet proven, killed seconds after joining, was
+one of 129 in the unproven slot behind 128 invented ones: never probed by the one other real
+member, whose confirmation then never shortened the suspicion (38 s to Confirmed, not 6 s)."""
+
+
 class ProbeRounds:
-    """The probe order: one shuffled round-robin per kind (proven, unproven)."""
+    """The probe order: one shuffled round-robin per tier (`PROVEN`, `HEARD`, `UNHEARD`). Every
+    `unproven_every`-th probe goes to the unproven tiers, heard before unheard."""
 
     def __init__(self, unproven_every: int) -> None:
         self.unproven_every = unproven_every
-        self._rounds = {True: _Round(), False: _Round()}
+        self._rounds = (_Round(), _Round(), _Round())
         self._slot = 0
 
-    def insert(self, member_id: str, proven: bool, rng: random.Random) -> None:
+    def insert(self, member_id: str, tier: int, rng: random.Random) -> None:
         """A new member goes to a random place in its round (memberlist does this too)."""
-        r = self._rounds[proven]
+        r = self._rounds[tier]
         r.order.insert(rng.randint(r.idx, len(r.order)), member_id)
         r.exhausted = False
 
-    def insert_many(self, member_ids: list[str], proven: bool, rng: random.Random) -> None:
+    def insert_many(self, member_ids: list[str], tier: int, rng: random.Random) -> None:
         """`insert` each; into a round with nothing left to probe, as one shuffled round (the
         same distribution: inserting each at a uniform place makes a uniform permutation)."""
-        r = self._rounds[proven]
+        r = self._rounds[tier]
         if r.idx >= len(r.order):
             r.order = list(member_ids)
             rng.shuffle(r.order)
@@ -124,44 +134,44 @@ class ProbeRounds:
         r.exhausted = not r.order
 
     def changed(self) -> None:
-        """The table changed (a member became eligible or proven): rounds found empty may have
-        candidates now."""
-        for r in self._rounds.values():
+        """The table changed (a member became eligible, heard or proven): rounds found empty
+        may have candidates now."""
+        for r in self._rounds:
             r.exhausted = False
 
     def next(
         self,
-        candidates: Callable[[bool], Iterable[str]],
-        accept: Callable[[str, bool], bool],
+        candidates: Callable[[int], Iterable[str]],
+        accept: Callable[[str, int], bool],
         rng: random.Random,
     ) -> str | None:
-        """The next member to probe. `candidates(proven)` lists the eligible members of a kind
-        (for a new round); `accept(id, proven)` says whether a queued id still qualifies."""
+        """The next member to probe. `candidates(tier)` lists the eligible members of a tier
+        (for a new round); `accept(id, tier)` says whether a queued id still qualifies."""
         self._slot += 1
-        first = self._slot % self.unproven_every != 0
-        for proven in (first, not first):
-            found = self._next_of(proven, candidates, accept, rng)
+        unproven_slot = self._slot % self.unproven_every == 0
+        for tier in (HEARD, UNHEARD, PROVEN) if unproven_slot else (PROVEN, HEARD, UNHEARD):
+            found = self._next_of(tier, candidates, accept, rng)
             if found is not None:
                 return found
         return None
 
     def _next_of(
         self,
-        proven: bool,
-        candidates: Callable[[bool], Iterable[str]],
-        accept: Callable[[str, bool], bool],
+        tier: int,
+        candidates: Callable[[int], Iterable[str]],
+        accept: Callable[[str, int], bool],
         rng: random.Random,
     ) -> str | None:
-        r = self._rounds[proven]
+        r = self._rounds[tier]
         for fresh in (False, True):
             while r.idx < len(r.order):
                 member_id = r.order[r.idx]
                 r.idx += 1
-                if accept(member_id, proven):
+                if accept(member_id, tier):
                     return member_id
             if fresh or r.exhausted:
                 break
-            r.order = list(candidates(proven))
+            r.order = list(candidates(tier))
             rng.shuffle(r.order)
             r.idx = 0
             r.exhausted = not r.order
@@ -202,7 +212,7 @@ class MemberTable:
         self.version = next_version()
         proven = m.id in self.proven
         if stored is None:
-            self._rounds.insert(m.id, proven, rng)
+            self._rounds.insert(m.id, self._tier(m.id), rng)
         elif probe_eligible(m) != probe_eligible(stored):
             self._rounds.changed()
         if m.health in (Health.ALIVE, Health.SUSPECT):
@@ -233,7 +243,7 @@ class MemberTable:
         self.heard.update(ids)
         for index in (self.live, self.proven_live, self.heard_live):
             index.update(ids)
-        self._rounds.insert_many(ids, True, rng)
+        self._rounds.insert_many(ids, PROVEN, rng)
         self._rounds.changed()
         self.version = next_version()
 
@@ -267,6 +277,7 @@ class MemberTable:
             self.heard.add(member_id)
             if member_id in self.live:
                 self.heard_live.add(member_id)
+            self._rounds.changed()  # it moves up a tier: that round may have been found empty
 
     def eviction_candidate(self) -> str | None:
         """Who makes room at the cap: the oldest Departed member, else a Confirmed one we never
@@ -277,28 +288,21 @@ class MemberTable:
         return victim
 
     def next_probe(self, rng: random.Random) -> str | None:
-        mid = self._rounds.next(self._candidates, self._accept, rng)
-        if mid is not None and mid not in self.heard:
-            # The unproven slot came to a member known only from datagram rumors: a live one
-            # that talked to us or that a push-pull introduced goes first. Without this, a
-            # real member not yet proven here (killed seconds after joining) was one of 129
-            # in that slot behind 128 invented ones: never probed by us, so our confirmation
-            # never shortened the others' suspicion (Confirmed at the 38 s maximum, not 6 s).
-            pool = [m for m in self.heard_live if m not in self.proven]
-            if pool:
-                mid = pool[rng.randrange(len(pool))]
-        return mid
+        return self._rounds.next(self._candidates, self._accept, rng)
 
-    def _candidates(self, proven: bool) -> list[str]:
+    def _tier(self, member_id: str) -> int:
+        if member_id in self.proven:
+            return PROVEN
+        return HEARD if member_id in self.heard else UNHEARD
+
+    def _candidates(self, tier: int) -> list[str]:
         return [
-            mid
-            for mid, m in self.by_id.items()
-            if (mid in self.proven) == proven and probe_eligible(m)
+            mid for mid, m in self.by_id.items() if self._tier(mid) == tier and probe_eligible(m)
         ]
 
-    def _accept(self, member_id: str, proven: bool) -> bool:
+    def _accept(self, member_id: str, tier: int) -> bool:
         m = self.by_id.get(member_id)
-        return m is not None and (member_id in self.proven) == proven and probe_eligible(m)
+        return m is not None and self._tier(member_id) == tier and probe_eligible(m)
 
     def proxies(self, k: int, target_id: str, rng: random.Random) -> list[str]:
         """`k` members to probe `target_id` for us: proven ones (an invented proxy never nacks,
