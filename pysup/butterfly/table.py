@@ -107,12 +107,17 @@ member, whose confirmation then never shortened the suspicion (38 s to Confirmed
 
 class ProbeRounds:
     """The probe order: one shuffled round-robin per tier (`PROVEN`, `HEARD`, `UNHEARD`). Every
-    `unproven_every`-th probe goes to the unproven tiers, heard before unheard."""
+    `unproven_every`-th probe goes to the unproven tiers, heard before unheard; sooner when the
+    proven round is shorter than that (one unproven probe per pass of the proven members), so
+    in a small ring a newcomer is proven, and probed, as often as its one or two peers. With
+    every 4th slot, a member killed seconds after joining a 3-member ring waited behind three
+    probes of the other one (each slower as Lifeguard's local health rose): suspected 9 s
+    after it, and Confirmed past the test's bound, with nobody left to confirm sooner."""
 
     def __init__(self, unproven_every: int) -> None:
         self.unproven_every = unproven_every
         self._rounds = (_Round(), _Round(), _Round())
-        self._slot = 0
+        self._since_unproven = 0  # probes since the last unproven slot
 
     def insert(self, member_id: str, tier: int, rng: random.Random) -> None:
         """A new member goes to a random place in its round (memberlist does this too)."""
@@ -147,8 +152,9 @@ class ProbeRounds:
     ) -> str | None:
         """The next member to probe. `candidates(tier)` lists the eligible members of a tier
         (for a new round); `accept(id, tier)` says whether a queued id still qualifies."""
-        self._slot += 1
-        unproven_slot = self._slot % self.unproven_every == 0
+        pass_len = max(1, len(self._rounds[PROVEN].order))
+        unproven_slot = self._since_unproven >= min(self.unproven_every - 1, pass_len)
+        self._since_unproven = 0 if unproven_slot else self._since_unproven + 1
         for tier in (HEARD, UNHEARD, PROVEN) if unproven_slot else (PROVEN, HEARD, UNHEARD):
             found = self._next_of(tier, candidates, accept, rng)
             if found is not None:

@@ -166,3 +166,33 @@ def test_the_unproven_slot_goes_to_a_member_that_talked_to_us_before_invented_on
     probed = [table.next_probe(rng) for _ in range(LAN.unproven_probe_every)]
     assert talked.id in probed
     assert set(probed) <= {proven.id, talked.id}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_in_a_small_ring_a_newcomer_is_probed_once_per_pass_of_the_proven_members(
+    seed: int,
+) -> None:
+    """Seen from one member of a 3-member ring: one peer proven, the newcomer not yet. The
+    newcomer takes every other probe (one per pass of the proven round), not every 4th: killed
+    seconds after joining, it was suspected 9 s after the other killed member and Confirmed
+    past tests/integration/test_leader.py's bound. A large proven ring keeps the 1-in-4 share
+    (flooded with invented members, the proven ones still get 3 probes in 4)."""
+    rng = random.Random(seed)
+    small = MemberTable(LAN.unproven_probe_every)
+    peer, newcomer = mk(1), mk(2)
+    for m in (peer, newcomer):
+        small.put(m, None, rng)
+    small.mark_proven(peer.id)
+    probed = [small.next_probe(rng) for _ in range(8)]
+    assert probed.count(newcomer.id) == 4, probed
+    assert newcomer.id in probed[:2], probed
+
+    big = MemberTable(LAN.unproven_probe_every)
+    proven = [mk(100 + i) for i in range(20)]
+    invented = [mk(1000 + i) for i in range(128)]
+    for m in (*proven, *invented):
+        big.put(m, None, rng)
+    for m in proven:
+        big.mark_proven(m.id)
+    probed = [big.next_probe(rng) for _ in range(400)]
+    assert sum(p in {m.id for m in proven} for p in probed) == 300
