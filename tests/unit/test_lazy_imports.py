@@ -89,3 +89,15 @@ def test_the_command_line_of_a_plain_start_does_not_import_other_commands(tmp_pa
         f"assert pysup.cli.main(['run', '--state-dir={tmp_path}/s']) == 0"
     )
     assert _imported_by(code) == []
+
+
+def test_the_reaper_of_a_childless_supervisor_does_not_load_ctypes() -> None:
+    """What `Supervisor.run` installs first: asking whether we are a subreaper needs ctypes
+    (~0.8 MiB), and waits for the first child (tests/unit/test_reaper_deferred.py)."""
+    code = (
+        "import asyncio\n"
+        "from pysup.service.reaper import Reaper\n"
+        "async def main(): Reaper().install(make_subreaper=False)\n"
+        "asyncio.run(main())"
+    )
+    assert _imported_by(code) == []
