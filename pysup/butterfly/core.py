@@ -28,6 +28,7 @@ from pysup.butterfly.config import MAX_INCARNATION, GossipConfig
 from pysup.butterfly.effects import (
     Addr,
     Effect,
+    ProbeFailed,
     ProbeRtt,
     Rejected,
     RumorChanged,
@@ -397,6 +398,8 @@ class SwimCore:
         target = self._members.get(probe.target_id)
         if target is None or target.incarnation != probe.incarnation:
             return
+        if target.health in (Health.ALIVE, Health.SUSPECT):
+            effects.append(ProbeFailed(target.id, probe.nacks, probe.expected_nacks))
         if target.health == Health.ALIVE:
             self._m.apply_member(
                 target.with_health(Health.SUSPECT), target, now, self.me.id, effects
