@@ -294,11 +294,17 @@ class SwimCore:
         if self.departed:
             return
         if kind == "probe":
+            probe = self._probe
+            if probe is not None and not probe.acked:
+                # An unanswered probe runs for the interval scaled by local health (more time
+                # for indirect acks); an answered one does not slow the next (memberlist).
+                end = probe.sent_at + self._health.scale(self.config.probe_interval_s)
+                if now < end:
+                    self._timers.schedule("probe", "", end)
+                    return
             self._finish_probe(now, effects)
             self._start_probe(now, effects)
-            self._timers.schedule(
-                "probe", "", now + self._health.scale(self.config.probe_interval_s)
-            )
+            self._timers.schedule("probe", "", now + self.config.probe_interval_s)
         elif kind == "probe_timeout":
             self._indirect_probe(now, effects)
         elif kind == "gossip":

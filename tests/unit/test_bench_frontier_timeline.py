@@ -50,7 +50,8 @@ def test_serf_timeline_reads_memberlist_lines_the_same_way() -> None:
     a, b = Observer(1, me="h1"), Observer(1, me="h2")
     _serf(a, "memberlist: Suspect h3 has failed, no acks received", 101.5)
     _serf(b, "memberlist: Suspect h3 has failed, no acks received", 102.5)
-    _serf(a, "memberlist: Marking h3 as failed, suspect timeout reached (2 peer confirmations)", 106)
+    marked = "memberlist: Marking h3 as failed, suspect timeout reached (2 peer confirmations)"
+    _serf(a, marked, 106.0)
     _serf(a, "serf: EventMemberFailed: h3 10.0.0.4", 106.0)
     _serf(b, "serf: EventMemberFailed: h3 10.0.0.4", 106.3)
     line = ftl.kill_timeline("serf", [a, b], "h3", 100.0, 110.0)

@@ -176,7 +176,11 @@ def test_nacks_decide_how_much_local_health_suffers(nacks: int) -> None:
     assert h.core.local_health == CFG.indirect_checks - nacks
 
 
-def test_local_health_stretches_probe_interval_and_timeout() -> None:
+def test_local_health_stretches_an_unanswered_probe_not_the_next_answered_one() -> None:
+    """memberlist's pacing: a degraded member gives an unanswered probe (score + 1) periods to
+    collect indirect acks before it suspects, but an answered probe does not delay the next.
+    Stretching every period (as before) cut a lossy ring's probe rate, and so the rate at which
+    a killed member is found and confirmed, by the average score."""
     h = Harness(ring(5))
     ping, t0 = first_probe(h)
     target = h.by_addr[ping.addr]
@@ -184,15 +188,20 @@ def test_local_health_stretches_probe_interval_and_timeout() -> None:
     t1 = t0 + CFG.probe_interval_s
     h.advance(t1)  # failed probe, no nacks: score 3; the next probe (answered) goes out at t1
     assert h.core.local_health == 3
-    # The next period is (score + 1) times as long: no probe until then.
-    t2 = t1 + CFG.probe_interval_s * 4
-    assert sends(h.advance(t2 - 1e-6), Ping) == []
-    h.answer = set()  # this one goes unanswered
-    assert len(sends(h.advance(t2), Ping)) == 1
-    assert h.core.local_health == 2  # the answered probe at t1 lowered the score by one
-    # ... and its ack timeout is stretched the same way: ping-reqs only after 3 * 0.5 s.
+    h.answer = set()  # from here on nobody answers
+    # The answered probe at t1 does not hold the next one back: it goes out one period later.
+    t2 = t1 + CFG.probe_interval_s
+    (second,) = sends(h.advance(t2), Ping)
+    assert h.core.local_health == 2  # the answered probe lowered the score by one
+    # Its ack timeout is stretched by the score (ping-reqs after 3 * 0.5 s) ...
     assert sends(h.advance(t2 + CFG.probe_timeout_s * 3 - 1e-6), PingReq) == []
     assert len(sends(h.advance(t2 + CFG.probe_timeout_s * 3), PingReq)) == CFG.indirect_checks
+    # ... and, unanswered, it runs 3 periods before its target is suspected and the next goes.
+    quiet = h.advance(t2 + CFG.probe_interval_s * 3 - 1e-6)
+    assert sends(quiet, Ping) == [] and not changes(quiet, h.by_addr[second.addr].id)
+    effects = h.advance(t2 + CFG.probe_interval_s * 3)
+    assert changes(effects, h.by_addr[second.addr].id)[0].member.health == Health.SUSPECT
+    assert len(sends(effects, Ping)) == 1
 
 
 def test_acking_a_ping_and_ignoring_one_for_someone_else() -> None:
