@@ -5,8 +5,8 @@
 
 A fast, deterministic companion of `bench.frontier` (real processes in network namespaces, against
 Serf) for iterating on the protocol: per seed, a converged ring of `--n` members in
-`pysup.testing.simnet` with every datagram lost with probability `loss` (streams are not lost:
-the simulator's TCP is reliable and as fast as a datagram, which flatters a TCP fallback), then
+`pysup.testing.simnet` with every datagram lost with probability `loss` (streams see it as TCP
+does: lost packets resent after a retransmission timeout, `NetProfile.stream_loss`), then
 `--window` virtual seconds counting failed probes of live members (each a false suspicion or
 confirmation), suspicions started and false Confirmed; then one member crashes and we time its
 first failed probe, the confirmations of the timer that decided, and Confirmed at every member.
@@ -39,7 +39,7 @@ class SeedRun:
 
 
 def run_seed(seed: int, n: int, config: GossipConfig, loss: float, window_s: float) -> SeedRun:
-    sim = SimNetwork(seed, config, NetProfile(loss=loss))
+    sim = SimNetwork(seed, config, NetProfile(loss=loss, stream_loss=True))
     for _ in range(n):
         sim.add_member()
     sim.converge_instantly()
@@ -107,6 +107,12 @@ def summary(runs: list[SeedRun], window_s: float, n: int) -> dict[str, float]:
     }
 
 
+def _value(v: str) -> object:
+    if v in ("True", "False"):
+        return v == "True"
+    return float(v) if "." in v else int(v)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.frontier_sim", description=__doc__)
     ap.add_argument("--presets", default="lan")
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], help="FIELD=VALUE on every preset (repeatable)"
     )
     args = ap.parse_args(argv)
-    changes = {k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in args.set)}
+    changes = {k: _value(v) for k, v in (a.split("=") for a in args.set)}
     cols = [
         "detect_p50_s",
         "first_failed_s",

@@ -253,6 +253,9 @@ class SwimCore:
         stream = isinstance(msg, PushPull | RumorPush)
         if self.departed or not self._m.accept_sender(msg.sender, src, now, effects, stream):
             return effects
+        probe = self._probe
+        if stream and probe is not None and msg.sender.id == probe.target_id:
+            probe.acked = True  # it answered over a stream: alive (the TCP fallback's ack)
         # What a datagram source may introduce is rate-limited by source; a stream's is not.
         via = None if stream else src
         if isinstance(msg, Ping):
@@ -389,6 +392,11 @@ class SwimCore:
             msg = PingReq(probe.seq, self.me, target, self._piggyback())
             effects.append(Send(self._members[mid].addr, msg))
         probe.expected_nacks = len(proxies)
+        if self.config.tcp_fallback:
+            # memberlist's TCP fallback, in parallel with the indirect probes: a stream retries
+            # lost segments, so a member behind a lossy path still answers within the period.
+            # A push-pull is our stream request that the member answers (see `_receive`).
+            effects.append(self._request(target.addr))
 
     def _finish_probe(self, now: float, effects: list[Effect]) -> None:
         probe, self._probe = self._probe, None

@@ -573,3 +573,30 @@ def test_same_seed_same_effects() -> None:
 
     assert trace(3) == trace(3)
     assert trace(3) != trace(4)
+
+
+def test_tcp_fallback_asks_over_a_stream_and_its_answer_saves_the_suspicion() -> None:
+    """memberlist's TCP fallback: with `tcp_fallback`, a missed direct ack also sends the target
+    a push-pull over a stream, and its reply within the period counts as the ack. Without it
+    (LAN) no stream goes out and the same silence makes the target Suspect."""
+    cfg = CFG.with_(tcp_fallback=True)
+    h = Harness(ring(5), cfg)
+    ping, t0 = first_probe(h)
+    target = h.by_addr[ping.addr]
+    effects = h.advance(t0 + cfg.probe_timeout_s)
+    streams = [e for e in effects if isinstance(e, StreamSend)]
+    assert [s.addr for s in streams] == [target.addr]
+    assert isinstance(streams[0].msg, PushPull) and not streams[0].msg.reply
+    assert len(sends(effects, PingReq)) == cfg.indirect_checks  # in parallel, not instead
+    h.feed(target, PushPull(target, (target,), (), False, True))  # the stream's reply
+    effects = h.advance(t0 + cfg.probe_interval_s)
+    assert not changes(effects, target.id)
+    assert h.core.member(target.id).health == Health.ALIVE  # type: ignore[union-attr]
+    assert h.core.local_health == 0  # an answered probe
+
+    lan = Harness(ring(5))
+    ping, t0 = first_probe(lan)
+    effects = lan.advance(t0 + CFG.probe_timeout_s)
+    assert not [e for e in effects if isinstance(e, StreamSend)]
+    effects = lan.advance(t0 + CFG.probe_interval_s)
+    assert changes(effects, lan.by_addr[ping.addr].id)[0].member.health == Health.SUSPECT
