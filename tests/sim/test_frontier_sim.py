@@ -57,8 +57,9 @@ def test_lan_fast_confirms_a_crash_everywhere_but_not_before_its_floor() -> None
     at: dict[str, float] = {}
 
     def observe(node: SimNode, e: Effect, now: float) -> None:
-        confirmed = isinstance(e, MemberChanged) and e.member.health == Health.CONFIRMED
-        if confirmed and e.member.id == victim.id:  # type: ignore[union-attr]
+        if not isinstance(e, MemberChanged) or e.member.id != victim.id:
+            return
+        if e.member.health == Health.CONFIRMED:
             at.setdefault(node.id, now)
 
     net.observers.append(observe)
