@@ -2,7 +2,7 @@
 
 For each kill (`bench.frontier`), per system, from the logs every member writes anyway:
 
-- **failed probes** of the victim: pysup's ``gossip.probe_failed`` (debug), memberlist's
+- **failed probes** of the victim: pysup's ``gossip.probe_failed``, memberlist's
   ``Suspect X has failed, no acks received``. Both are logged by the prober whenever a probe of a
   member (Alive or already Suspect) got no ack, direct or indirect: the first one starts the
   suspicion, each later one from another member is an independent (Lifeguard) confirmation;
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 PROBE_FAILED = "gossip.probe_failed"
-"""pysup's debug event for a probe that got no ack (`pysup.butterfly.effects.ProbeFailed`)."""
+"""pysup's event (info) for a probe that got no ack (`pysup.butterfly.effects.ProbeFailed`)."""
 
 
 class View(Protocol):

@@ -213,7 +213,9 @@ class Runner:
             if self.metrics is not None:
                 self.metrics.probe_rtt.observe(e.seconds)
         elif isinstance(e, ProbeFailed):
-            log.debug(
+            # Info, like memberlist's "Suspect X has failed": one line per failed probe (rare on
+            # a healthy network), what an operator reads first when members flap.
+            log.info(
                 "gossip.probe_failed",
                 member_id=e.member_id,
                 nacks=e.nacks,
