@@ -67,10 +67,16 @@ class KillTimeline:
 def _probe_failures(system: str, v: View, target: str, since: float, until: float) -> list[float]:
     if system == "serf":
         return [e.t for e in v.events("suspect", since, until) if e.target == target]
+    failed = [e for e in v.other if e.kind == PROBE_FAILED]
+    if failed:
+        mine = (e for e in failed if e.fields.get("member_id") == target)
+        return [e.t for e in mine if since <= e.t <= until]
+    # A pysup from before gossip.probe_failed: the suspicions it started itself (its first
+    # failed probe of a member; confirmations by its own later probes are not in its log).
     return [
         e.t
-        for e in v.other
-        if e.kind == PROBE_FAILED and since <= e.t <= until and e.fields.get("member_id") == target
+        for e in v.events("suspect", since, until)
+        if e.target == target and e.fields.get("suspected_by") == v.me
     ]
 
 
