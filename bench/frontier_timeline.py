@@ -57,6 +57,9 @@ class KillTimeline:
     """Confirmations counted by each suspicion timer that made the victim Confirmed."""
     first_confirmed_s: float
     last_confirmed_s: float
+    target: str = ""
+    t0: float = math.nan
+    """The kill, wall-clock seconds (to line the timeline up with kept logs)."""
 
     @property
     def suspicion_s(self) -> float:
@@ -119,6 +122,8 @@ def kill_timeline(
         tuple(sorted(timers)),
         first_c - t0,
         last_c - t0,
+        target,
+        t0,
     )
 
 
