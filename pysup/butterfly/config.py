@@ -169,6 +169,18 @@ class GossipConfig:
         """`SuspicionMult * max(1, log10 N) * ProbeInterval` (Lifeguard's lower bound)."""
         return self.suspicion_mult * max(1.0, math.log10(max(1, n))) * self.probe_interval_s
 
+    def relay_nack_s(self) -> float:
+        """Seconds a proxy waits for the target's ack before it nacks a ping-req: 80% of the
+        time the asker has left after sending it, `min(probe_timeout_s, probe_interval_s -
+        probe_timeout_s)` (the asker sends ping-reqs at `probe_timeout_s` and decides at
+        `probe_interval_s`; both stretch alike with its local health). A nack after the full
+        `probe_timeout_s` (memberlist's timing) reached a LAN asker one network latency after
+        its period had ended, every time: Lifeguard then counted each failed probe of a dead
+        member as missed nacks, our own fault (+`indirect_checks` to local health), which
+        slowed the probers of the next failure. 20% is the margin for latency and scheduling;
+        a target's ack after it (> 400 ms on LAN) is no longer relayed."""
+        return 0.8 * min(self.probe_timeout_s, self.probe_interval_s - self.probe_timeout_s)
+
     def suspicion_max_s(self, n: int) -> float:
         return self.suspicion_max_timeout_mult * self.suspicion_min_s(n)
 

@@ -446,7 +446,7 @@ class SwimCore:
         seq = self._next_seq()
         self._relays[seq] = _Relay(src, msg.seq)
         effects.append(Send(msg.target.addr, Ping(seq, self.me, msg.target.id, self._piggyback())))
-        self._timers.schedule("relay", str(seq), now + self.config.probe_timeout_s)
+        self._timers.schedule("relay", str(seq), now + self.config.relay_nack_s())
         self._merge_rumors(msg.rumors, now, effects, src)
 
     # --- dissemination ------------------------------------------------------------------

@@ -69,3 +69,27 @@ def test_lan_fast_confirms_a_crash_everywhere_but_not_before_its_floor() -> None
     bound = LAN_FAST.suspicion_max_s(N) + LAN_FAST.probe_interval_s * 8
     assert net.run_for(bound, lambda: len(at) == N - 1)
     assert min(at.values()) - t0 >= LAN_FAST.suspicion_min_s(N)  # Lifeguard's floor, 3 s
+
+
+def test_probing_a_dead_member_does_not_hurt_the_probers_local_health() -> None:
+    """The proxies' nacks reach each prober before its period ends, so a failed probe of a
+    dead member (every proxy nacked) is not blamed on the prober's own links. Before, the
+    nacks came one latency too late, each such probe added `indirect_checks` to local health,
+    and the next failure's first probes ran periods up to 4x as long."""
+    net = SimNetwork(3, LAN, NetProfile())
+    for _ in range(N):
+        net.add_member()
+    net.converge_instantly()
+    victim = list(net.nodes.values())[4]
+    failed: list[str] = []
+
+    def observe(node: SimNode, e: Effect, now: float) -> None:
+        if isinstance(e, ProbeFailed) and e.member_id == victim.id:
+            failed.append(node.id)
+
+    net.observers.append(observe)
+    net.run_for(10.0)
+    net.crash(victim)
+    net.run_for(LAN.suspicion_min_s(N) + 2.0)
+    assert len(set(failed)) >= 2  # several members probed it and failed
+    assert all(n.core.local_health == 0 for n in net.nodes.values() if n.up)

@@ -223,10 +223,13 @@ def test_relaying_a_ping_req_acks_or_nacks_the_asker() -> None:
     # The target answers: the asker gets an ack with its own seq.
     (ack,) = sends(h.feed(target, Ack(relay_seq, target)), Ack)
     assert ack.addr == asker.addr and ack.msg.seq == 5  # type: ignore[union-attr]
-    # A second ping-req that goes unanswered: a nack after probe_timeout.
+    # A second ping-req that goes unanswered: a nack in time to reach the asker before its
+    # probe period ends (it sent the ping-req at probe_timeout and decides at probe_interval).
     (ping,) = sends(h.feed(asker, PingReq(6, asker, target)), Ping)
-    effects = h.advance(h.now + CFG.probe_timeout_s)
-    nacks = sends(effects, Nack)
+    nack_at = h.now + CFG.relay_nack_s()
+    assert CFG.probe_timeout_s + CFG.relay_nack_s() < CFG.probe_interval_s
+    assert sends(h.advance(nack_at - 1e-6), Nack) == []
+    nacks = sends(h.advance(nack_at), Nack)
     assert [(n.addr, n.msg.seq) for n in nacks] == [(asker.addr, 6)]  # type: ignore[union-attr]
 
 
