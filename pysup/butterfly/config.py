@@ -256,8 +256,8 @@ Serf's LAN profile on the same hosts in bench/README.md ("The frontier")."""
 
 PRESETS: dict[str, GossipConfig] = {
     "lan": LAN,
-    "lan-fast": LAN_FAST,
     "wan": WAN,
     "local": LOCAL,
     "habitat": HABITAT,
+    "lan-fast": LAN_FAST,
 }
