@@ -177,8 +177,8 @@ class GossipConfig:
         `probe_timeout_s` (memberlist's timing) reached a LAN asker one network latency after
         its period had ended, every time: Lifeguard then counted each failed probe of a dead
         member as missed nacks, our own fault (+`indirect_checks` to local health), which
-        slowed the probers of the next failure. 20% is the margin for latency and scheduling;
-        a target's ack after it (> 400 ms on LAN) is no longer relayed."""
+        slowed the probers of the next failure. 20% is the margin for latency and scheduling.
+        A target's ack that comes after the nack is still relayed, up to `probe_timeout_s`."""
         return 0.8 * min(self.probe_timeout_s, self.probe_interval_s - self.probe_timeout_s)
 
     def suspicion_max_s(self, n: int) -> float:

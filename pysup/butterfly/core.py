@@ -84,6 +84,7 @@ class _Probe:
 class _Relay:
     asker: Addr
     asker_seq: int
+    nacked: bool = False
 
 
 class SwimCore:
@@ -340,9 +341,16 @@ class SwimCore:
         elif kind == "suspect":
             self._m.suspicion_expired(key, now, effects)
         elif kind == "relay":
-            relay = self._relays.pop(int(key), None)
-            if relay is not None:
+            relay = self._relays.get(int(key))
+            if relay is None or relay.nacked:
+                self._relays.pop(int(key), None)
+            else:
+                # Nack in time for the asker's period, but still relay an ack that comes
+                # later, up to probe_timeout_s (as memberlist does).
                 effects.append(Send(relay.asker, Nack(relay.asker_seq, self.me)))
+                relay.nacked = True
+                rest = self.config.probe_timeout_s - self.config.relay_nack_s()
+                self._timers.schedule("relay", key, now + max(rest, 0.0))
         elif kind == "depart":
             self._m.confirm_expired(key, now, effects)
         elif kind == "gc":

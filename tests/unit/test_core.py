@@ -231,6 +231,13 @@ def test_relaying_a_ping_req_acks_or_nacks_the_asker() -> None:
     assert sends(h.advance(nack_at - 1e-6), Nack) == []
     nacks = sends(h.advance(nack_at), Nack)
     assert [(n.addr, n.msg.seq) for n in nacks] == [(asker.addr, 6)]  # type: ignore[union-attr]
+    # An ack that comes after the nack, within probe_timeout, is still relayed ...
+    (late,) = sends(h.feed(target, Ack(ping.msg.seq, target)), Ack)  # type: ignore[union-attr]
+    assert late.addr == asker.addr and late.msg.seq == 6  # type: ignore[union-attr]
+    # ... and one after probe_timeout is not.
+    (ping,) = sends(h.feed(asker, PingReq(7, asker, target)), Ping)
+    h.advance(h.now + CFG.probe_timeout_s)
+    assert sends(h.feed(target, Ack(ping.msg.seq, target)), Ack) == []  # type: ignore[union-attr]
 
 
 # --- suspicion timeouts -------------------------------------------------------------------
