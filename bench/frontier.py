@@ -234,7 +234,7 @@ def false_positives(ring: LabRing, since: float, until: float) -> dict[str, Any]
 class Options:
     hosts: int = 10
     losses: tuple[float, ...] = (0.0, 0.05, 0.10)
-    presets: tuple[str, ...] = ("lan",)
+    presets: tuple[str, ...] = ("lan", "lan-fast")
     window_s: float = 300.0
     kills: int = 3
     serf: bool = True
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="5 hosts, 45 s windows, 1 kill a level")
     ap.add_argument("--hosts", type=int)
     ap.add_argument("--loss", help="comma-separated loss probabilities [0,0.05,0.1]")
-    ap.add_argument("--presets", help="comma-separated pysup presets by name [lan]")
+    ap.add_argument("--presets", help="comma-separated pysup presets by name [lan,lan-fast]")
     ap.add_argument("--window", type=float, help="false-positive window per level, s [300]")
     ap.add_argument("--kills", type=int, help="kills per level [3]")
     ap.add_argument("--no-serf", action="store_true")
