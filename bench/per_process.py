@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from bench import traffic
@@ -59,6 +60,8 @@ class Options:
     """Health-check interval of the loaded service (its hook runs this often on every member)."""
     profile_burst_s: float = 0.0
     """> 0: py-spy records one member this long from the start of the burst."""
+    cprofile_burst: str | None = None
+    """A path: member 1 runs under cProfile over the burst's window; its stats are kept there."""
     serf: bool = True
     serf_events: int = 3
     seed: int | None = None
@@ -108,7 +111,8 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
         out.append(Result.from_samples(SYSTEM, metric, n, samples, unit, **meta, **kw))
 
     tag = f"{SYSTEM} n={n}"
-    with ProcRing(n, profile=opts.profile) as ring:
+    cprof = 1 if opts.cprofile_burst else None
+    with ProcRing(n, profile=opts.profile, cprofile_index=cprof) as ring:
         say(f"{tag}: bootstrap (spawning {n} processes)")
         acc["bootstrap"].add(ring.bootstrap())
         # The bootstrap split in two: interpreter start-up (N at once) and the join itself.
@@ -184,6 +188,7 @@ def _service_phases(
         idle_cpu_per_process=idle,
         health_interval_s=opts.health_interval_s,
         profile_s=opts.profile_burst_s,
+        cprofile_out=Path(opts.cprofile_burst) if opts.cprofile_burst else None,
         say=lambda m: say(f"{tag}: {m}"),
     )
     burst_meta = {k: v for k, v in b.items() if k not in ("up_s",)}
@@ -256,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-serf", action="store_true")
     ap.add_argument("--profile-burst", type=float, default=0.0, metavar="SECONDS")
     ap.add_argument(
+        "--cprofile-burst",
+        metavar="PATH",
+        help="member 1 runs under cProfile during the burst; its stats are kept at PATH and "
+        "summarised by function family (bench.cprof_table)",
+    )
+    ap.add_argument(
         "--burst-only",
         action="store_true",
         help="bootstrap, a short idle window and the burst (goal 6) only: no start-ups, "
@@ -267,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         serf=not args.no_serf,
         profile_burst_s=args.profile_burst,
+        cprofile_burst=args.cprofile_burst,
     )
     if args.burst_only:
         opts = replace(opts, **BURST_ONLY)
