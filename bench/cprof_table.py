@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import marshal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,7 @@ class Summary:
     total_s: float
     families: dict[str, float]
     calls: dict[str, int]
-    """Calls charged to each family (a builtin's calls go where its time goes)."""
+    """Calls charged to each family (a builtin's calls go to its callers by their call counts)."""
     overhead_s: float
     """The profiler's measured cost per call (0: unknown)."""
     counts: dict[str, int]
@@ -134,9 +134,11 @@ def load_stats(path: Path) -> dict[Func, Any]:
     return stats
 
 
-def summarize(stats: Mapping[Func, Any], top: int = 30, overhead_s: float = 0.0) -> Summary:
-    """Charge every function's own time to a family (see the module docstring). `overhead_s`:
-    the profiler's cost per call, to estimate each family's time without it."""
+def _charge(
+    stats: Mapping[Func, Any], edge: int, amount: Callable[[Any], float]
+) -> dict[str, float]:
+    """Sum `amount` of every function into families; a function of no family passes its amount
+    to its callers in proportion to field `edge` of each caller's record (2: time, 1: calls)."""
     memo: dict[Func, dict[str, float]] = {}
 
     def shares(fn: Func, active: set[Func]) -> dict[str, float]:
@@ -152,7 +154,7 @@ def summarize(stats: Mapping[Func, Any], top: int = 30, overhead_s: float = 0.0)
         if fn in active or not callers:
             return {LOOP: 1.0}
         active.add(fn)
-        weights = {c: e[2] for c, e in callers.items()}
+        weights = {c: float(e[edge]) for c, e in callers.items()}
         if sum(weights.values()) <= 0:
             weights = {c: float(e[1]) for c, e in callers.items()}
         total = sum(weights.values()) or 1.0
@@ -164,12 +166,19 @@ def summarize(stats: Mapping[Func, Any], top: int = 30, overhead_s: float = 0.0)
         memo[fn] = out
         return out
 
-    families: dict[str, float] = {}
-    calls: dict[str, float] = {}
-    for fn, (_cc, nc, tt, _ct, _callers) in stats.items():
+    got: dict[str, float] = {}
+    for fn, v in stats.items():
         for fam, part in shares(fn, set()).items():
-            families[fam] = families.get(fam, 0.0) + tt * part
-            calls[fam] = calls.get(fam, 0.0) + nc * part
+            got[fam] = got.get(fam, 0.0) + amount(v) * part
+    return got
+
+
+def summarize(stats: Mapping[Func, Any], top: int = 30, overhead_s: float = 0.0) -> Summary:
+    """Charge every function's own time to a family (see the module docstring). `overhead_s`:
+    the profiler's cost per call, to estimate each family's time without it."""
+    families = _charge(stats, 2, lambda v: float(v[2]))
+    # The profiler's cost is per call: calls go up by the callers' call counts, not their time.
+    calls = _charge(stats, 1, lambda v: float(v[1]))
     counts = {label: 0 for label, _, _ in COUNTED}
     for (file, _line, name), (_cc, nc, _tt, _ct, _callers) in stats.items():
         for label, frag, fname in COUNTED:
