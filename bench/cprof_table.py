@@ -92,7 +92,7 @@ IMPORTS = "imports (modules a first plan load brings in)"
 
 COUNTED: tuple[tuple[str, str, str], ...] = (
     ("service rumors decoded", "butterfly/records.py", "_unpack_service"),
-    ("member records decoded", "butterfly/records.py", "_unpack_member"),
+    ("member rumors decoded", "butterfly/records.py", "_unpack_member_rumor"),
     ("census builds", "pysup/census_build.py", "build_census"),
     ("template renders", "handlebars/__init__.py", "render"),
     ("service reconciles", "service/service.py", "_reconcile"),
