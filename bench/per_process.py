@@ -2,6 +2,7 @@
 Serf agent per member, same N, back to back in the same run.
 
     python -m bench.per_process --members 10 [--quick] [--no-serf] [--profile-burst 20]
+        [--burst-only | --detect-only]
 
 One pysup session per N (a fresh `ProcRing`), in this order:
 
@@ -40,6 +41,7 @@ from bench.burst import load_burst, make_plan
 from bench.e2e import config_apply, health_change
 from bench.measure import Result, SampleAccumulator, summary_json
 from bench.procs import SYSTEM, ProcRing, http_get_many, procs_capacity
+from bench.timeline import detection_timeline
 from pysup.butterfly.config import PRESETS
 
 IDLE_WINDOW_CAP_S = 180.0
@@ -67,6 +69,9 @@ class Options:
 QUICK = Options(idle_window_s=20.0, startups=2, configs=1, serf_events=2)
 BURST_ONLY: dict[str, Any] = {"idle_window_s": 10.0, "startups": 0, "e2e": False, "serf": False}
 """`--burst-only`: what goal 6 needs (the idle window gives the CPU subtracted from the burst)."""
+DETECT_ONLY: dict[str, Any] = {"burst": False, "e2e": False}
+"""`--detect-only`: everything up to the kill, as in a full run (the same idle window, so the
+victim dies as long after the bootstrap), then no service phases."""
 
 
 def idle_window(opts: Options, n: int) -> float:
@@ -98,6 +103,7 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
         for k in ("bootstrap", "join", "failure_detection", "event", "reconfigure")
     }
     out: list[Result] = []
+    extra: dict[str, dict[str, Any]] = {}
     meta: dict[str, Any] = {
         "profile": opts.profile,
         "host_mode": "one `pysup run` process per member",
@@ -157,11 +163,16 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
                 cfg.suspicion_max_s(n) + cfg.probe_interval_s * cfg.awareness_max_multiplier
             )
             acc["failure_detection"].add(ring.kill(victim, wait))
+            survivors = [(m.member_id or "", m.view) for m in ring.live]
+            assert victim.member_id is not None
+            timeline = detection_timeline(survivors, victim.member_id, ring.killed_at)
+            timeline["spawned_s_before_kill"] = ring.killed_at - victim.spawned_at
+            extra["failure_detection"] = {"timeline": timeline}
         if opts.burst or opts.e2e:
             _service_phases(ring, n, opts, rng, use["cpu"], acc, add, say)
     for metric, a in acc.items():
         if a.samples or a.timeouts:
-            add(metric, a.samples, all_s=a.all_s, timeouts=a.timeouts)
+            add(metric, a.samples, all_s=a.all_s, timeouts=a.timeouts, **extra.get(metric, {}))
     return out
 
 
@@ -261,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         help="bootstrap, a short idle window and the burst (goal 6) only: no start-ups, "
         "failure detection or end-to-end phases (N=100 is heavy on a small machine)",
     )
+    ap.add_argument(
+        "--detect-only",
+        action="store_true",
+        help="everything up to failure detection (with its timeline), no service phases",
+    )
     args = ap.parse_args(argv)
     opts = replace(
         QUICK if args.quick else Options(),
@@ -270,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.burst_only:
         opts = replace(opts, **BURST_ONLY)
+    if args.detect_only:
+        opts = replace(opts, **DETECT_ONLY)
     for r in run_per_process(args.members, opts, lambda m: print(m, file=sys.stderr)):
         print(summary_json(r))
     return 0

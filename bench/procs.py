@@ -134,6 +134,8 @@ class ProcRing:
         self.boot_started: list[float] = []
         self.boot_after_last: list[float] = []
         self._ports: set[int] = set()
+        self.killed_at = 0.0
+        """Wall-clock time of the last `kill` (its t0)."""
         (self.workdir / "gossip.toml").write_text(f'gossip_profile = "{profile}"\n')
 
     def __enter__(self) -> ProcRing:
@@ -311,7 +313,7 @@ class ProcRing:
         assert mid is not None
         observers = [m for m in self.live if m is not victim]
         victim.proc.send_signal(signal.SIGKILL)
-        t0 = time.time()
+        t0 = self.killed_at = time.time()
         victim.proc.wait()
         return self.poll(
             observers, lambda m: m.view.first(("confirmed", "departed"), mid, t0), t0, wait_s
