@@ -17,9 +17,12 @@ One pysup session per N (a fresh `ProcRing`), in this order:
 3. ``startups`` new members, one after another, each joining the seed: ``startup_healthz``
    (spawn to the first `/healthz` 200), ``startup_joined`` (spawn to its first member Alive),
    ``join`` (until each existing member lists it Alive). All but the last leave (SIGTERM).
-4. ``failure_detection``: kill -9 of the last newcomer, until each survivor lists it Confirmed.
+4. ``failure_detection_newcomer``: kill -9 of the last newcomer, until each survivor lists it
+   Confirmed, with the timeline of its detection (`bench.timeline`).
 5. ``burst`` (goal 6, `bench.burst`): `svc load` of the trivial plan on all N at once.
 6. ``event`` / ``reconfigure`` / ``health_census`` (goal 7, `bench.e2e`).
+7. ``failure_detection``: kill -9 of a random non-seed member there since the bootstrap (what
+   Serf's harness kills), with its timeline.
 
 Then one Serf session at the same N (`bench.serf.run_serf_bench`: bootstrap, idle cpu/rss/pss,
 join with start-up, user events, failure detection).
@@ -40,11 +43,15 @@ from bench import traffic
 from bench.burst import load_burst, make_plan
 from bench.e2e import config_apply, health_change
 from bench.measure import Result, SampleAccumulator, summary_json
-from bench.procs import SYSTEM, ProcRing, http_get_many, procs_capacity
+from bench.procs import SYSTEM, Member, ProcRing, http_get_many, procs_capacity
 from bench.timeline import detection_timeline
 from pysup.butterfly.config import PRESETS
 
 IDLE_WINDOW_CAP_S = 180.0
+VICTIMS = {
+    "failure_detection": "a random non-seed member there since the bootstrap (as Serf's)",
+    "failure_detection_newcomer": "the last start-up member, 3-4 s after it was spawned",
+}
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,14 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
     cfg = PRESETS[opts.profile]
     acc = {
         k: SampleAccumulator()
-        for k in ("bootstrap", "join", "failure_detection", "event", "reconfigure")
+        for k in (
+            "bootstrap",
+            "join",
+            "failure_detection",
+            "failure_detection_newcomer",
+            "event",
+            "reconfigure",
+        )
     }
     out: list[Result] = []
     extra: dict[str, dict[str, Any]] = {}
@@ -156,20 +170,31 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
             time.sleep(1.0)
         for key, samples in startup.items() if opts.startups else ():
             add(f"startup_{key}", samples, "s", t0="just before spawning the interpreter")
+        wait = 30.0 + 1.5 * (
+            cfg.suspicion_max_s(n) + cfg.probe_interval_s * cfg.awareness_max_multiplier
+        )
+
+        def detect(metric: str, member: Member) -> None:
+            acc[metric].add(ring.kill(member, wait))
+            survivors = [(m.member_id or "", m.view) for m in ring.live]
+            assert member.member_id is not None
+            timeline = detection_timeline(survivors, member.member_id, ring.killed_at)
+            timeline["spawned_s_before_kill"] = ring.killed_at - member.spawned_at
+            extra[metric] = {"timeline": timeline, "victim": VICTIMS[metric]}
+
         if victim is not None:
             time.sleep(2.0 + rng.random())
-            say(f"{tag}: failure detection")
-            wait = 30.0 + 1.5 * (
-                cfg.suspicion_max_s(n) + cfg.probe_interval_s * cfg.awareness_max_multiplier
-            )
-            acc["failure_detection"].add(ring.kill(victim, wait))
-            survivors = [(m.member_id or "", m.view) for m in ring.live]
-            assert victim.member_id is not None
-            timeline = detection_timeline(survivors, victim.member_id, ring.killed_at)
-            timeline["spawned_s_before_kill"] = ring.killed_at - victim.spawned_at
-            extra["failure_detection"] = {"timeline": timeline}
+            say(f"{tag}: failure detection (the newcomer)")
+            detect("failure_detection_newcomer", victim)
         if opts.burst or opts.e2e:
             _service_phases(ring, n, opts, rng, use["cpu"], acc, add, say)
+        if victim is not None:
+            # Serf's harness kills a random non-seed agent, nearly always one there since the
+            # bootstrap: this is the like-for-like sample. Last, so the service phases above
+            # run on all N members.
+            time.sleep(2.0 + rng.random())
+            say(f"{tag}: failure detection (a member since the bootstrap, as Serf's victim)")
+            detect("failure_detection", rng.choice([m for m in ring.live[1:] if m.index < n]))
     for metric, a in acc.items():
         if a.samples or a.timeouts:
             add(metric, a.samples, all_s=a.all_s, timeouts=a.timeouts, **extra.get(metric, {}))
