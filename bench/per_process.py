@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import time
@@ -181,6 +182,7 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
             timeline = detection_timeline(survivors, member.member_id, ring.killed_at)
             timeline["spawned_s_before_kill"] = ring.killed_at - member.spawned_at
             extra[metric] = {"timeline": timeline, "victim": VICTIMS[metric]}
+            say(f"{tag}: {metric} timeline {json.dumps(timeline)}")
 
         if victim is not None:
             time.sleep(2.0 + rng.random())
