@@ -3,9 +3,9 @@
 Its peers prove it (it acks their probes) within its first seconds; before, a member proven
 mid-round waited for the prover's next round (N-1 probes away) to be probed again, so after the
 kill nobody probed it for tens of seconds (simulator, N=100: first suspected 2-26 s after the
-kill, Confirmed everywhere 10-35 s after it; bench/README.md, "Failure detection of a newcomer").
-Here (N=64, seeds 1-12) it was Confirmed everywhere 11.7-63.8 s after the kill before, 8.8-11.1 s
-now; seeds 2, 3 and 5 took 27.3, 54.5 and 27.8 s before.
+kill, Confirmed everywhere 10-35 s after it; bench/README.md, "Failure detection at N=100 per
+process"). Here (N=64, seeds 1-12) it was Confirmed everywhere 11.7-63.8 s after the kill
+before, 8.8-11.1 s now; seeds 2, 3 and 5 took 27.3, 54.5 and 27.8 s before.
 """
 
 from __future__ import annotations
