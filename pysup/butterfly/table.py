@@ -238,9 +238,9 @@ class MemberTable:
         """Members new to the table, Alive, proven: what `put` then `mark_proven` make of each
         (a converged ring's start, `Membership.add_known`), in bulk. Each `put` would insert
         the member at a random place in the unproven round (not proven yet at that moment),
-        which skips it once proven, and the proven round would take it at its next rebuild;
-        here it goes straight into the proven round (built now, not at the first probe, so a
-        simulator can freeze it with the table: `bench/sim.py`)."""
+        which skips it once proven, and `mark_proven` at a random place in the proven round;
+        here it goes straight into the proven round, once (built now, not at the first probe,
+        so a simulator can freeze it with the table: `bench/sim.py`)."""
         ids = [m.id for m in members]
         if not self.by_id.keys().isdisjoint(ids) or len(set(ids)) != len(ids):
             raise ValueError("put_proven_alive takes members new to the table, once each")
