@@ -295,9 +295,8 @@ class MemberTable:
         then went unprobed until those members' 99-probe rounds ran out (killed 4 s after
         joining, first suspected 2-26 s later in the simulator, Confirmed everywhere 10-35 s
         after the kill against ~10 s for an old member)."""
-        if member_id in self.by_id:
-            self._rounds.insert(member_id, tier, rng)
-        self._rounds.changed()  # that round may have been found empty
+        if member_id in self.by_id:  # else `put` will queue it in `tier`'s round
+            self._rounds.insert(member_id, tier, rng)  # also clears that round's `exhausted`
 
     def eviction_candidate(self) -> str | None:
         """Who makes room at the cap: the oldest Departed member, else a Confirmed one we never
