@@ -48,16 +48,18 @@ class RingListener:
             self.events.publish(effect_event(e))
         if isinstance(e, MemberChanged):
             m = e.member
-            # Who declared a suspicion (us after a failed probe, or the gossiped suspecter):
-            # the failure-detection timeline in bench/ is read from these lines.
-            by = {"suspected_by": e.suspected_by} if e.suspected_by else {}
+            extra: dict[str, object] = {}
+            if e.suspected_by:
+                extra["suspected_by"] = e.suspected_by
+            if e.confirmations >= 0:
+                extra["confirmations"] = e.confirmations
             log.info(
                 f"member.{m.health.name.lower()}",
                 member_id=m.id,
                 address=f"{m.address}:{m.gossip_port}",
                 incarnation=m.incarnation,
                 previous=e.previous.label if e.previous else None,
-                **by,
+                **extra,
             )
             self.on_member_changed()
             if self.services is not None:
