@@ -18,7 +18,7 @@ One pysup session per N (a fresh `ProcRing`), in this order:
    (spawn to the first `/healthz` 200), ``startup_joined`` (spawn to its first member Alive),
    ``join`` (until each existing member lists it Alive). All but the last leave (SIGTERM).
 4. ``failure_detection_newcomer``: kill -9 of the last newcomer, until each survivor lists it
-   Confirmed, with the timeline of its detection (`bench.timeline`).
+   Confirmed, with the timeline of its detection (`bench.frontier_timeline`).
 5. ``burst`` (goal 6, `bench.burst`): `svc load` of the trivial plan on all N at once.
 6. ``event`` / ``reconfigure`` / ``health_census`` (goal 7, `bench.e2e`).
 7. ``failure_detection``: kill -9 of a random non-seed member there since the bootstrap (what
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import random
 import sys
@@ -40,12 +41,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bench import frontier_timeline as ftl
 from bench import traffic
 from bench.burst import load_burst, make_plan
 from bench.e2e import config_apply, health_change
 from bench.measure import Result, SampleAccumulator, summary_json
 from bench.procs import SYSTEM, Member, ProcRing, http_get_many, procs_capacity
-from bench.timeline import detection_timeline
 from pysup.butterfly.config import PRESETS
 
 IDLE_WINDOW_CAP_S = 180.0
@@ -177,9 +178,10 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
 
         def detect(metric: str, member: Member) -> None:
             acc[metric].add(ring.kill(member, wait))
-            survivors = [(m.member_id or "", m.view) for m in ring.live]
             assert member.member_id is not None
-            timeline = detection_timeline(survivors, member.member_id, ring.killed_at)
+            views = [m.view for m in ring.live]
+            got = ftl.kill_timeline("pysup", views, member.member_id, ring.killed_at, time.time())
+            timeline = dataclasses.asdict(got)
             timeline["spawned_s_before_kill"] = ring.killed_at - member.spawned_at
             extra[metric] = {"timeline": timeline, "victim": VICTIMS[metric]}
             say(f"{tag}: {metric} timeline {json.dumps(timeline)}")

@@ -42,8 +42,14 @@ HOST = "127.0.0.1"
 SYSTEM = "pysup-procs"
 POLL_S = 0.1
 """Seconds between reads of the members' logs while waiting for a condition."""
-KEEP_EVENTS = ("config.gossip_applied", "health.changed", "service.state", "service.reconfigure")
-"""Log events kept besides membership (the service phases read them)."""
+KEEP_EVENTS = (
+    "config.gossip_applied",
+    "health.changed",
+    "service.state",
+    "service.reconfigure",
+    "gossip.probe_failed",
+)
+"""Log events kept besides membership (the service phases and the detection timeline read them)."""
 
 
 @dataclass

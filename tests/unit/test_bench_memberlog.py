@@ -88,37 +88,3 @@ def test_log_tail_returns_only_complete_new_lines(tmp_path: Path) -> None:
         f.write(b"o\nthree\n")
     assert tail.lines() == [b"two", b"three"]
     assert tail.lines() == []
-
-
-def test_detection_timeline_separates_own_suspicions_from_gossiped_ones() -> None:
-    """Two survivors: `a` suspects the victim itself at +2 s and confirms at +10; `b` hears of
-    a's suspicion at +2.2, of c's at +3, and confirms at +10.1. Lines before the kill count not."""
-    from bench.timeline import detection_timeline
-
-    t0 = 100.0
-    a, b = Observer(2), Observer(2)
-    lines = {
-        "a": [
-            _line("member.suspect", 90.0, member_id="v", suspected_by="a"),  # before the kill
-            _line("member.suspect", 102.0, member_id="v", suspected_by="a"),
-            _line("member.confirmed", 110.0, member_id="v"),
-        ],
-        "b": [
-            _line("member.suspect", 102.2, member_id="v", suspected_by="a"),
-            _line("member.suspect", 103.0, member_id="v", suspected_by="c"),
-            _line("member.confirmed", 110.1, member_id="v"),
-        ],
-    }
-    for view, me in ((a, "a"), (b, "b")):
-        view.feed(parse_pysup_line(_line("supervisor.started", 1.0, member_id=me)))  # type: ignore[arg-type]
-        for raw in lines[me]:
-            ev = parse_pysup_line(raw)
-            assert ev is not None
-            view.feed(ev)
-    got = detection_timeline([("a", a), ("b", b)], "v", t0)
-    assert got["first_suspect_s"] == pytest.approx(2.0)
-    assert got["own_suspicions_s"] == [pytest.approx(2.0)]
-    assert got["suspecters_named_s"] == [pytest.approx(2.0), pytest.approx(3.0)]
-    assert got["confirmed_first_s"] == pytest.approx(10.0)
-    assert got["confirmed_last_s"] == pytest.approx(10.1)
-    assert got["confirmed_after_first_suspect_p50_s"] == pytest.approx(8.05)
