@@ -40,6 +40,7 @@ METRICS: dict[str, str] = {
     "join": "s",  # one extra member started until each existing member lists it alive
     "event": "s",  # user event sent from one agent until each other agent received it
     "failure_detection": "s",  # kill -9 of one agent until each other agent lists it failed
+    "failure_detection_newcomer": "s",  # the same, of a member killed seconds after joining
     "cpu": "cpu_s/s",  # CPU seconds per agent per wall-clock second, idle converged cluster
     "rss": "MiB",  # resident set size per agent, idle converged cluster
 }

@@ -2,6 +2,7 @@
 Serf agent per member, same N, back to back in the same run.
 
     python -m bench.per_process --members 10 [--quick] [--no-serf] [--profile-burst 20]
+        [--burst-only | --detect-only]
 
 One pysup session per N (a fresh `ProcRing`), in this order:
 
@@ -16,9 +17,12 @@ One pysup session per N (a fresh `ProcRing`), in this order:
 3. ``startups`` new members, one after another, each joining the seed: ``startup_healthz``
    (spawn to the first `/healthz` 200), ``startup_joined`` (spawn to its first member Alive),
    ``join`` (until each existing member lists it Alive). All but the last leave (SIGTERM).
-4. ``failure_detection``: kill -9 of the last newcomer, until each survivor lists it Confirmed.
+4. ``failure_detection_newcomer``: kill -9 of the last newcomer, until each survivor lists it
+   Confirmed, with the timeline of its detection (`bench.frontier_timeline`).
 5. ``burst`` (goal 6, `bench.burst`): `svc load` of the trivial plan on all N at once.
 6. ``event`` / ``reconfigure`` / ``health_census`` (goal 7, `bench.e2e`).
+7. ``failure_detection``: kill -9 of a random non-seed member there since the bootstrap (what
+   Serf's harness kills), with its timeline.
 
 Then one Serf session at the same N (`bench.serf.run_serf_bench`: bootstrap, idle cpu/rss/pss,
 join with start-up, user events, failure detection).
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import random
 import sys
@@ -37,14 +42,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench import frontier_timeline as ftl
 from bench import traffic
 from bench.burst import load_burst, make_plan
 from bench.e2e import config_apply, health_change
 from bench.measure import Result, SampleAccumulator, summary_json
-from bench.procs import SYSTEM, ProcRing, http_get_many, procs_capacity
+from bench.procs import SYSTEM, Member, ProcRing, http_get_many, procs_capacity
 from pysup.butterfly.config import PRESETS
 
 IDLE_WINDOW_CAP_S = 180.0
+VICTIMS = {
+    "failure_detection": "a random non-seed member there since the bootstrap (as Serf's)",
+    "failure_detection_newcomer": "the last start-up member, 3-4 s after it was spawned",
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,9 @@ BURST_COUNTS = (
 """What the command line prints of the burst besides the headline lines."""
 BURST_ONLY: dict[str, Any] = {"idle_window_s": 10.0, "startups": 0, "e2e": False, "serf": False}
 """`--burst-only`: what goal 6 needs (the idle window gives the CPU subtracted from the burst)."""
+DETECT_ONLY: dict[str, Any] = {"burst": False, "e2e": False}
+"""`--detect-only`: everything up to the kill, as in a full run (the same idle window, so the
+victim dies as long after the bootstrap), then no service phases."""
 
 
 def idle_window(opts: Options, n: int) -> float:
@@ -111,9 +124,17 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
     cfg = PRESETS[opts.profile]
     acc = {
         k: SampleAccumulator()
-        for k in ("bootstrap", "join", "failure_detection", "event", "reconfigure")
+        for k in (
+            "bootstrap",
+            "join",
+            "failure_detection",
+            "failure_detection_newcomer",
+            "event",
+            "reconfigure",
+        )
     }
     out: list[Result] = []
+    extra: dict[str, dict[str, Any]] = {}
     meta: dict[str, Any] = {
         "profile": opts.profile,
         "host_mode": "one `pysup run` process per member",
@@ -167,18 +188,36 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
             time.sleep(1.0)
         for key, samples in startup.items() if opts.startups else ():
             add(f"startup_{key}", samples, "s", t0="just before spawning the interpreter")
+        wait = 30.0 + 1.5 * (
+            cfg.suspicion_max_s(n) + cfg.probe_interval_s * cfg.awareness_max_multiplier
+        )
+
+        def detect(metric: str, member: Member) -> None:
+            acc[metric].add(ring.kill(member, wait))
+            assert member.member_id is not None
+            views = [m.view for m in ring.live]
+            got = ftl.kill_timeline("pysup", views, member.member_id, ring.killed_at, time.time())
+            timeline = dataclasses.asdict(got)
+            timeline["spawned_s_before_kill"] = ring.killed_at - member.spawned_at
+            extra[metric] = {"timeline": timeline, "victim": VICTIMS[metric]}
+            say(f"{tag}: {metric} timeline {json.dumps(timeline)}")
+
         if victim is not None:
             time.sleep(2.0 + rng.random())
-            say(f"{tag}: failure detection")
-            wait = 30.0 + 1.5 * (
-                cfg.suspicion_max_s(n) + cfg.probe_interval_s * cfg.awareness_max_multiplier
-            )
-            acc["failure_detection"].add(ring.kill(victim, wait))
+            say(f"{tag}: failure detection (the newcomer)")
+            detect("failure_detection_newcomer", victim)
         if opts.burst or opts.e2e:
             _service_phases(ring, n, opts, rng, use["cpu"], acc, add, say)
+        if victim is not None:
+            # Serf's harness kills a random non-seed agent, nearly always one there since the
+            # bootstrap: this is the like-for-like sample. Last, so the service phases above
+            # run on all N members.
+            time.sleep(2.0 + rng.random())
+            say(f"{tag}: failure detection (a member since the bootstrap, as Serf's victim)")
+            detect("failure_detection", rng.choice([m for m in ring.live[1:] if m.index < n]))
     for metric, a in acc.items():
         if a.samples or a.timeouts:
-            add(metric, a.samples, all_s=a.all_s, timeouts=a.timeouts)
+            add(metric, a.samples, all_s=a.all_s, timeouts=a.timeouts, **extra.get(metric, {}))
     return out
 
 
@@ -285,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         help="bootstrap, a short idle window and the burst (goal 6) only: no start-ups, "
         "failure detection or end-to-end phases (N=100 is heavy on a small machine)",
     )
+    ap.add_argument(
+        "--detect-only",
+        action="store_true",
+        help="everything up to failure detection (with its timeline), no service phases",
+    )
     args = ap.parse_args(argv)
     opts = replace(
         QUICK if args.quick else Options(),
@@ -295,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.burst_only:
         opts = replace(opts, **BURST_ONLY)
+    if args.detect_only:
+        opts = replace(opts, **DETECT_ONLY)
     for r in run_per_process(args.members, opts, lambda m: print(m, file=sys.stderr)):
         print(summary_json(r))
         if r.metric == "burst_false_suspicions":  # the burst's counts, not only the headline

@@ -42,8 +42,14 @@ HOST = "127.0.0.1"
 SYSTEM = "pysup-procs"
 POLL_S = 0.1
 """Seconds between reads of the members' logs while waiting for a condition."""
-KEEP_EVENTS = ("config.gossip_applied", "health.changed", "service.state", "service.reconfigure")
-"""Log events kept besides membership (the service phases read them)."""
+KEEP_EVENTS = (
+    "config.gossip_applied",
+    "health.changed",
+    "service.state",
+    "service.reconfigure",
+    "gossip.probe_failed",
+)
+"""Log events kept besides membership (the service phases and the detection timeline read them)."""
 
 
 @dataclass
@@ -137,6 +143,8 @@ class ProcRing:
         self.boot_started: list[float] = []
         self.boot_after_last: list[float] = []
         self._ports: set[int] = set()
+        self.killed_at = 0.0
+        """Wall-clock time of the last `kill` (its t0)."""
         (self.workdir / "gossip.toml").write_text(f'gossip_profile = "{profile}"\n')
 
     def __enter__(self) -> ProcRing:
@@ -321,7 +329,7 @@ class ProcRing:
         assert mid is not None
         observers = [m for m in self.live if m is not victim]
         victim.proc.send_signal(signal.SIGKILL)
-        t0 = time.time()
+        t0 = self.killed_at = time.time()
         victim.proc.wait()
         return self.poll(
             observers, lambda m: m.view.first(("confirmed", "departed"), mid, t0), t0, wait_s

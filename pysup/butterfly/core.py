@@ -441,7 +441,7 @@ class SwimCore:
         if probe is not None and probe.seq == msg.seq:
             if not probe.acked and msg.sender.id == probe.target_id:
                 effects.append(ProbeRtt(now - probe.sent_at))
-                self._table.mark_proven(msg.sender.id)
+                self._table.mark_proven(msg.sender.id, self._rng)
             probe.acked = True
             self._timers.cancel("probe_timeout", "")  # no indirect probe needed: spare the wakeup
         relay = self._relays.pop(msg.seq, None)
@@ -529,7 +529,7 @@ class SwimCore:
                 # the peer first would otherwise be vouched for by the next anti-entropy round,
                 # and a small ring's fanout went to them (a killed member's Confirmed never
                 # reached the one other real member: Confirmed at the 38 s maximum, not 6 s).
-                self._table.mark_heard(m.id)
+                self._table.mark_heard(m.id, self._rng)
         self._merge_rumors(msg.rumors, now, effects, via)
 
     def _merge_rumors(

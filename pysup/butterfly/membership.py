@@ -112,7 +112,7 @@ class Membership:
                 fresh.clear()
             if supersedes(self._members.get(m.id), m):
                 self.apply_member(m, self._members.get(m.id), now, "", effects, broadcast=False)
-                self.table.mark_proven(m.id)
+                self.table.mark_proven(m.id, self._rng)
         self.table.put_proven_alive(list(fresh.values()), self._rng)
 
     # --- evidence from the wire ---------------------------------------------------------
@@ -143,9 +143,9 @@ class Membership:
             return False
         # Before it is applied, so a new member joins the right probe round.
         if stream:
-            self.table.mark_proven(sender.id)
+            self.table.mark_proven(sender.id, self._rng)
         else:
-            self.table.mark_heard(sender.id)
+            self.table.mark_heard(sender.id, self._rng)
         if supersedes(stored, seen):
             self.apply_member(seen, stored, now, "", effects)
         elif (

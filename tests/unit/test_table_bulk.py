@@ -50,7 +50,7 @@ def test_put_proven_alive_equals_put_then_mark_proven() -> None:
     rng = random.Random(3)
     for m in members:
         one.put(m, None, rng)
-        one.mark_proven(m.id)
+        one.mark_proven(m.id, rng)
     bulk.put_proven_alive(members, rng)
     assert _indexes(bulk) == _indexes(one)
     assert bulk.version != 0
@@ -67,7 +67,7 @@ def test_a_probe_round_visits_every_member_once(bulk: bool) -> None:
     else:
         for m in members:
             t.put(m, None, rng)
-            t.mark_proven(m.id)
+            t.mark_proven(m.id, rng)
     probed = [t.next_probe(rng) for _ in range(len(members))]
     assert sorted(p for p in probed if p is not None) == sorted(m.id for m in members)
 
@@ -161,8 +161,8 @@ def test_the_unproven_slot_goes_to_a_member_that_talked_to_us_before_invented_on
     invented = [mk(10 + i) for i in range(128)]
     for m in (proven, talked, *invented):
         table.put(m, None, rng)
-    table.mark_proven(proven.id)
-    table.mark_heard(talked.id)
+    table.mark_proven(proven.id, rng)
+    table.mark_heard(talked.id, rng)
     probed = [table.next_probe(rng) for _ in range(LAN.unproven_probe_every)]
     assert talked.id in probed
     assert set(probed) <= {proven.id, talked.id}
@@ -182,7 +182,7 @@ def test_in_a_small_ring_a_newcomer_is_probed_once_per_pass_of_the_proven_member
     peer, newcomer = mk(1), mk(2)
     for m in (peer, newcomer):
         small.put(m, None, rng)
-    small.mark_proven(peer.id)
+    small.mark_proven(peer.id, rng)
     probed = [small.next_probe(rng) for _ in range(8)]
     assert probed.count(newcomer.id) == 4, probed
     assert newcomer.id in probed[:2], probed
@@ -193,6 +193,6 @@ def test_in_a_small_ring_a_newcomer_is_probed_once_per_pass_of_the_proven_member
     for m in (*proven, *invented):
         big.put(m, None, rng)
     for m in proven:
-        big.mark_proven(m.id)
+        big.mark_proven(m.id, rng)
     probed = [big.next_probe(rng) for _ in range(400)]
     assert sum(p in {m.id for m in proven} for p in probed) == 300
