@@ -65,6 +65,13 @@ STREAM_BUDGET = 4 * 1024 * 1024
 CATCHUP_EXCHANGES = 3
 """Push-pulls with random members after a join, at CATCHUP_FIRST_S, then doubling."""
 CATCHUP_FIRST_S = 1.0
+LATE_TICK_FRACTION = 0.5
+"""A failed probe says nothing about its target when one of our own timers fired later than this
+fraction of the (local-health scaled) probe timeout while the probe was out: our host was too busy
+to read the ack in time (an event loop that lags behind a burst of work), so the ack may be
+waiting in our socket. Such a probe raises our local health (Lifeguard: we are the slow one)
+instead of suspecting the target. Half the timeout (0.25 s on LAN at health 0) is well above a
+quiet loop's timer jitter (under a millisecond) and below the delay that loses a real ack."""
 _SEQ_MOD = 1 << 32
 
 
@@ -77,6 +84,8 @@ class _Probe:
     acked: bool = False
     expected_nacks: int = 0
     nacks: int = 0
+    late: float = 0.0
+    """The most any of our timers was overdue when it fired while this probe was out (s)."""
 
 
 @dataclass(slots=True)
@@ -282,6 +291,11 @@ class SwimCore:
 
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
+        if self._probe is not None:
+            # How late the shell calls us is how far our host lags (`LATE_TICK_FRACTION`).
+            late = now - self._timers.next_deadline()
+            if late > self._probe.late:
+                self._probe.late = late
         for kind, key in self._timers.due(now):
             self._fire(kind, key, now, effects)
         self._wake_gossip(now)
@@ -391,6 +405,9 @@ class SwimCore:
         if probe.acked:
             self._health.apply(-1)
             return
+        if self._lagged(probe):
+            self._health.apply(1)
+            return
         # Lifeguard: missed nacks mean our own links are bad, so slow ourselves down.
         missed = probe.expected_nacks - probe.nacks if probe.expected_nacks else 1
         self._health.apply(max(missed, 0))
@@ -405,6 +422,12 @@ class SwimCore:
             # Our own failed probe of a member already suspected by others is an independent
             # confirmation: count it and gossip it so the others' timeouts shrink too.
             self._m.merge_member(target, now, self.me.id, effects)
+
+    def _lagged(self, probe: _Probe) -> bool:
+        """Our own timers ran late while the probe was out: its failure is ours, not the
+        target's (an unread ack, not a missing one), so it neither suspects nor confirms."""
+        limit = LATE_TICK_FRACTION * self._health.scale(self.config.probe_timeout_s)
+        return probe.late > limit
 
     def _on_ping(self, src: Addr, msg: Ping, now: float, effects: list[Effect]) -> None:
         if msg.target_id != self.me.id:
