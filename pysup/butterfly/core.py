@@ -65,6 +65,12 @@ STREAM_BUDGET = 4 * 1024 * 1024
 CATCHUP_EXCHANGES = 3
 """Push-pulls with random members after a join, at CATCHUP_FIRST_S, then doubling."""
 CATCHUP_FIRST_S = 1.0
+"""Seconds from joining to the first catch-up exchange. While the catch-up exchanges are pending (our first ~7 s in the ring) a member that a
+push-pull introduces Alive is taken quietly, not gossiped on (`_merge_state`): the ring knows it
+already (it introduced itself to its seed, which gossips it), and a joiner that re-gossiped the
+whole ring its seed sent put N records x `retransmits(N)` sends through every member at once in
+an all-at-once join (N=1000: ~16 million records decoded). Changes (Suspect, a refutation, a
+departure) and members heard of by gossip are gossiped on as always."""
 LATE_TICK_FRACTION = 0.5
 """A failed probe says nothing about its target when one of our own timers fired later than this
 fraction of the (local-health scaled) probe timeout while the probe was out: our host was too busy
@@ -519,7 +525,8 @@ class SwimCore:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
             known = m.id in members
-            self._m.merge_member(m, now, msg.sender.id, effects, via)
+            quiet = self._catchups > 0 and not known and m.health == Health.ALIVE
+            self._m.merge_member(m, now, msg.sender.id, effects, via, broadcast=not quiet)
             if via is None and not known and m.id in members:
                 # A push-pull over TCP vouches for the members it introduces enough for gossip
                 # (not probing): a joiner then gossips across the ring it was given, not only to
