@@ -65,12 +65,13 @@ STREAM_BUDGET = 4 * 1024 * 1024
 CATCHUP_EXCHANGES = 3
 """Push-pulls with random members after a join, at CATCHUP_FIRST_S, then doubling."""
 CATCHUP_FIRST_S = 1.0
-"""Seconds from joining to the first catch-up exchange. While the catch-up exchanges are pending (our first ~7 s in the ring) a member that a
-push-pull introduces Alive is taken quietly, not gossiped on (`_merge_state`): the ring knows it
-already (it introduced itself to its seed, which gossips it), and a joiner that re-gossiped the
-whole ring its seed sent put N records x `retransmits(N)` sends through every member at once in
-an all-at-once join (N=1000: ~16 million records decoded). Changes (Suspect, a refutation, a
-departure) and members heard of by gossip are gossiped on as always."""
+"""Seconds from joining to the first catch-up exchange. While the catch-up exchanges are
+pending (our first ~7 s in the ring) a member that a push-pull introduces Alive is taken quietly,
+not gossiped on (`_merge_state`): the ring knows it already (it introduced itself to its seed,
+which gossips it), and a joiner that re-gossiped the whole ring its seed sent put N records x
+`retransmits(N)` sends through every member at once in an all-at-once join (N=1000: ~16 million
+records decoded). Changes (Suspect, a refutation, a departure) and members heard of by gossip
+are gossiped on as always."""
 LATE_TICK_FRACTION = 0.5
 """A failed probe says nothing about its target when one of our own timers fired later than this
 fraction of the (local-health scaled) probe timeout while the probe was out: our host was too busy
