@@ -119,6 +119,9 @@ def run_scale(opts: Options, say: Callable[[str], None]) -> list[Result]:
             phases[phase] = (got[0], got[1], timeout)
             v = verdict(phase, got[0], got[1], timeout)
             say(f"{tag}: {v['text']}")
+            if got[0]:
+                p50, p99 = percentile(got[0], 50.0), percentile(got[0], 99.0)
+                say(f"{tag}: {phase}: of those seen p50 {p50:.2f} s, p99 {p99:.2f} s")
             if got[1] or opts.census_always:
                 censuses[phase] = census_summary(ring.census(), n)
                 say(f"{tag}: census after {phase}: {censuses[phase]}")
