@@ -4,7 +4,7 @@ detection / false-positive frontier, N=1000, the simulator at N=10,000, a `svc l
 supervisor's work end to end and the HTTP gateway.
 
     python -m bench [--quick] [--parts startup,procs,...] [--sizes 10,50,100] [--list]
-                    [--lock /tmp/pysup-heavy.lock] [--presets lan,...] [--profile-burst 20]
+                    [--lock /tmp/pysup-heavy.lock] [--presets lan,lan-fast] [--profile-burst 20]
 
 Writes ``bench/results/suite-<date>.json`` (every Result, the machine and its load) after every
 job, and ``bench/results/suite-<date>/`` with ``report.md``, ``readme-table.md``,
@@ -60,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--parts", help=f"comma-separated subset of {','.join(PARTS)}")
     ap.add_argument("--sizes", help="ring sizes of procs/udp/sim [10,50,100; quick 10]")
     ap.add_argument("--repeat", type=int, default=1, help="fresh rings per size (udp, sim)")
-    ap.add_argument("--presets", default="lan", help="pysup presets in the frontier [lan]")
+    ap.add_argument(
+        "--presets", default="lan,lan-fast", help="pysup presets in the frontier [lan,lan-fast]"
+    )
     ap.add_argument(
         "--profile-burst",
         type=float,

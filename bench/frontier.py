@@ -26,6 +26,7 @@ Observation is the members' own logs (`bench.memberlog`); Serf's lines are stamp
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import frontier_math as fm
+from bench import frontier_timeline as ftl
 from bench.measure import Result, percentile
 from bench.memberlog import LogTail, Observer, parse_pysup_line, parse_serf_line
 from bench.serf_env import PROFILES as SERF_PROFILES
@@ -65,7 +67,7 @@ class Proc:
             if self.serf:
                 ev = parse_serf_line(line.decode(errors="replace"), now)
             else:
-                ev = parse_pysup_line(line)
+                ev = parse_pysup_line(line, (ftl.PROBE_FAILED,))
             if ev is not None:
                 self.view.feed(ev)
 
@@ -166,9 +168,12 @@ def _detect_wait_s(system: str, n: int) -> float:
     )
 
 
-def kill_and_detect(rings: Sequence[LabRing], host: int) -> dict[str, tuple[list[float], int]]:
-    """kill -9 every system's process on `host` at once; per system, (per-observer seconds until
-    Confirmed/failed, observers that never saw it)."""
+Detected = tuple[list[float], int, ftl.KillTimeline]
+"""Per-observer seconds until Confirmed/failed, observers that never saw it, the timeline."""
+
+
+def kill_and_detect(rings: Sequence[LabRing], host: int) -> dict[str, Detected]:
+    """kill -9 every system's process on `host` at once; per system, what `Detected` holds."""
     victims = {r.system: next(p for p in r.procs if p.host == host) for r in rings}
     t0 = time.time()
     for p in victims.values():
@@ -176,7 +181,7 @@ def kill_and_detect(rings: Sequence[LabRing], host: int) -> dict[str, tuple[list
         p.killed_at = t0
     n = len(rings[0].procs)
     deadline = {r.system: t0 + _detect_wait_s(r.system, n) for r in rings}
-    out: dict[str, tuple[list[float], int]] = {}
+    out: dict[str, Detected] = {}
 
     def seen(r: LabRing) -> list[float | None]:
         v = victims[r.system].ident
@@ -190,7 +195,10 @@ def kill_and_detect(rings: Sequence[LabRing], host: int) -> dict[str, tuple[list
             got = seen(r)
             if all(t is not None for t in got) or time.time() > deadline[r.system]:
                 samples = [t - t0 for t in got if t is not None]
-                out[r.system] = (samples, len(got) - len(samples))
+                v = victims[r.system].ident or ""
+                views = [p.view for p in r.live()]
+                line = ftl.kill_timeline(r.system, views, v, t0, time.time())
+                out[r.system] = (samples, len(got) - len(samples), line)
         time.sleep(TAIL_S)
     for p in victims.values():
         p.popen.wait()
@@ -210,7 +218,11 @@ def false_positives(ring: LabRing, since: float, until: float) -> dict[str, Any]
         1 for p in ring.live() for e in p.view.events("suspect", since, until)
         if e.target in never_killed
     )  # fmt: skip
+    views = [p.view for p in ring.live()]
     return {
+        "false_probe_failures": ftl.false_probe_failures(
+            "serf" if ring.system == "serf" else "pysup", views, never_killed, since, until
+        ),
         "episodes": sum(eps.values()),
         "by_member": eps,
         "member_hours": fm.member_hours(len(never_killed), until - since),
@@ -222,11 +234,15 @@ def false_positives(ring: LabRing, since: float, until: float) -> dict[str, Any]
 class Options:
     hosts: int = 10
     losses: tuple[float, ...] = (0.0, 0.05, 0.10)
-    presets: tuple[str, ...] = ("lan",)
+    presets: tuple[str, ...] = ("lan", "lan-fast")
     window_s: float = 300.0
     kills: int = 3
     serf: bool = True
     seed: int = 1
+    netns_prefix: str = "h18f"
+    """Network namespaces are named `<prefix><pid>h<i>` (so concurrent runs never collide)."""
+    keep_logs: str = ""
+    """Copy every member's log here before the run's directory is removed ("": don't)."""
 
 
 QUICK = Options(hosts=5, window_s=45.0, kills=1)
@@ -255,7 +271,7 @@ def run_level(
         t_a = time.time()
         say(f"{tag}: false positives, {opts.window_s:g}s window")
         _wait(rings, lambda: False, opts.window_s)
-        kills: dict[str, list[tuple[list[float], int]]] = {r.system: [] for r in rings}
+        kills: dict[str, list[Detected]] = {r.system: [] for r in rings}
         hosts = rng.sample(range(1, lab.n), min(opts.kills, lab.n - 2))
         for k, host in enumerate(hosts):
             say(f"{tag}: kill {k + 1}/{len(hosts)} (host {host})")
@@ -266,8 +282,9 @@ def run_level(
         out = []
         for r in rings:
             fp = false_positives(r, t_a, t_b)
-            got = kills[r.system]
-            everywhere = [max(s) if s and not miss else math.nan for s, miss in got]
+            per_kill = kills[r.system]
+            everywhere = [max(s) if s and not miss else math.nan for s, miss, _ in per_kill]
+            kill_lines = [tl for _, _, tl in per_kill]
             done = [x for x in everywhere if not math.isnan(x)]
             point = fm.FrontierPoint(
                 r.system,
@@ -276,7 +293,7 @@ def run_level(
                 max(everywhere) if everywhere else math.nan,
                 fp["episodes"],
                 fp["member_hours"],
-                sum(m for _, m in got),
+                sum(m for _, m, _ in per_kill),
                 fp["suspicion_lines"],
             )
             out.append(
@@ -297,7 +314,10 @@ def run_level(
                     suspicion_lines=fp["suspicion_lines"],
                     false_by_member=fp["by_member"],
                     window_s=t_b - t_a,
-                    observer_samples=[s for s, _ in got],
+                    observer_samples=[s for s, _, _ in per_kill],
+                    timelines=ftl.as_meta(kill_lines),
+                    timeline=ftl.summary(kill_lines),
+                    false_probe_failures=fp["false_probe_failures"],
                     kills=len(hosts),
                     host_mode="one process per member per network namespace",
                 )
@@ -346,10 +366,12 @@ def run_frontier(opts: Options, say: Callable[[str], None]) -> list[Result]:
     root = Path(tempfile.mkdtemp(prefix="pysup-bench-frontier-"))
     out: list[Result] = []
     try:
-        with NetnsLab(opts.hosts, prefix=f"h18f{os.getpid() % 100000}") as lab:
+        with NetnsLab(opts.hosts, prefix=f"{opts.netns_prefix}{os.getpid() % 100000}") as lab:
             for loss in opts.losses:
                 out += run_level(lab, loss, opts, root, rng, say)
     finally:
+        if opts.keep_logs:
+            shutil.copytree(root, opts.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(root, ignore_errors=True)
     return out
 
@@ -361,16 +383,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="5 hosts, 45 s windows, 1 kill a level")
     ap.add_argument("--hosts", type=int)
     ap.add_argument("--loss", help="comma-separated loss probabilities [0,0.05,0.1]")
-    ap.add_argument("--presets", help="comma-separated pysup presets by name [lan]")
+    ap.add_argument("--presets", help="comma-separated pysup presets by name [lan,lan-fast]")
     ap.add_argument("--window", type=float, help="false-positive window per level, s [300]")
     ap.add_argument("--kills", type=int, help="kills per level [3]")
     ap.add_argument("--no-serf", action="store_true")
+    ap.add_argument("--netns-prefix", help="network namespace name prefix [h18f]")
+    ap.add_argument("--keep-logs", help="copy every member's log to this directory")
+    ap.add_argument("--json", help="write the results to this JSON file")
     args = ap.parse_args(argv)
     opts = options_from(args)
     results = run_frontier(opts, lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        data = [r.to_json() for r in results]
+        Path(args.json).write_text(json.dumps(data, indent=1, default=str))
     points = points_from_results(results)
     print(fm.markdown(points, fm.goal_check(points) if opts.serf else {}))
+    print(timeline_markdown(results))
     return 0
+
+
+def timeline_markdown(results: Sequence[Result]) -> str:
+    rows = {
+        (r.system, float(r.meta["loss"])): (
+            r.meta["timeline"],
+            int(r.meta.get("false_probe_failures", 0)),
+        )
+        for r in results
+        if r.metric.startswith("frontier_loss") and "timeline" in r.meta
+    }
+    return ftl.markdown(rows)
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -388,6 +429,10 @@ def options_from(args: argparse.Namespace) -> Options:
         kw["kills"] = args.kills
     if getattr(args, "no_serf", False):
         kw["serf"] = False
+    if getattr(args, "netns_prefix", None):
+        kw["netns_prefix"] = args.netns_prefix
+    if getattr(args, "keep_logs", None):
+        kw["keep_logs"] = args.keep_logs
     return Options(**{**base.__dict__, **kw})
 
 

@@ -9,8 +9,10 @@ slow reader never blocks a member), not by polling them:
   ``health.changed``, ``service.state``...).
 - Serf (``-log-level=info``): ``serf: EventMemberJoin: NAME ADDR`` (alive), ``EventMemberFailed``
   (confirmed), ``EventMemberLeave`` (departed), ``memberlist: Suspect NAME has failed`` (a local
-  suspicion). Its timestamps have one-second resolution, so a Serf line is stamped with the time
-  the tailer read it (``LogTail`` is read every ~50 ms: that is the resolution).
+  suspicion: logged by the prober at every failed probe, first or confirming), ``Marking NAME as
+  failed, suspect timeout reached (N peer confirmations)`` (the timer that decided). Its
+  timestamps have one-second resolution, so a Serf line is stamped with the time the tailer read
+  it (``LogTail`` is read every ~50 ms: that is the resolution).
 """
 
 from __future__ import annotations
@@ -82,13 +84,20 @@ _SERF = (
     (re.compile(r"memberlist: Marking (\S+) as failed"), "marked_failed"),
 )
 
+_SERF_CONFIRMATIONS = re.compile(r"\((\d+) peer confirmations\)")
+"""memberlist: "Marking X as failed, suspect timeout reached (N peer confirmations)"."""
+
 
 def parse_serf_line(line: str, read_at: float) -> LogEvent | None:
     """One log line of a Serf agent, stamped `read_at`; None for lines of no interest."""
     for pattern, kind in _SERF:
         m = pattern.search(line)
         if m:
-            return LogEvent(read_at, kind, m.group(1))
+            fields: dict[str, Any] = {}
+            c = _SERF_CONFIRMATIONS.search(line) if kind == "marked_failed" else None
+            if c:
+                fields["confirmations"] = int(c.group(1))
+            return LogEvent(read_at, kind, m.group(1), fields)
     if "agent: Serf agent starting" in line:
         return LogEvent(read_at, "started")
     return None

@@ -75,7 +75,7 @@ class SuiteOptions:
     sizes: tuple[int, ...] = DEFAULT_SIZES
     quick: bool = False
     repeat: int = 1
-    presets: tuple[str, ...] = ("lan",)
+    presets: tuple[str, ...] = ("lan", "lan-fast")
     """pysup presets in the frontier (any names in PRESETS)."""
     profile_burst_s: float = 0.0
     """> 0: py-spy profile of one member during each load burst."""

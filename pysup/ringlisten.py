@@ -48,12 +48,18 @@ class RingListener:
             self.events.publish(effect_event(e))
         if isinstance(e, MemberChanged):
             m = e.member
+            extra: dict[str, object] = {}
+            if e.suspected_by:
+                extra["suspected_by"] = e.suspected_by
+            if e.confirmations >= 0:
+                extra["confirmations"] = e.confirmations
             log.info(
                 f"member.{m.health.name.lower()}",
                 member_id=m.id,
                 address=f"{m.address}:{m.gossip_port}",
                 incarnation=m.incarnation,
                 previous=e.previous.label if e.previous else None,
+                **extra,
             )
             self.on_member_changed()
             if self.services is not None:

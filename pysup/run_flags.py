@@ -134,8 +134,9 @@ FLAGS: Final = (
     Flag(
         ("--gossip-profile",),
         "gossip_profile",
-        "gossip timing: lan, wan, local (one machine) or habitat (Habitat's own)",
-        choices=("lan", "wan", "local", "habitat"),
+        "gossip timing: lan, lan-fast (sooner detection), wan, local (one machine) or habitat "
+        "(Habitat's own)",
+        choices=("lan", "lan-fast", "wan", "local", "habitat"),
     ),
     Flag(
         ("--udp-backend",),

@@ -49,7 +49,7 @@ class Settings:
     state_dir: str = "/hab/sup/default"
     """Where MEMBER_ID, INCARNATION, rumors, CTL_SECRET and service dirs live."""
     gossip_profile: str = "lan"
-    """Timing preset: lan, wan, local or habitat."""
+    """Timing preset: lan, lan-fast, wan, local or habitat."""
     udp_backend: str = "asyncio-dgram"
     """Datagram back end: `asyncio-dgram` (the project's chosen library) or `asyncio` (asyncio's
     own endpoint: about a third less CPU per idle member, which matters when hosting hundreds of

@@ -28,6 +28,7 @@ from pysup.butterfly.config import MAX_INCARNATION, GossipConfig
 from pysup.butterfly.effects import (
     Addr,
     Effect,
+    ProbeFailed,
     ProbeRtt,
     Rejected,
     RumorChanged,
@@ -99,6 +100,7 @@ class _Probe:
 class _Relay:
     asker: Addr
     asker_seq: int
+    nacked: bool = False
 
 
 class SwimCore:
@@ -268,6 +270,9 @@ class SwimCore:
         stream = isinstance(msg, PushPull | RumorPush)
         if self.departed or not self._m.accept_sender(msg.sender, src, now, effects, stream):
             return effects
+        probe = self._probe
+        if stream and probe is not None and msg.sender.id == probe.target_id:
+            probe.acked = True  # it answered over a stream: alive (the TCP fallback's ack)
         # What a datagram source may introduce is rate-limited by source; a stream's is not.
         via = None if stream else src
         if isinstance(msg, Ping):
@@ -314,11 +319,17 @@ class SwimCore:
         if self.departed:
             return
         if kind == "probe":
+            probe = self._probe
+            if probe is not None and not probe.acked:
+                # An unanswered probe runs for the interval scaled by local health (more time
+                # for indirect acks); an answered one does not slow the next (memberlist).
+                end = probe.sent_at + self._health.scale(self.config.probe_interval_s)
+                if now < end:
+                    self._timers.schedule("probe", "", end)
+                    return
             self._finish_probe(now, effects)
             self._start_probe(now, effects)
-            self._timers.schedule(
-                "probe", "", now + self._health.scale(self.config.probe_interval_s)
-            )
+            self._timers.schedule("probe", "", now + self.config.probe_interval_s)
         elif kind == "probe_timeout":
             self._indirect_probe(now, effects)
         elif kind == "gossip":
@@ -351,9 +362,16 @@ class SwimCore:
         elif kind == "suspect":
             self._m.suspicion_expired(key, now, effects)
         elif kind == "relay":
-            relay = self._relays.pop(int(key), None)
-            if relay is not None:
+            relay = self._relays.get(int(key))
+            if relay is None or relay.nacked:
+                self._relays.pop(int(key), None)
+            else:
+                # Nack in time for the asker's period, but still relay an ack that comes
+                # later, up to probe_timeout_s (as memberlist does).
                 effects.append(Send(relay.asker, Nack(relay.asker_seq, self.me)))
+                relay.nacked = True
+                rest = self.config.probe_timeout_s - self.config.relay_nack_s()
+                self._timers.schedule("relay", key, now + max(rest, 0.0))
         elif kind == "depart":
             self._m.confirm_expired(key, now, effects)
         elif kind == "gc":
@@ -403,6 +421,11 @@ class SwimCore:
             msg = PingReq(probe.seq, self.me, target, self._piggyback())
             effects.append(Send(self._members[mid].addr, msg))
         probe.expected_nacks = len(proxies)
+        if self.config.tcp_fallback:
+            # memberlist's TCP fallback, in parallel with the indirect probes: a stream retries
+            # lost segments, so a member behind a lossy path still answers within the period.
+            # A push-pull is our stream request that the member answers (see `_receive`).
+            effects.append(self._request(target.addr))
 
     def _finish_probe(self, now: float, effects: list[Effect]) -> None:
         probe, self._probe = self._probe, None
@@ -421,6 +444,8 @@ class SwimCore:
         target = self._members.get(probe.target_id)
         if target is None or target.incarnation != probe.incarnation:
             return
+        if target.health in (Health.ALIVE, Health.SUSPECT):
+            effects.append(ProbeFailed(target.id, probe.nacks, probe.expected_nacks))
         if target.health == Health.ALIVE:
             self._m.apply_member(
                 target.with_health(Health.SUSPECT), target, now, self.me.id, effects
@@ -459,7 +484,7 @@ class SwimCore:
         seq = self._next_seq()
         self._relays[seq] = _Relay(src, msg.seq)
         effects.append(Send(msg.target.addr, Ping(seq, self.me, msg.target.id, self._piggyback())))
-        self._timers.schedule("relay", str(seq), now + self.config.probe_timeout_s)
+        self._timers.schedule("relay", str(seq), now + self.config.relay_nack_s())
         self._merge_rumors(msg.rumors, now, effects, src)
 
     # --- dissemination ------------------------------------------------------------------

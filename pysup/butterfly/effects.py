@@ -37,6 +37,9 @@ class MemberChanged:
     suspected_by: str = ""
     """For a Suspect record: the member that declared the suspicion (us after a failed probe,
     or the suspecter the gossiped rumor names); "" otherwise."""
+    confirmations: int = -1
+    """For a Confirmed record made by our own suspicion timeout: how many independent
+    confirmations (Lifeguard) that suspicion had counted; -1 otherwise (Confirmed by gossip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,18 @@ class ProbeRtt:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeFailed:
+    """Our probe of `member_id` got no ack, direct or indirect, within its period: the member
+    is now suspected by us (a new suspicion, or a confirmation of one we held). For logs and
+    metrics: the frontier benchmark counts these against memberlist's "Suspect X has failed"."""
+
+    member_id: str
+    nacks: int
+    """Proxies that answered with a nack (they could not reach the member either)."""
+    expected_nacks: int
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """Input the core refused: the shell counts it with the codec's rejects (`reason` is a
     stable label: `member_cap`, `member_rate`, `incarnation`, `local_rumor`) and logs it at a
@@ -72,4 +87,13 @@ class Rejected:
     detail: str = ""
 
 
-Effect = Send | StreamSend | MemberChanged | RumorChanged | SelfChanged | ProbeRtt | Rejected
+Effect = (
+    Send
+    | StreamSend
+    | MemberChanged
+    | RumorChanged
+    | SelfChanged
+    | ProbeRtt
+    | ProbeFailed
+    | Rejected
+)

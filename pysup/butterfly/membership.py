@@ -285,6 +285,7 @@ class Membership:
         by: str,
         effects: list[Effect],
         broadcast: bool = True,
+        confirmations: int = -1,
     ) -> None:
         """Make `m` the table's record (it superseded `stored`), with the timers its health
         needs; gossip it unless `broadcast` is False, and report it."""
@@ -305,7 +306,8 @@ class Membership:
         by = by if m.health == Health.SUSPECT else ""
         if broadcast and not beyond_bound(m):
             self._gossip(MemberRumor(m, by))
-        effects.append(MemberChanged(m, None if stored is None else stored.health, by))
+        previous = None if stored is None else stored.health
+        effects.append(MemberChanged(m, previous, by, confirmations))
 
     def _start_suspicion(self, m: Member, now: float, by: str) -> None:
         n = self.num_members()
@@ -330,7 +332,8 @@ class Membership:
             return
         if m.incarnation != suspicion.incarnation:
             return
-        self.apply_member(m.with_health(Health.CONFIRMED), m, now, self.me.id, effects)
+        confirmed = m.with_health(Health.CONFIRMED)
+        self.apply_member(confirmed, m, now, self.me.id, effects, True, suspicion.confirmations)
 
     def confirm_expired(self, member_id: str, now: float, effects: list[Effect]) -> None:
         """The "depart" timer: a member Confirmed for `departure_timeout_s` becomes Departed."""

@@ -19,6 +19,7 @@ from pysup.butterfly.effects import (
     Addr,
     Effect,
     MemberChanged,
+    ProbeFailed,
     ProbeRtt,
     Rejected,
     RumorChanged,
@@ -211,6 +212,15 @@ class Runner:
         elif isinstance(e, ProbeRtt):
             if self.metrics is not None:
                 self.metrics.probe_rtt.observe(e.seconds)
+        elif isinstance(e, ProbeFailed):
+            # Info, like memberlist's "Suspect X has failed": one line per failed probe (rare on
+            # a healthy network), what an operator reads first when members flap.
+            log.info(
+                "gossip.probe_failed",
+                member_id=e.member_id,
+                nacks=e.nacks,
+                expected_nacks=e.expected_nacks,
+            )
         elif isinstance(e, Rejected):
             self._reject(e.reason, e.source or ("local", 0), e.detail)
         elif self.listener is not None:

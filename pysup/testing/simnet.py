@@ -36,6 +36,11 @@ class NetProfile:
     """Mean of the exponential extra delay (reorders packets)."""
     stream_timeout_s: float = 1.0
     """How long a stream to an unreachable member takes to fail."""
+    stream_loss: bool = False
+    """Streams see `loss` too, as TCP does: each packet (the handshake's two, one of data each
+    way) is lost with probability `loss` and resent after a retransmission timeout that doubles
+    each time (Linux: 1 s in the handshake, 0.2 s after it). Off: a stream is as fast as a
+    datagram and never slowed (no random draws, so older seeded runs are unchanged)."""
 
 
 @dataclass
@@ -196,6 +201,17 @@ class SimNetwork:
     def _delay(self) -> float:
         return self.profile.latency_s + self.rng.expovariate(1.0 / max(self.profile.jitter_s, 1e-9))
 
+    def _resends(self, *rto_s: float) -> float:
+        """Extra seconds a stream's packets (one retransmission timeout each) spend being resent
+        (`NetProfile.stream_loss`)."""
+        extra = 0.0
+        if self.profile.stream_loss:
+            for rto in rto_s:
+                while self.rng.random() < self.profile.loss:
+                    extra += rto
+                    rto *= 2
+        return extra
+
     def _dispatch(self, kind: int, p: tuple[Any, ...]) -> None:
         if kind == _TICK:
             node, token = cast(tuple[SimNode, int], p)
@@ -247,7 +263,8 @@ class SimNetwork:
             self.stats.stream_bytes += len(out)
             node.sent.streams += 1
             node.sent.stream_bytes += len(out)
-            self._push(self.now + self._delay(), _STREAM_REPLY, (dst, src, out, generation))
+            when = self.now + self._delay() + self._resends(0.2)
+            self._push(when, _STREAM_REPLY, (dst, src, out, generation))
 
     def _handle(self, node: SimNode, effects: list[Effect]) -> None:
         for e in effects:
@@ -259,7 +276,7 @@ class SimNetwork:
                 self.stats.stream_bytes += len(data)
                 node.sent.streams += 1
                 node.sent.stream_bytes += len(data)
-                when = self.now + self._delay()
+                when = self.now + self._delay() + self._resends(1.0, 1.0, 0.2)
                 self._push(when, _STREAM, (node.addr, e.addr, data, node.generation))
             else:
                 for observe in self.observers:

@@ -176,7 +176,11 @@ def test_nacks_decide_how_much_local_health_suffers(nacks: int) -> None:
     assert h.core.local_health == CFG.indirect_checks - nacks
 
 
-def test_local_health_stretches_probe_interval_and_timeout() -> None:
+def test_local_health_stretches_an_unanswered_probe_not_the_next_answered_one() -> None:
+    """memberlist's pacing: a degraded member gives an unanswered probe (score + 1) periods to
+    collect indirect acks before it suspects, but an answered probe does not delay the next.
+    Stretching every period (as before) cut a lossy ring's probe rate, and so the rate at which
+    a killed member is found and confirmed, by the average score."""
     h = Harness(ring(5))
     ping, t0 = first_probe(h)
     target = h.by_addr[ping.addr]
@@ -184,15 +188,20 @@ def test_local_health_stretches_probe_interval_and_timeout() -> None:
     t1 = t0 + CFG.probe_interval_s
     h.advance(t1)  # failed probe, no nacks: score 3; the next probe (answered) goes out at t1
     assert h.core.local_health == 3
-    # The next period is (score + 1) times as long: no probe until then.
-    t2 = t1 + CFG.probe_interval_s * 4
-    assert sends(h.advance(t2 - 1e-6), Ping) == []
-    h.answer = set()  # this one goes unanswered
-    assert len(sends(h.advance(t2), Ping)) == 1
-    assert h.core.local_health == 2  # the answered probe at t1 lowered the score by one
-    # ... and its ack timeout is stretched the same way: ping-reqs only after 3 * 0.5 s.
+    h.answer = set()  # from here on nobody answers
+    # The answered probe at t1 does not hold the next one back: it goes out one period later.
+    t2 = t1 + CFG.probe_interval_s
+    (second,) = sends(h.advance(t2), Ping)
+    assert h.core.local_health == 2  # the answered probe lowered the score by one
+    # Its ack timeout is stretched by the score (ping-reqs after 3 * 0.5 s) ...
     assert sends(h.advance(t2 + CFG.probe_timeout_s * 3 - 1e-6), PingReq) == []
     assert len(sends(h.advance(t2 + CFG.probe_timeout_s * 3), PingReq)) == CFG.indirect_checks
+    # ... and, unanswered, it runs 3 periods before its target is suspected and the next goes.
+    quiet = h.advance(t2 + CFG.probe_interval_s * 3 - 1e-6)
+    assert sends(quiet, Ping) == [] and not changes(quiet, h.by_addr[second.addr].id)
+    effects = h.advance(t2 + CFG.probe_interval_s * 3)
+    assert changes(effects, h.by_addr[second.addr].id)[0].member.health == Health.SUSPECT
+    assert len(sends(effects, Ping)) == 1
 
 
 def test_acking_a_ping_and_ignoring_one_for_someone_else() -> None:
@@ -214,11 +223,21 @@ def test_relaying_a_ping_req_acks_or_nacks_the_asker() -> None:
     # The target answers: the asker gets an ack with its own seq.
     (ack,) = sends(h.feed(target, Ack(relay_seq, target)), Ack)
     assert ack.addr == asker.addr and ack.msg.seq == 5  # type: ignore[union-attr]
-    # A second ping-req that goes unanswered: a nack after probe_timeout.
+    # A second ping-req that goes unanswered: a nack in time to reach the asker before its
+    # probe period ends (it sent the ping-req at probe_timeout and decides at probe_interval).
     (ping,) = sends(h.feed(asker, PingReq(6, asker, target)), Ping)
-    effects = h.advance(h.now + CFG.probe_timeout_s)
-    nacks = sends(effects, Nack)
+    nack_at = h.now + CFG.relay_nack_s()
+    assert CFG.probe_timeout_s + CFG.relay_nack_s() < CFG.probe_interval_s
+    assert sends(h.advance(nack_at - 1e-6), Nack) == []
+    nacks = sends(h.advance(nack_at), Nack)
     assert [(n.addr, n.msg.seq) for n in nacks] == [(asker.addr, 6)]  # type: ignore[union-attr]
+    # An ack that comes after the nack, within probe_timeout, is still relayed ...
+    (late,) = sends(h.feed(target, Ack(ping.msg.seq, target)), Ack)  # type: ignore[union-attr]
+    assert late.addr == asker.addr and late.msg.seq == 6  # type: ignore[union-attr]
+    # ... and one after probe_timeout is not.
+    (ping,) = sends(h.feed(asker, PingReq(7, asker, target)), Ping)
+    h.advance(h.now + CFG.probe_timeout_s)
+    assert sends(h.feed(target, Ack(ping.msg.seq, target)), Ack) == []  # type: ignore[union-attr]
 
 
 # --- suspicion timeouts -------------------------------------------------------------------
@@ -564,3 +583,30 @@ def test_same_seed_same_effects() -> None:
 
     assert trace(3) == trace(3)
     assert trace(3) != trace(4)
+
+
+def test_tcp_fallback_asks_over_a_stream_and_its_answer_saves_the_suspicion() -> None:
+    """memberlist's TCP fallback: with `tcp_fallback`, a missed direct ack also sends the target
+    a push-pull over a stream, and its reply within the period counts as the ack. Without it
+    (LAN) no stream goes out and the same silence makes the target Suspect."""
+    cfg = CFG.with_(tcp_fallback=True)
+    h = Harness(ring(5), cfg)
+    ping, t0 = first_probe(h)
+    target = h.by_addr[ping.addr]
+    effects = h.advance(t0 + cfg.probe_timeout_s)
+    streams = [e for e in effects if isinstance(e, StreamSend)]
+    assert [s.addr for s in streams] == [target.addr]
+    assert isinstance(streams[0].msg, PushPull) and not streams[0].msg.reply
+    assert len(sends(effects, PingReq)) == cfg.indirect_checks  # in parallel, not instead
+    h.feed(target, PushPull(target, (target,), (), False, True))  # the stream's reply
+    effects = h.advance(t0 + cfg.probe_interval_s)
+    assert not changes(effects, target.id)
+    assert h.core.member(target.id).health == Health.ALIVE  # type: ignore[union-attr]
+    assert h.core.local_health == 0  # an answered probe
+
+    lan = Harness(ring(5))
+    ping, t0 = first_probe(lan)
+    effects = lan.advance(t0 + CFG.probe_timeout_s)
+    assert not [e for e in effects if isinstance(e, StreamSend)]
+    effects = lan.advance(t0 + CFG.probe_interval_s)
+    assert changes(effects, lan.by_addr[ping.addr].id)[0].member.health == Health.SUSPECT
