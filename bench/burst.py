@@ -21,7 +21,9 @@ exits with the code written in `var/health_rc` (0 when absent).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.breakdown import summarize_collapsed
-from bench.measure import cpu_seconds
+from bench.cprof_table import format_summary, load_overhead, load_stats, summarize, unprofiled
+from bench.measure import cpu_seconds, parse_proc_stat_children_cpu, parse_proc_stat_cpu
 from bench.procs import Member, ProcRing
 
 PLAN = "benchsvc"
@@ -101,12 +104,16 @@ def load_burst(
     health_interval_s: float = 5.0,
     wait_s: float = 120.0,
     profile_s: float = 0.0,
+    cprofile_out: Path | None = None,
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Load `plan` on every live member at once; see the module docstring for what is counted.
 
     `idle_cpu_per_process` (CPU s/s of one idle member) is subtracted from the burst's CPU.
-    `profile_s` > 0 records member 1 (not the seed) with py-spy for that long."""
+    `profile_s` > 0 records member 1 (not the seed) with py-spy for that long. `cprofile_out`:
+    member 1 runs under `bench.cprof_member` (the ring was made with ``cprofile_index=1``); its
+    cProfile covers the burst's window (requests to the end of the grace period) and its stats
+    are copied there, summarised by `bench.cprof_table` under ``cprofile`` in the result."""
     from pysup.gateway.ctl_proto import SvcLoad
 
     members = ring.live
@@ -116,6 +123,10 @@ def load_burst(
     spy_out = ring.workdir / "burst-profile.txt"
     if profile_s > 0 and len(members) > 1:
         spy = _py_spy(members[1].proc.pid, profile_s, spy_out)
+    prof_pid = members[1].proc.pid if cprofile_out is not None and len(members) > 1 else None
+    if prof_pid is not None:
+        os.kill(prof_pid, signal.SIGUSR1)
+        prof_cpu0 = _own_and_children(prof_pid)
     cpu0 = cpu_seconds(pids, children=True)
     t0 = time.time()
     mono0 = time.monotonic()
@@ -147,6 +158,9 @@ def load_burst(
     ring.read_all(members)
     cpu1 = cpu_seconds(pids, children=True)
     wall = time.monotonic() - mono0
+    if prof_pid is not None:
+        os.kill(prof_pid, signal.SIGUSR2)
+        prof_cpu1 = _own_and_children(prof_pid)
     t1 = time.time()
     used = sum(cpu1[p] - cpu0[p] for p in cpu0 if p in cpu1)
     idle = idle_cpu_per_process * wall * len(members)
@@ -185,4 +199,50 @@ def load_burst(
         if spy_out.exists():
             out["py_spy"] = summarize_collapsed(spy_out.read_text())
             out["py_spy"]["member_index"] = 1
+    if prof_pid is not None and cprofile_out is not None:
+        out["cprofile"] = _cprofile_result(ring, cprofile_out, prof_cpu0, prof_cpu1, say)
     return out
+
+
+def _own_and_children(pid: int) -> tuple[float, float]:
+    """(own CPU s, reaped children's CPU s) of one process."""
+    with open(f"/proc/{pid}/stat") as f:
+        line = f.read()
+    return parse_proc_stat_cpu(line), parse_proc_stat_children_cpu(line)
+
+
+def _cprofile_result(
+    ring: ProcRing,
+    keep: Path,
+    cpu0: tuple[float, float],
+    cpu1: tuple[float, float],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Member 1's cProfile of the window (waited for: SIGUSR2 makes it write the file), kept at
+    `keep`, with the member's own and its hooks' CPU over the same window from /proc."""
+    src = ring.cprofile_path(1)
+    done = src.with_name(src.name + ".overhead")  # written after the stats
+    deadline = time.monotonic() + 30.0
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    if not done.exists():
+        return {"error": "no stats written"}
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, keep)
+    shutil.copyfile(done, keep.with_name(keep.name + ".overhead"))
+    s = summarize(load_stats(keep), overhead_s=load_overhead(keep))
+    own, kids = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    say(f"burst: member 1 CPU {own:.3f} s own, {kids:.3f} s hooks (/proc)")
+    say("burst: cProfile of member 1\n" + format_summary(s))
+    return {
+        "stats_file": str(keep),
+        "member_index": 1,
+        "proc_cpu_own_s": own,
+        "proc_cpu_children_s": kids,
+        "profiled_s": s.total_s,
+        "families_s": s.families,
+        "families_unprofiled_s": unprofiled(s),
+        "overhead_per_call_s": s.overhead_s,
+        "counts": s.counts,
+    }

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from bench import traffic
@@ -59,12 +61,26 @@ class Options:
     """Health-check interval of the loaded service (its hook runs this often on every member)."""
     profile_burst_s: float = 0.0
     """> 0: py-spy records one member this long from the start of the burst."""
+    cprofile_burst: str | None = None
+    """A path: member 1 runs under cProfile over the burst's window; its stats are kept there."""
     serf: bool = True
     serf_events: int = 3
     seed: int | None = None
 
 
 QUICK = Options(idle_window_s=20.0, startups=2, configs=1, serf_events=2)
+BURST_COUNTS = (
+    "false_suspicions",
+    "suspected_members",
+    "suspecting_members",
+    "false_confirmed",
+    "refutations",
+    "aftermath_suspicions",
+    "aftermath_confirmed",
+    "window_s",
+    "cpu_s_per_load",
+)
+"""What the command line prints of the burst besides the headline lines."""
 BURST_ONLY: dict[str, Any] = {"idle_window_s": 10.0, "startups": 0, "e2e": False, "serf": False}
 """`--burst-only`: what goal 6 needs (the idle window gives the CPU subtracted from the burst)."""
 
@@ -108,7 +124,8 @@ def run_pysup(n: int, opts: Options, say: Callable[[str], None]) -> list[Result]
         out.append(Result.from_samples(SYSTEM, metric, n, samples, unit, **meta, **kw))
 
     tag = f"{SYSTEM} n={n}"
-    with ProcRing(n, profile=opts.profile) as ring:
+    cprof = 1 if opts.cprofile_burst else None
+    with ProcRing(n, profile=opts.profile, cprofile_index=cprof) as ring:
         say(f"{tag}: bootstrap (spawning {n} processes)")
         acc["bootstrap"].add(ring.bootstrap())
         # The bootstrap split in two: interpreter start-up (N at once) and the join itself.
@@ -184,6 +201,7 @@ def _service_phases(
         idle_cpu_per_process=idle,
         health_interval_s=opts.health_interval_s,
         profile_s=opts.profile_burst_s,
+        cprofile_out=Path(opts.cprofile_burst) if opts.cprofile_burst else None,
         say=lambda m: say(f"{tag}: {m}"),
     )
     burst_meta = {k: v for k, v in b.items() if k not in ("up_s",)}
@@ -256,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-serf", action="store_true")
     ap.add_argument("--profile-burst", type=float, default=0.0, metavar="SECONDS")
     ap.add_argument(
+        "--cprofile-burst",
+        metavar="PATH",
+        help="member 1 runs under cProfile during the burst; its stats are kept at PATH and "
+        "summarised by function family (bench.cprof_table)",
+    )
+    ap.add_argument(
         "--burst-only",
         action="store_true",
         help="bootstrap, a short idle window and the burst (goal 6) only: no start-ups, "
@@ -267,11 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         serf=not args.no_serf,
         profile_burst_s=args.profile_burst,
+        cprofile_burst=args.cprofile_burst,
     )
     if args.burst_only:
         opts = replace(opts, **BURST_ONLY)
     for r in run_per_process(args.members, opts, lambda m: print(m, file=sys.stderr)):
         print(summary_json(r))
+        if r.metric == "burst_false_suspicions":  # the burst's counts, not only the headline
+            print(json.dumps({k: r.meta[k] for k in BURST_COUNTS if k in r.meta}))
     return 0
 
 

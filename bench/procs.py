@@ -121,8 +121,11 @@ class ProcRing:
         http: bool = True,
         workdir: Path | None = None,
         extra_args: Sequence[str] = (),
+        cprofile_index: int | None = None,
     ) -> None:
         self.n = n
+        self.cprofile_index = cprofile_index
+        """This member runs under `bench.cprof_member` (SIGUSR1/SIGUSR2 start/stop cProfile)."""
         self.profile = profile
         self.http = http
         self.extra_args = list(extra_args)
@@ -168,10 +171,12 @@ class ProcRing:
         self._ports.update((gossip, http, ctl))
         state = self.workdir / f"m{i}"
         state.mkdir(mode=0o711, parents=True, exist_ok=True)
+        runner = ["-m", "pysup"]
+        if i == self.cprofile_index:
+            runner = ["-m", "bench.cprof_member", str(self.cprofile_path(i))]
         cmd = [
             sys.executable,
-            "-m",
-            "pysup",
+            *runner,
             "run",
             f"--listen-gossip={HOST}:{gossip}",
             f"--listen-http={HOST}:{http}",
@@ -195,6 +200,8 @@ class ProcRing:
             for k, v in os.environ.items()
             if not k.startswith(("HAB_", "PYSUP_")) and k != "PYTHONDONTWRITEBYTECODE"
         }
+        if i == self.cprofile_index:
+            env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         t = time.time()
         proc = spawn_logged(cmd, log_path, self._pgid, env)
         if self._pgid is None:
@@ -203,6 +210,9 @@ class ProcRing:
         m = Member(i, gossip, http, ctl, state, proc, LogTail(log_path), view, t)
         self.members.append(m)
         return m
+
+    def cprofile_path(self, i: int) -> Path:
+        return self.workdir / f"m{i}.prof"
 
     @property
     def live(self) -> list[Member]:

@@ -9,7 +9,6 @@ the service layer alike; it imports none of them.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
@@ -30,6 +29,8 @@ class ConfigError(Exception):
 
 def parse_toml(text: str, source: str = "config") -> dict[str, Any]:
     """Parse TOML text; ``ConfigError`` names `source` and tomllib's reason (line and column)."""
+    import tomllib  # on the first gossiped config, not at start (issue 18)
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

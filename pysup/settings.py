@@ -8,7 +8,6 @@ manifests written for Habitat work with only the image name changed. pysup's own
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -313,6 +312,8 @@ def load_settings(
     names = {f.name for f in fields(Settings)} - {"extra"}
     path = config_file or env.get("PYSUP_CONFIG")
     if path:
+        import tomllib  # only with a config file (issue 18: ~0.2 MiB at every start otherwise)
+
         try:
             data = tomllib.loads(Path(path).read_text())
         except OSError as e:

@@ -22,13 +22,15 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pysup.butterfly.keys import default_key_cache
-from pysup.crypto.certgen import TlsFileError, TlsKind, latest_ctl_file, resolve_ctl_path
-from pysup.crypto.certwatch import CertWatcher
 from pysup.crypto.tls import ServerTlsFiles, TlsConfigError, client_context, server_context
 from pysup.settings import Settings
+
+if TYPE_CHECKING:
+    from pysup.crypto.certgen import TlsKind
+    from pysup.crypto.certwatch import CertWatcher
 
 CTL_CA_ENV: Final = "HAB_CTL_SERVER_CA_CERTIFICATE"
 CTL_CLIENT_CERT_ENV: Final = "HAB_CTL_CLIENT_CERTIFICATE"
@@ -37,6 +39,8 @@ CTL_SNI_ENV: Final = "HAB_CTL_SERVER_NAME_INDICATION"
 
 
 def _watch(files: ServerTlsFiles) -> CertWatcher:
+    from pysup.crypto.certwatch import CertWatcher  # only with TLS configured (issue 18)
+
     return CertWatcher(lambda: server_context(files), files.paths)
 
 
@@ -55,6 +59,8 @@ def ctl_tls_dir(settings: Settings, env: Mapping[str, str]) -> Path:
 
 
 def _ctl_path(given: str, kind: TlsKind, default_dir: Path) -> Path:
+    from pysup.crypto.certgen import TlsFileError, latest_ctl_file, resolve_ctl_path
+
     try:
         if not given:  # the flag alone: the default directory, even when it does not exist
             return latest_ctl_file(default_dir, kind)
@@ -68,6 +74,8 @@ def ctl_tls(settings: Settings, env: Mapping[str, str]) -> CertWatcher | None:
     cert, key = settings.ctl_server_certificate, settings.ctl_server_key
     if cert is None or key is None:
         return None
+    from pysup.crypto.certgen import TlsKind
+
     where = ctl_tls_dir(settings, env)
     ca = settings.ctl_client_ca_certificate
     return _watch(
@@ -94,6 +102,8 @@ def ctl_client_tls(env: Mapping[str, str], host: str) -> ClientTls | None:
         return None
     cert = env.get(CTL_CLIENT_CERT_ENV, "").strip() or None
     key = env.get(CTL_CLIENT_KEY_ENV, "").strip() or None
+    from pysup.crypto.certgen import TlsKind
+
     ca_path = _ctl_path(ca, TlsKind.CERTIFICATE, Path(ca))
     context = client_context(
         ca_path, Path(cert) if cert else None, Path(key) if key else None, check_hostname=True

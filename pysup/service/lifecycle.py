@@ -98,6 +98,13 @@ class ServiceTuning:
     """Factory of the run process's restart backoff (base 1 s, cap 60 s, cooldown 300 s)."""
     failure_recheck_s: float = 30.0
     """Upper bound of the delay before re-running a health check after a non-OK result."""
+    first_check_hold_s: float = 2.0
+    """A service just up with a health-check hook is gossiped only once that first check has
+    answered (it runs at once and usually takes ~0.1 s), at most this long after coming up:
+    otherwise every load gossiped two versions of its Service rumor (health Unknown, then the
+    result), and at N=100 every member decodes each version ~6 times and rebuilds its census for
+    it (bench/README.md, goal 6). Long enough for a check that forks a shell on a busy machine;
+    short enough that a slow check does not keep the service out of the census for long."""
     orphans: OrphanPolicy = OrphanPolicy.ADOPT
     """A run process left by a supervisor that was killed (``pidfile`` proves it is that process):
     ADOPT keeps it serving through the supervisor's restart, which is why a supervisor restarts;

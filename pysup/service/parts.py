@@ -90,6 +90,8 @@ class ServiceParts:
     _retry_handle: asyncio.TimerHandle | None = None
     _published: tuple[bool, dict[str, Any], str] | None = None
     """What the last published Service rumor carried (initialized, exported, health)."""
+    _hold_until: float | None = None
+    """Loop time until which the Service rumor waits for the first health check (None: no hold)."""
 
     def __init__(
         self,
@@ -331,7 +333,7 @@ class ServiceParts:
         return changed
 
     def _publish_if_changed(self) -> None:
-        if self.state is _S.UNLOADED:
+        if self.state is _S.UNLOADED or self._holding_for_first_check():
             return
         current = (self.initialized, self.exported, self._gossiped_health())
         if current == self._published:
@@ -342,6 +344,23 @@ class ServiceParts:
             self._publish(self.rumor())
         except Exception:
             self._log.exception("service.publish_failed")
+
+    def _holding_for_first_check(self) -> bool:
+        """Up, with a health-check hook that has not answered yet: hold the Service rumor until
+        it does or `first_check_hold_s` has passed (then publish, health Unknown), so a load
+        gossips one version, not two 0.1 s apart (`ServiceTuning.first_check_hold_s`)."""
+        if (
+            self.state is not _S.UP
+            or self.checker.status is not None
+            or "health-check" not in self.templates.hooks
+        ):
+            self._hold_until = None
+            return False
+        loop = asyncio.get_running_loop()
+        if self._hold_until is None:
+            self._hold_until = loop.time() + self.tuning.first_check_hold_s
+            loop.call_at(self._hold_until, self._publish_if_changed)
+        return loop.time() < self._hold_until
 
     # --- the run process ------------------------------------------------------------------
 

@@ -146,6 +146,17 @@ def is_child_subreaper() -> bool:
     return flag.value != 0
 
 
+def has_children(proc_root: Path = Path("/proc")) -> bool:
+    """Whether this process has a child, from its main thread's `children` file (children of
+    threads that exited are reparented to it); True when that cannot be read."""
+    pid = str(os.getpid())
+    try:
+        with open(proc_root / pid / "task" / pid / "children", "rb") as f:
+            return bool(f.read().strip())
+    except OSError:
+        return True
+
+
 def zombie_children(parent_pid: int, proc_root: Path = Path("/proc")) -> list[int]:
     """Pids of zombie processes whose parent is `parent_pid`, from `/proc/<pid>/stat`."""
     found: list[int] = []
@@ -185,6 +196,8 @@ class Reaper:
         self._proc_root = proc_root
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweep: asyncio.TimerHandle | None = None
+        self._deferred: asyncio.AbstractEventLoop | None = None
+        """The loop to finish `install` on after the first spawn (see `install`)."""
         self._pending = False
         self.reaped_count = 0
 
@@ -202,6 +215,13 @@ class Reaper:
         is_init = os.getpid() == 1
         if not is_init and make_subreaper:
             set_child_subreaper()
+        elif not is_init and not has_children(self._proc_root):
+            # Whether we are a subreaper (a flag kept across exec) matters only once we have
+            # children: ask after the first spawn, not at start (asking loads ctypes: ~0.8 MiB
+            # of an idle supervisor's RSS, issue 18). `install` then reaps what is already there.
+            self._deferred = asyncio.get_running_loop()
+            self._registry.add_idle_listener(self._on_first_spawn)
+            return False
         if not (is_init or is_child_subreaper()):
             log.debug("reaper.inactive", reason="neither PID 1 nor a child subreaper")
             return False
@@ -214,8 +234,16 @@ class Reaper:
         self.reap_once()
         return True
 
+    def _on_first_spawn(self) -> None:
+        loop, self._deferred = self._deferred, None
+        self._registry.remove_idle_listener(self._on_first_spawn)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: self.install(make_subreaper=False))
+
     def close(self) -> None:
         """Stop reaping (the subreaper flag stays set: it cannot be observed to matter then)."""
+        self._deferred = None
+        self._registry.remove_idle_listener(self._on_first_spawn)
         if self._loop is None:
             return
         with contextlib.suppress(Exception):

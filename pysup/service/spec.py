@@ -10,7 +10,6 @@ Every value is validated when a spec is built; ``SpecError`` says which field an
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -207,6 +206,8 @@ class ServiceSpec:
 
     @classmethod
     def from_toml(cls, text: str, source: str = "spec") -> ServiceSpec:
+        import tomllib  # with the first saved spec, not at start (issue 18)
+
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

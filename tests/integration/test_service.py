@@ -10,6 +10,7 @@ import random
 import socket
 import stat
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,44 @@ async def test_hung_health_check_is_killed_and_unknown(
     assert svc.process.state is ProcessState.UP
     result = svc.last_hook["health-check"]
     assert result.timed_out and result.exit_code is None and result.duration_s < 5
+
+
+async def test_load_gossips_one_service_rumor_after_the_first_health_check(
+    tmp_path: Path, managed: list[ServiceManager]
+) -> None:
+    """A plan with a health check is gossiped once when loaded, with the first check's result:
+    not first with health Unknown and again ~0.1 s later (at N=100 every member decodes each
+    version ~6 times and rebuilds its census for it; bench/README.md, goal 6)."""
+    plan = write_plan(
+        tmp_path,
+        "checked",
+        {"run": "#!/bin/sh\nexec sleep 100\n", "health-check": "#!/bin/sh\nexit 0\n"},
+    )
+    manager, ring = make_manager(tmp_path)
+    managed.append(manager)
+    svc = await manager.load(ServiceSpec(plan, health_check_interval_s=60))
+    await until(lambda: any(r.health_check == "Ok" for r in ring.published), what="Ok gossiped")
+    assert svc.state is ServiceState.UP
+    assert [(r.initialized, r.health_check) for r in ring.published] == [(True, "Ok")]
+
+
+async def test_a_slow_first_health_check_holds_the_rumor_only_so_long(
+    tmp_path: Path, managed: list[ServiceManager]
+) -> None:
+    """A first check slower than `first_check_hold_s` does not keep the service out of the
+    ring: it is gossiped Unknown once the hold is over, then with the result."""
+    plan = write_plan(
+        tmp_path,
+        "slowcheck",
+        {"run": "#!/bin/sh\nexec sleep 100\n", "health-check": "#!/bin/sh\nsleep 1.5\nexit 0\n"},
+    )
+    manager, ring = make_manager(tmp_path, tuning=replace(FAST, first_check_hold_s=0.3))
+    managed.append(manager)
+    await manager.load(ServiceSpec(plan, health_check_interval_s=60))
+    await until(lambda: ring.published, what="gossiped before the check answered")
+    assert [(r.initialized, r.health_check) for r in ring.published] == [(True, "Unknown")]
+    await until(lambda: len(ring.published) == 2, what="the check's result gossiped")
+    assert ring.published[-1].health_check == "Ok"
 
 
 RECONF_PLAN = {

@@ -31,8 +31,18 @@ NOT_AT_START = (
     "pysup.crypto.message",
     "pysup.crypto.keycache",
     "nacl.public",
+    # The other commands' parsers: the control client and the key commands (`pysup run` builds
+    # its own parser only).
+    "pysup.ctl_cli",
+    "pysup.ctl_client",
+    "pysup.http_client",
+    "pysup.key_cli",
+    # TLS files: only with --certs/--key or the control gateway's TLS flags.
+    "pysup.crypto.certgen",
+    "pysup.crypto.certwatch",
     # Libraries only some paths need.
     "tomli_w",  # writing a saved spec (`svc load`)
+    "tomllib",  # reading a config file, a saved spec or a gossiped config
     "ctypes",  # becoming a subreaper
     "difflib",  # hook-name suggestions in plan errors
     "decimal",  # the template engine's TOML output
@@ -67,3 +77,27 @@ def test_the_probe_sees_a_deferred_module_when_it_is_imported() -> None:
     """The probe itself works: importing the plan loader shows up (else the tests above could
     not fail)."""
     assert "pysup.service.plan" in _imported_by("import pysup.service.plan")
+
+
+def test_the_command_line_of_a_plain_start_does_not_import_other_commands(tmp_path: object) -> None:
+    """`pysup.cli.main(["run", ...])` as `python -m pysup run` calls it, through settings, logging
+    and the Supervisor, with its `run` stubbed to return at once (no sockets)."""
+    code = (
+        "import asyncio, pysup.daemon, pysup.cli\n"
+        "async def _no_run(self): return 0\n"
+        "pysup.daemon.Supervisor.run = _no_run\n"
+        f"assert pysup.cli.main(['run', '--state-dir={tmp_path}/s']) == 0"
+    )
+    assert _imported_by(code) == []
+
+
+def test_the_reaper_of_a_childless_supervisor_does_not_load_ctypes() -> None:
+    """What `Supervisor.run` installs first: asking whether we are a subreaper needs ctypes
+    (~0.8 MiB), and waits for the first child (tests/unit/test_reaper_deferred.py)."""
+    code = (
+        "import asyncio\n"
+        "from pysup.service.reaper import Reaper\n"
+        "async def main(): Reaper().install(make_subreaper=False)\n"
+        "asyncio.run(main())"
+    )
+    assert _imported_by(code) == []
