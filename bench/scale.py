@@ -76,6 +76,7 @@ def census_summary(census: Sequence[dict[str, Any]], n: int) -> dict[str, Any]:
         "complete_views": sum(1 for a in alive if a >= n - 1),
         "suspect_seen_p50": percentile(suspect, 50),
         "suspect_seen_max": max(suspect),
+        "local_health_p50": percentile([float(c.get("health", 0)) for c in census], 50),
         "local_health_max": max(int(c.get("health", 0)) for c in census),
         "queue_p50": percentile([float(c.get("queue", 0)) for c in census], 50),
         "queue_max": max(int(c.get("queue", 0)) for c in census),
@@ -93,6 +94,9 @@ class Options:
     rumors: int = 3
     failure_timeout_s: float = 90.0
     stop_on_timeout: bool = False
+    census_always: bool = False
+    """Take the census (what members see, local health, queues) after every phase, not only
+    after one that timed out: why a converged phase was slow (e.g. local health still high)."""
     seed: int | None = 1
 
 
@@ -115,7 +119,10 @@ def run_scale(opts: Options, say: Callable[[str], None]) -> list[Result]:
             phases[phase] = (got[0], got[1], timeout)
             v = verdict(phase, got[0], got[1], timeout)
             say(f"{tag}: {v['text']}")
-            if got[1]:
+            if got[0]:
+                p50, p99 = percentile(got[0], 50.0), percentile(got[0], 99.0)
+                say(f"{tag}: {phase}: of those seen p50 {p50:.2f} s, p99 {p99:.2f} s")
+            if got[1] or opts.census_always:
                 censuses[phase] = census_summary(ring.census(), n)
                 say(f"{tag}: census after {phase}: {censuses[phase]}")
             return not got[1]
@@ -169,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap-timeout", type=float)
     ap.add_argument("--stop-on-timeout", action="store_true")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--census", action="store_true", help="census after every phase")
     args = ap.parse_args(argv)
     opts = replace(
         QUICK if args.quick else Options(),
         members=args.members,
         workers=args.workers,
         stop_on_timeout=args.stop_on_timeout,
+        census_always=args.census,
     )
     if args.bootstrap_timeout:
         opts = replace(opts, bootstrap_timeout_s=args.bootstrap_timeout)

@@ -66,6 +66,20 @@ STREAM_BUDGET = 4 * 1024 * 1024
 CATCHUP_EXCHANGES = 3
 """Push-pulls with random members after a join, at CATCHUP_FIRST_S, then doubling."""
 CATCHUP_FIRST_S = 1.0
+"""Seconds from joining to the first catch-up exchange. While the catch-up exchanges are
+pending (our first ~7 s in the ring) a member that a push-pull introduces Alive is taken quietly,
+not gossiped on (`_merge_state`): the ring knows it already (it introduced itself to its seed,
+which gossips it), and a joiner that re-gossiped the whole ring its seed sent put N records x
+`retransmits(N)` sends through every member at once in an all-at-once join (N=1000: ~16 million
+records decoded). Changes (Suspect, a refutation, a departure) and members heard of by gossip
+are gossiped on as always."""
+LATE_TICK_FRACTION = 0.5
+"""A failed probe says nothing about its target when one of our own timers fired later than this
+fraction of the (local-health scaled) probe timeout while the probe was out: our host was too busy
+to read the ack in time (an event loop that lags behind a burst of work), so the ack may be
+waiting in our socket. Such a probe raises our local health (Lifeguard: we are the slow one)
+instead of suspecting the target. Half the timeout (0.25 s on LAN at health 0) is well above a
+quiet loop's timer jitter (under a millisecond) and below the delay that loses a real ack."""
 _SEQ_MOD = 1 << 32
 
 
@@ -78,6 +92,8 @@ class _Probe:
     acked: bool = False
     expected_nacks: int = 0
     nacks: int = 0
+    late: float = 0.0
+    """The most any of our timers was overdue when it fired while this probe was out (s)."""
 
 
 @dataclass(slots=True)
@@ -287,6 +303,11 @@ class SwimCore:
 
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
+        if self._probe is not None:
+            # How late the shell calls us is how far our host lags (`LATE_TICK_FRACTION`).
+            late = now - self._timers.next_deadline()
+            if late > self._probe.late:
+                self._probe.late = late
         for kind, key in self._timers.due(now):
             self._fire(kind, key, now, effects)
         self._wake_gossip(now)
@@ -414,6 +435,9 @@ class SwimCore:
         if probe.acked:
             self._health.apply(-1)
             return
+        if self._lagged(probe):
+            self._health.apply(1)
+            return
         # Lifeguard: missed nacks mean our own links are bad, so slow ourselves down.
         missed = probe.expected_nacks - probe.nacks if probe.expected_nacks else 1
         self._health.apply(max(missed, 0))
@@ -430,6 +454,12 @@ class SwimCore:
             # Our own failed probe of a member already suspected by others is an independent
             # confirmation: count it and gossip it so the others' timeouts shrink too.
             self._m.merge_member(target, now, self.me.id, effects)
+
+    def _lagged(self, probe: _Probe) -> bool:
+        """Our own timers ran late while the probe was out: its failure is ours, not the
+        target's (an unread ack, not a missing one), so it neither suspects nor confirms."""
+        limit = LATE_TICK_FRACTION * self._health.scale(self.config.probe_timeout_s)
+        return probe.late > limit
 
     def _on_ping(self, src: Addr, msg: Ping, now: float, effects: list[Effect]) -> None:
         if msg.target_id != self.me.id:
@@ -521,7 +551,8 @@ class SwimCore:
                 # One member's stale verdict only raises suspicion here (memberlist does the same).
                 m = m.with_health(Health.SUSPECT)
             known = m.id in members
-            self._m.merge_member(m, now, msg.sender.id, effects, via)
+            quiet = self._catchups > 0 and not known and m.health == Health.ALIVE
+            self._m.merge_member(m, now, msg.sender.id, effects, via, broadcast=not quiet)
             if via is None and not known and m.id in members:
                 # A push-pull over TCP vouches for the members it introduces enough for gossip
                 # (not probing): a joiner then gossips across the ring it was given, not only to

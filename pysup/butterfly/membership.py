@@ -166,10 +166,16 @@ class Membership:
         return True
 
     def merge_member(
-        self, m: Member, now: float, by: str, effects: list[Effect], via: Addr | None = None
+        self,
+        m: Member,
+        now: float,
+        by: str,
+        effects: list[Effect],
+        via: Addr | None = None,
+        broadcast: bool = True,
     ) -> None:
         """A member record `by` a member, from `via` (a datagram source; None: a stream, or
-        made here)."""
+        made here); gossiped on if it changed something, unless `broadcast` is False."""
         if m.incarnation >= MAX_INCARNATION and beyond_bound(m):
             effects.append(Rejected("incarnation", via, f"member {m.id} at {m.incarnation}"))
             return  # the codec refuses these; a core fed directly must too
@@ -199,7 +205,7 @@ class Membership:
         if stored is None and not self._admit(m.id, via, now, effects):
             return
         if supersedes(stored, m):
-            self.apply_member(m, stored, now, by, effects)
+            self.apply_member(m, stored, now, by, effects, broadcast)
 
     def _about_me(self, m: Member, effects: list[Effect]) -> None:
         if self.departed:

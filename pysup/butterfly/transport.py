@@ -3,11 +3,13 @@
 Two datagram back ends, chosen by `udp_backend`:
 - `asyncio-dgram` (the default, the library the project chose): a receive task awaits
   `recv()` and a send task drains a bounded queue into `send()`.
-- `asyncio`: asyncio's own datagram endpoint: a received datagram goes to the handler straight
-  from the protocol callback and a send is one non-blocking `sendto`. asyncio-dgram puts every
-  datagram through an asyncio.Queue and a task switch each way, which measured about a third of
-  an idle member's CPU (bench/README.md); this matters when one process hosts hundreds of
-  members (the benchmarks use it), hardly for one supervisor (well under 0.1% of a core).
+- `asyncio`: a non-blocking socket watched by the event loop (`add_reader`): each readiness
+  callback reads every queued datagram (up to RECV_BATCH) straight into the handler, and a send
+  is one non-blocking `sendto`. asyncio-dgram puts every datagram through an asyncio.Queue and a
+  task switch each way, which measured about a third of an idle member's CPU (bench/README.md);
+  asyncio's own datagram endpoint reads one datagram per loop iteration, so on a busy loop an
+  ack waits behind one full iteration per datagram queued before it. This matters when one
+  process hosts hundreds of members (the benchmarks use it), hardly for one supervisor.
 
 Streams carry one request frame and at most one reply frame, each a 4-byte big-endian length and
 the payload. A frame is refused as early as possible: by its announced length (over MAX_FRAME),
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -40,10 +43,15 @@ from pysup.listener import ConnectionLimits, Listener
 log = structlog.get_logger(__name__)
 
 _LEN = struct.Struct(">I")
-SEND_BUFFER_LIMIT = 4 * 1024 * 1024
-"""Bytes of datagrams waiting in user space for the socket (the kernel buffer was full) beyond
-which further sends are dropped (and counted): a stalled socket must not grow memory without
-bound. Received datagrams are bounded by the kernel's socket buffer, which drops when full."""
+RECV_BATCH = 64
+"""`asyncio` back end: datagrams read in one readiness callback at most, so one flooded socket
+cannot keep the loop from its other sockets and timers for long (64 datagrams are ~5-10 ms of
+decoding and merging). Sends are not buffered in user space: a full kernel send buffer drops the
+datagram (counted as `udp_dropped_overload`), as a full receive buffer does; UDP may lose it
+anyway, and a stalled socket then cannot grow memory."""
+RECV_SIZE = 65_536
+"""Bytes asked of the kernel per datagram: any UDP datagram fits; the codec refuses what is over
+MAX_DATAGRAM."""
 STREAM_TIMEOUT_S = 5.0
 """Connect, write and read deadline for one stream exchange."""
 MAX_STREAM_CONNECTIONS = 256
@@ -149,7 +157,7 @@ class Transport:
         self._on_datagram = on_datagram
         self._on_stream = on_stream
         self._on_reject = on_reject
-        self._udp: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
         self._tcp: Listener | None = None
         self._streams = 0
         self._closing = False
@@ -169,18 +177,16 @@ class Transport:
             self._dgram = await asyncio_dgram.bind((self.host, self.port))
             self.port = int(self._dgram.sockname[1])
         else:
-            self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _DatagramProtocol(self), local_addr=(self.host, self.port)
-            )
-            self.port = int(self._udp.get_extra_info("sockname")[1])
+            self._sock = await _bind_udp(self.host, self.port)
+            self.port = int(self._sock.getsockname()[1])
+            loop.add_reader(self._sock.fileno(), self._read_ready, self._sock)
         self._tcp = Listener(
             "gossip.stream", self._stream_protocol, STREAM_LIMITS, self.faults, self._refused
         )
         try:
             await self._tcp.start(self.host, self.port)
         except OSError:
-            if self._udp is not None:
-                self._udp.close()
+            self._close_sock()
             if self._dgram is not None:
                 self._dgram.close()
             raise
@@ -241,10 +247,16 @@ class Transport:
                 await task
         if self._dgram is not None:
             self._dgram.close()
-        if self._udp is not None:
-            self._udp.close()
+        self._close_sock()
         if self._tcp is not None:
             await self._tcp.wait_closed()
+
+    def _close_sock(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
 
     # --- datagrams ----------------------------------------------------------------------
 
@@ -258,20 +270,35 @@ class Transport:
             except asyncio.QueueFull:
                 self.stats.udp_dropped_overload += 1
             return
-        udp = self._udp
-        if udp is None or udp.is_closing():
+        sock = self._sock
+        if sock is None:
             self.stats.udp_send_errors += 1
             return
         if len(data) > MAX_DATAGRAM:
             self.stats.udp_oversized += 1
             return
-        if udp.get_write_buffer_size() > SEND_BUFFER_LIMIT:  # type: ignore[attr-defined]
-            self.stats.udp_dropped_overload += 1
-            return
         try:
-            udp.sendto(data, addr)
+            sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.stats.udp_dropped_overload += 1  # kernel send buffer full (RECV_BATCH)
         except OSError:
             self.stats.udp_send_errors += 1
+
+    def _read_ready(self, sock: socket.socket) -> None:
+        """Every datagram queued on the socket, up to RECV_BATCH, in one callback."""
+        for _ in range(RECV_BATCH):
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # An ICMP error (a peer's port closed) surfaces here: nothing for SWIM. A closed
+                # socket also lands here once; its reader is already removed.
+                self.stats.udp_send_errors += 1
+                if sock.fileno() < 0:
+                    return
+                continue
+            self._received(data, addr)
 
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
         # One datagram that makes its handler raise (a full disk while saving a refutation, no
@@ -370,18 +397,19 @@ class Transport:
                     await writer.wait_closed()
 
 
-class _DatagramProtocol(asyncio.DatagramProtocol):
-    """Hands each datagram to the transport's handler at once; ICMP errors (a peer's port
-    closed) are reported by asyncio as `error_received` and say nothing useful to SWIM."""
-
-    def __init__(self, owner: Transport) -> None:
-        self._owner = owner
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self._owner._received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self._owner.stats.udp_send_errors += 1
+async def _bind_udp(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to (host, port); port 0 picks a free one."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM)
+    family, kind, proto, _name, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def read_length(reader: asyncio.StreamReader) -> int:
