@@ -118,7 +118,9 @@ def _serf_cmd(lab: Any, i: int) -> list[str]:
         "-profile=lan", "-log-level=info",
     ]  # fmt: skip
     if i > 0:
-        cmd.append(f"-join={lab.addrs[0]}:{SERF_PORT}")
+        # -retry-join, not -join: an agent whose one join attempt fails exits, and its ring never
+        # converged (the suite's 5% level once, 2026-12-05); retried every second it joins.
+        cmd += [f"-retry-join={lab.addrs[0]}:{SERF_PORT}", "-retry-interval=1s"]
     return cmd
 
 
