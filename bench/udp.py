@@ -42,7 +42,14 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from bench.measure import Result, SampleAccumulator, cpu_seconds, rss_mib, summary_json
+from bench.measure import (
+    Result,
+    SampleAccumulator,
+    cpu_seconds,
+    percentile,
+    rss_mib,
+    summary_json,
+)
 from pysup.butterfly.config import PRESETS
 from pysup.butterfly.core import SwimCore
 from pysup.butterfly.effects import MemberChanged, RumorChanged, SelfChanged
@@ -421,6 +428,8 @@ class UdpRing:
         self.hits: dict[int, list[tuple[Any, ...]]] = {}
         self._ctx = mp.get_context("spawn")
         self.victim: int | None = None
+        self.last_kill: dict[str, float | None] = {}
+        """`kill_victim`'s suspicion figures: first Suspect seen anywhere, p50 over survivors."""
 
     # plumbing ----------------------------------------------------------------------------
 
@@ -592,13 +601,23 @@ class UdpRing:
         p = self.where[idx]
         observers = set(self.live) - {idx}
         wid = self.watch("member", self.ids[idx], int(Health.CONFIRMED), observers=observers)
+        suspect = self.watch("member", self.ids[idx], int(Health.SUSPECT), observers=observers)
         os.kill(p.proc.pid, signal.SIGKILL)
         t0 = time.monotonic()
         p.proc.join(5)
         self.procs.remove(p)
         p.conn.close()
         self.dead.add(idx)
-        return self.wait_hits(wid, observers, t0, wait_s)
+        got = self.wait_hits(wid, observers, t0, wait_s)
+        # When each survivor first saw it Suspect (or worse): the earliest is the first failed
+        # probe's suspicion, and Confirmed minus that is how long the suspicion ran, which says
+        # how many independent confirmations it got (Lifeguard shortens it with each).
+        seen_suspect, _ = self.wait_hits(suspect, observers, t0, 0.0)
+        self.last_kill = {
+            "first_suspect_s": min(seen_suspect) if seen_suspect else None,
+            "suspect_seen_p50_s": percentile(seen_suspect, 50.0) if seen_suspect else None,
+        }
+        return got
 
     def census(self) -> list[dict[str, Any]]:
         return [c for got in self._call_all("census") for c in got]
